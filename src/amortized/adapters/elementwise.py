@@ -1,0 +1,213 @@
+"""Elementwise invertible transforms with their log-det-Jacobians.
+
+Direction: ``forward`` maps the user's (constrained) space to the network's (unconstrained)
+space; ``inverse`` maps network samples back. ``ldj`` is ``log |dy/dx|`` of the forward map,
+elementwise, so a density in the original space is
+``log p_x(x) = log p_y(y) + sum(ldj)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._base import Data, Transform, as_keys, missing, to_jsonable, xp_of
+
+
+class ElementwiseTransform(Transform):
+    """Applies ``_fwd`` / ``_inv`` / ``_ldj`` to each of ``keys``."""
+
+    def __init__(self, keys: str | Sequence[str]):
+        self.keys = as_keys(keys, self.name)
+
+    def _check(self, key: str, x: Any) -> None:
+        """Raise if ``x`` lies outside the transform's domain."""
+
+    def forward(self, data, ldj, strict):
+        if missing(self.name, data, self.keys, strict):
+            return data, ldj
+        data = dict(data)
+        ldj = None if ldj is None else dict(ldj)
+        for k in self.keys:
+            x = data[k]
+            self._check(k, x)
+            data[k] = self._fwd(x)
+            if ldj is not None:
+                j = self._ldj(x)
+                prev = ldj.get(k)
+                ldj[k] = j if prev is None else prev + j
+        return data, ldj
+
+    def inverse(self, data, strict):
+        if missing(self.name, data, self.keys, strict):
+            return data
+        data = dict(data)
+        for k in self.keys:
+            data[k] = self._inv(data[k])
+        return data
+
+    def params(self):
+        return {"keys": self.keys}
+
+
+def _bound_array(b, where):
+    if b is None:
+        return None
+    b = np.asarray(b, dtype=np.float64)
+    if not np.all(np.isfinite(b)):
+        raise ValueError(f"{where}: bounds must be finite (use None for no bound), got {b}")
+    return b
+
+
+class Constrain(ElementwiseTransform):
+    """Map a bounded variable to the real line.
+
+    - both bounds:  y = logit((x - l) / (u - l)),  ldj = -log(p (1 - p) (u - l))
+    - lower only:   y = log(x - l),                ldj = -log(x - l)
+    - upper only:   y = log(u - x),                ldj = -log(u - x)
+
+    Bounds are scalars or arrays broadcasting against the variable's trailing axes.
+    """
+
+    name = "constrain"
+
+    def __init__(self, keys, lower=None, upper=None):
+        super().__init__(keys)
+        self.lower = _bound_array(lower, "constrain(lower)")
+        self.upper = _bound_array(upper, "constrain(upper)")
+        if self.lower is None and self.upper is None:
+            raise ValueError("constrain: give lower, upper or both")
+        if self.lower is not None and self.upper is not None and np.any(self.upper <= self.lower):
+            raise ValueError(
+                f"constrain: upper must exceed lower, got lower={self.lower}, upper={self.upper}"
+            )
+
+    def _check(self, key, x):
+        if xp_of(x) is not np:
+            return  # traced values cannot be checked eagerly
+        x = np.asarray(x)
+        below = self.lower is not None and np.any(x <= self.lower)
+        above = self.upper is not None and np.any(x >= self.upper)
+        if below or above:
+            lo = -np.inf if self.lower is None else self.lower
+            hi = np.inf if self.upper is None else self.upper
+            bad = np.sum((x <= lo) | (x >= hi))
+            raise ValueError(
+                f"Adapter.constrain: {int(bad)} value(s) of {key!r} lie outside the open "
+                f"interval ({lo}, {hi}); min {x.min()}, max {x.max()}"
+            )
+
+    def _fwd(self, x):
+        xp = xp_of(x)
+        lo, hi = self.lower, self.upper
+        if lo is not None and hi is not None:
+            p = (x - lo) / (hi - lo)
+            return xp.log(p) - xp.log1p(-p)
+        if lo is not None:
+            return xp.log(x - lo)
+        return xp.log(hi - x)
+
+    def _inv(self, y):
+        xp = xp_of(y)
+        lo, hi = self.lower, self.upper
+        if lo is not None and hi is not None:
+            p = 0.5 * (1.0 + xp.tanh(0.5 * y))  # the logistic function, without overflow
+            return (lo + (hi - lo) * p).astype(y.dtype)
+        if lo is not None:
+            return (lo + xp.exp(y)).astype(y.dtype)
+        return (hi - xp.exp(y)).astype(y.dtype)
+
+    def _ldj(self, x):
+        xp = xp_of(x)
+        lo, hi = self.lower, self.upper
+        if lo is not None and hi is not None:
+            p = (x - lo) / (hi - lo)
+            return -(xp.log(p) + xp.log1p(-p) + np.log(hi - lo))
+        if lo is not None:
+            return -xp.log(x - lo)
+        return -xp.log(hi - x)
+
+    def params(self):
+        return {"keys": self.keys, "lower": to_jsonable(self.lower), "upper": to_jsonable(self.upper)}
+
+
+class Log(ElementwiseTransform):
+    """y = log(x) (or log(1 + x) with ``p1=True``); ldj = -log(x) (or -log(1 + x))."""
+
+    name = "log"
+
+    def __init__(self, keys, p1: bool = False):
+        super().__init__(keys)
+        self.p1 = bool(p1)
+
+    def _check(self, key, x):
+        if xp_of(x) is np and np.any(np.asarray(x) <= (-1.0 if self.p1 else 0.0)):
+            raise ValueError(
+                f"Adapter.log: {key!r} must be {'> -1' if self.p1 else 'positive'}; "
+                f"min is {np.min(x)}"
+            )
+
+    def _fwd(self, x):
+        xp = xp_of(x)
+        return xp.log1p(x) if self.p1 else xp.log(x)
+
+    def _inv(self, y):
+        xp = xp_of(y)
+        return xp.expm1(y) if self.p1 else xp.exp(y)
+
+    def _ldj(self, x):
+        return -self._fwd(x)
+
+    def params(self):
+        return {"keys": self.keys, "p1": self.p1}
+
+
+class Sqrt(ElementwiseTransform):
+    """y = sqrt(x); ldj = -log(2 sqrt(x))."""
+
+    name = "sqrt"
+
+    def _check(self, key, x):
+        if xp_of(x) is np and np.any(np.asarray(x) < 0):
+            raise ValueError(f"Adapter.sqrt: {key!r} must be non-negative; min is {np.min(x)}")
+
+    def _fwd(self, x):
+        return xp_of(x).sqrt(x)
+
+    def _inv(self, y):
+        return y * y
+
+    def _ldj(self, x):
+        xp = xp_of(x)
+        return -xp.log(2.0 * xp.sqrt(x))
+
+
+class Standardize(ElementwiseTransform):
+    """y = (x - mean) / std with fixed, user-given statistics; ldj = -log(std).
+
+    Statistics learned from training data belong to the approximator, which computes and
+    saves them; this transform is for statistics the user knows.
+    """
+
+    name = "standardize"
+
+    def __init__(self, keys, mean, std):
+        super().__init__(keys)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        if np.any(self.std <= 0):
+            raise ValueError(f"Adapter.standardize: std must be positive, got {self.std}")
+
+    def _fwd(self, x):
+        return ((x - self.mean) / self.std).astype(x.dtype)
+
+    def _inv(self, y):
+        return (y * self.std + self.mean).astype(y.dtype)
+
+    def _ldj(self, x):
+        return xp_of(x).zeros_like(x) - np.log(self.std)
+
+    def params(self):
+        return {"keys": self.keys, "mean": to_jsonable(self.mean), "std": to_jsonable(self.std)}

@@ -1,0 +1,159 @@
+"""Built-in benchmark models: our NumPy versions of the sbibm tasks.
+
+Each task is a batched simulator returning ``{"theta": (n, dim_theta), "x": (n, dim_x)}``,
+written from the task definitions of Lueckmann et al. (2021), "Benchmarking simulation-based
+inference". The reference posteriors live in ``shared/benchmarks/sbibm``.
+
+>>> sim = two_moons()
+>>> sim.sample(5, seed=0)["x"].shape
+(5, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .simulator import Simulator, make_simulator
+
+
+def _batched(prior: Callable, likelihood: Callable) -> Simulator:
+    return make_simulator([prior, likelihood], is_batched=True)
+
+
+def two_moons() -> Simulator:
+    """theta ~ U(-1, 1)^2; x = p(a, r) + (-|z0|, z1), z = R(-pi/4) theta (sbibm two_moons)."""
+
+    def prior(batch_size, rng):
+        return {"theta": rng.uniform(-1.0, 1.0, size=(batch_size, 2))}
+
+    def likelihood(theta, rng):
+        n = theta.shape[0]
+        a = rng.uniform(-np.pi / 2, np.pi / 2, size=n)
+        r = rng.normal(0.1, 0.01, size=n)
+        p = np.stack([np.cos(a) * r + 0.25, np.sin(a) * r], axis=-1)
+        c = s = np.sqrt(0.5)  # cos(-pi/4) and -sin(-pi/4)
+        z0 = c * theta[:, 0] + s * theta[:, 1]
+        z1 = -s * theta[:, 0] + c * theta[:, 1]
+        return {"x": p + np.stack([-np.abs(z0), z1], axis=-1)}
+
+    return _batched(prior, likelihood)
+
+
+def gaussian_linear(dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1) -> Simulator:
+    """theta ~ N(0, 0.1 I); x ~ N(theta, 0.1 I) (sbibm gaussian_linear, variances 0.1)."""
+
+    def prior(batch_size, rng):
+        return {"theta": rng.normal(0.0, np.sqrt(prior_var), size=(batch_size, dim))}
+
+    def likelihood(theta, rng):
+        return {"x": theta + rng.normal(0.0, np.sqrt(noise_var), size=theta.shape)}
+
+    return _batched(prior, likelihood)
+
+
+def gaussian_linear_uniform(dim: int = 10, noise_var: float = 0.1) -> Simulator:
+    """theta ~ U(-1, 1)^10; x ~ N(theta, 0.1 I) (sbibm gaussian_linear_uniform)."""
+
+    def prior(batch_size, rng):
+        return {"theta": rng.uniform(-1.0, 1.0, size=(batch_size, dim))}
+
+    def likelihood(theta, rng):
+        return {"x": theta + rng.normal(0.0, np.sqrt(noise_var), size=theta.shape)}
+
+    return _batched(prior, likelihood)
+
+
+def slcp() -> Simulator:
+    """theta ~ U(-3, 3)^5; 4 draws of N(m, S), m = theta[:2], s_i = theta[2+i]^2,
+    rho = tanh(theta[4]); x is the 4 draws flattened to 8 numbers (sbibm slcp)."""
+
+    def prior(batch_size, rng):
+        return {"theta": rng.uniform(-3.0, 3.0, size=(batch_size, 5))}
+
+    def likelihood(theta, rng):
+        n = theta.shape[0]
+        s1, s2 = theta[:, 2] ** 2, theta[:, 3] ** 2
+        rho = np.tanh(theta[:, 4])
+        cov = np.empty((n, 2, 2))
+        cov[:, 0, 0] = s1**2 + 1e-6
+        cov[:, 1, 1] = s2**2 + 1e-6
+        cov[:, 0, 1] = cov[:, 1, 0] = rho * s1 * s2
+        chol = np.linalg.cholesky(cov)
+        eps = rng.normal(size=(n, 4, 2))
+        draws = theta[:, None, :2] + np.einsum("nij,nkj->nki", chol, eps)
+        return {"x": draws.reshape(n, 8)}
+
+    return _batched(prior, likelihood)
+
+
+def gaussian_mixture() -> Simulator:
+    """theta ~ U(-10, 10)^2; x ~ 0.5 N(theta, I) + 0.5 N(theta, 0.01 I) (sbibm)."""
+
+    def prior(batch_size, rng):
+        return {"theta": rng.uniform(-10.0, 10.0, size=(batch_size, 2))}
+
+    def likelihood(theta, rng):
+        scale = np.where(rng.uniform(size=(theta.shape[0], 1)) < 0.5, 1.0, 0.1)
+        return {"x": theta + scale * rng.normal(size=theta.shape)}
+
+    return _batched(prior, likelihood)
+
+
+def bernoulli_glm_design() -> np.ndarray:
+    """The fixed (100, 10) design: an intercept column and 9 lags of a white-noise stimulus
+    drawn with ``RandomState(42)``, as in sbibm."""
+    stimulus = np.random.RandomState(42).randn(100).astype(np.float32).astype(np.float64)
+    design = np.zeros((100, 10))
+    design[:, 0] = 1.0
+    for j in range(9):
+        design[j:, j + 1] = stimulus[: 100 - j]
+    return design
+
+
+def bernoulli_glm_prior_precision() -> np.ndarray:
+    """Prior precision: 0.5 on the offset, F^T F on the filter (smoothness via second
+    differences), F = D D + diag(sqrt(i / 9)), as in sbibm."""
+    m = 9
+    d = np.eye(m) - np.eye(m, k=-1)
+    f = d @ d + np.diag(np.sqrt(np.arange(m) / m))
+    prec = np.zeros((10, 10))
+    prec[0, 0] = 0.5
+    prec[1:, 1:] = f.T @ f
+    return prec
+
+
+def bernoulli_glm(raw: bool = False) -> Simulator:
+    """theta ~ N(0, B^-1) (10 parameters); y_t ~ Bernoulli(sigmoid(V theta)) for 100 steps;
+    x = V^T y (spike count and 9 stimulus correlations), or y itself when ``raw``."""
+    design = bernoulli_glm_design()
+    cov_chol = np.linalg.cholesky(np.linalg.inv(bernoulli_glm_prior_precision()))
+
+    def prior(batch_size, rng):
+        return {"theta": rng.normal(size=(batch_size, 10)) @ cov_chol.T}
+
+    def likelihood(theta, rng):
+        p = 1.0 / (1.0 + np.exp(-(theta @ design.T)))
+        y = (rng.uniform(size=p.shape) < p).astype(np.float64)
+        return {"x": y if raw else y @ design}
+
+    return _batched(prior, likelihood)
+
+
+TASKS: dict[str, Callable[[], Simulator]] = {
+    "two_moons": two_moons,
+    "gaussian_linear": gaussian_linear,
+    "gaussian_linear_uniform": gaussian_linear_uniform,
+    "slcp": slcp,
+    "gaussian_mixture": gaussian_mixture,
+    "bernoulli_glm": bernoulli_glm,
+    "bernoulli_glm_raw": lambda: bernoulli_glm(raw=True),
+}
+
+
+def get_task(name: str) -> Simulator:
+    """The built-in simulator ``name``; one of :data:`TASKS`."""
+    if name not in TASKS:
+        raise KeyError(f"unknown benchmark task {name!r}; available: {sorted(TASKS)}")
+    return TASKS[name]()
