@@ -19,18 +19,14 @@ def check_keywords(where: str, given: Iterable[str], accepted: Iterable[str]) ->
     accepted = sorted(accepted)
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"{where}: unknown keyword argument(s) {unknown}; accepted: {accepted}"
-        )
+        raise TypeError(f"{where}: unknown keyword argument(s) {unknown}; accepted: {accepted}")
 
 
 def strict_kwargs(where: str, kwargs: Mapping[str, Any] | None, fn: Callable) -> dict:
     """Check a ``*_kwargs`` dict against the signature of ``fn`` and return a copy."""
     kwargs = dict(kwargs or {})
     params = inspect.signature(fn).parameters
-    accepted = [
-        n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD
-    ]
+    accepted = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD]
     check_keywords(where, kwargs, accepted)
     return kwargs
 
@@ -91,9 +87,7 @@ def batch_size_of(where: str, data: Mapping[str, Any]) -> int:
     if not sizes:
         raise ValueError(f"{where}: no array with a batch dimension in keys {sorted(data)}")
     if len(set(sizes.values())) > 1:
-        raise ValueError(
-            f"{where}: arrays disagree in their leading (batch) dimension: {sizes}"
-        )
+        raise ValueError(f"{where}: arrays disagree in their leading (batch) dimension: {sizes}")
     n = next(iter(sizes.values()))
     if n == 0:
         raise ValueError(f"{where}: data is empty (batch dimension 0) for keys {sorted(sizes)}")

@@ -27,8 +27,23 @@ from .shape import AsSet, AsTimeSeries, Broadcast, ConvertDtype, ExpandDims, Nan
 
 TRANSFORMS: dict[str, type[Transform]] = {
     t.name: t
-    for t in (Constrain, Log, Sqrt, Standardize, Rename, Concatenate, Keep, Drop, AsSet,
-              AsTimeSeries, Broadcast, ConvertDtype, ExpandDims, NanToNum, OneHot)
+    for t in (
+        Constrain,
+        Log,
+        Sqrt,
+        Standardize,
+        Rename,
+        Concatenate,
+        Keep,
+        Drop,
+        AsSet,
+        AsTimeSeries,
+        Broadcast,
+        ConvertDtype,
+        ExpandDims,
+        NanToNum,
+        OneHot,
+    )
 }
 
 NETWORK_KEYS = ("inference_variables", "inference_conditions", "summary_variables")
@@ -89,8 +104,13 @@ class Adapter:
     def one_hot(self, keys: str | Sequence[str], num_classes: int) -> Adapter:
         return self._add(OneHot(keys, num_classes))
 
-    def nan_to_num(self, keys: str | Sequence[str], default_value: float = 0.0,
-                   return_mask: bool = False, mask_prefix: str = "mask") -> Adapter:
+    def nan_to_num(
+        self,
+        keys: str | Sequence[str],
+        default_value: float = 0.0,
+        return_mask: bool = False,
+        mask_prefix: str = "mask",
+    ) -> Adapter:
         return self._add(NanToNum(keys, default_value, return_mask, mask_prefix))
 
     @classmethod
@@ -102,8 +122,11 @@ class Adapter:
     ) -> Adapter:
         """Cast to float32 and concatenate each group of names into its network key."""
         adapter = cls().convert_dtype("float64", "float32")
-        groups = zip(NETWORK_KEYS, (inference_variables, inference_conditions, summary_variables),
-                     strict=True)
+        groups = zip(
+            NETWORK_KEYS,
+            (inference_variables, inference_conditions, summary_variables),
+            strict=True,
+        )
         for into, names in groups:
             if names is None:
                 continue
@@ -111,8 +134,9 @@ class Adapter:
         return adapter
 
     # -- applying ----------------------------------------------------------------------
-    def forward(self, data: Mapping[str, Any], *, strict: bool = True,
-                log_det_jac: bool = False) -> Data | tuple[Data, Data]:
+    def forward(
+        self, data: Mapping[str, Any], *, strict: bool = True, log_det_jac: bool = False
+    ) -> Data | tuple[Data, Data]:
         """Apply every transform in order. With ``log_det_jac=True`` also return the
         elementwise log-det-Jacobian dict (see :mod:`amortized.adapters._base`).
         With ``strict=False`` transforms whose keys are all absent are skipped (used when
@@ -132,8 +156,9 @@ class Adapter:
             out = t.inverse(out, strict)
         return out
 
-    def __call__(self, data: Mapping[str, Any], *, inverse: bool = False, strict: bool = True,
-                 **kwargs: Any):
+    def __call__(
+        self, data: Mapping[str, Any], *, inverse: bool = False, strict: bool = True, **kwargs: Any
+    ):
         check_keywords("Adapter.__call__", kwargs, ["log_det_jac"])
         if inverse:
             return self.inverse(data, strict=strict)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import Data, Transform, as_keys, missing, to_jsonable, xp_of
+from ._base import Transform, as_keys, missing, to_jsonable, xp_of
 
 
 class ElementwiseTransform(Transform):
@@ -130,7 +130,11 @@ class Constrain(ElementwiseTransform):
         return -xp.log(hi - x)
 
     def params(self):
-        return {"keys": self.keys, "lower": to_jsonable(self.lower), "upper": to_jsonable(self.upper)}
+        return {
+            "keys": self.keys,
+            "lower": to_jsonable(self.lower),
+            "upper": to_jsonable(self.upper),
+        }
 
 
 class Log(ElementwiseTransform):

@@ -76,7 +76,10 @@ class Concatenate(Transform):
         data = {k: v for k, v in data.items() if k not in self.keys}
         data[self.into] = xp.concatenate(arrays, axis=self.axis)
         if ldj is not None and any(k in ldj for k in self.keys):
-            parts = [ldj[k] if k in ldj else xp.zeros(np.shape(a)) for k, a in zip(self.keys, arrays, strict=True)]
+            parts = [
+                ldj[k] if k in ldj else xp.zeros(np.shape(a))
+                for k, a in zip(self.keys, arrays, strict=True)
+            ]
             ldj = {k: v for k, v in ldj.items() if k not in self.keys}
             ldj[self.into] = xp.concatenate(parts, axis=self.axis)
         return data, ldj

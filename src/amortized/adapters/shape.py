@@ -182,8 +182,9 @@ class NanToNum(Transform):
     name = "nan_to_num"
     invertible = False
 
-    def __init__(self, keys, default_value: float = 0.0, return_mask: bool = False,
-                 mask_prefix: str = "mask"):
+    def __init__(
+        self, keys, default_value: float = 0.0, return_mask: bool = False, mask_prefix: str = "mask"
+    ):
         self.keys = as_keys(keys, self.name)
         self.default_value = float(default_value)
         self.return_mask = bool(return_mask)
@@ -206,5 +207,9 @@ class NanToNum(Transform):
         return data
 
     def params(self):
-        return {"keys": self.keys, "default_value": self.default_value,
-                "return_mask": self.return_mask, "mask_prefix": self.mask_prefix}
+        return {
+            "keys": self.keys,
+            "default_value": self.default_value,
+            "return_mask": self.return_mask,
+            "mask_prefix": self.mask_prefix,
+        }

@@ -34,9 +34,7 @@ class SimulationError(RuntimeError):
 def _accepted_args(fn: Callable) -> tuple[set[str], bool]:
     params = inspect.signature(fn).parameters
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    names = {
-        n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    names = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return names, var_kw
 
 
@@ -201,9 +199,7 @@ class Simulator:
 
         # A scalar per draw becomes (*batch_shape, 1) so that variables concatenate along
         # the last axis, as BayesFlow users expect.
-        result = {
-            k: v.reshape(batch_shape + (v.shape[1:] or (1,))) for k, v in per_draw.items()
-        }
+        result = {k: v.reshape(batch_shape + (v.shape[1:] or (1,))) for k, v in per_draw.items()}
         for k, v in shared.items():
             result.setdefault(k, v)
         self._check_finite(result)

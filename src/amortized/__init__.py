@@ -1,0 +1,27 @@
+"""amortized: amortized Bayesian inference with JAX.
+
+The public API follows BayesFlow's user guide, so ``import amortized as bf`` runs its code.
+"""
+
+__version__ = "0.1.0"
+
+from . import adapters, approximators, networks, simulators, training, workflow
+from .adapters import Adapter
+from .approximators import ContinuousApproximator
+from .simulators import make_simulator
+from .workflow import BasicWorkflow, load
+
+__all__ = [
+    "Adapter",
+    "BasicWorkflow",
+    "ContinuousApproximator",
+    "__version__",
+    "adapters",
+    "approximators",
+    "load",
+    "make_simulator",
+    "networks",
+    "simulators",
+    "training",
+    "workflow",
+]

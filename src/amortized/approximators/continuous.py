@@ -1,0 +1,360 @@
+"""ContinuousApproximator: adapter + learned standardization + networks.
+
+It turns user dicts into network arrays once at the boundary (checking keys, shapes and
+finiteness there), trains with the compiled loop of :mod:`amortized.training`, and returns
+samples and densities in the user's original parameter space, keyed by variable name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import (
+    as_key,
+    batch_size_of,
+    check_finite,
+    check_positive_int,
+    strict_init,
+)
+from ..adapters import NETWORK_KEYS, Adapter
+from ..networks.base import InferenceNetwork
+from ..training import default_optimizer, fit
+from . import core
+from .core import IC, IV, SV, Networks
+from .standardization import Stats, compute_stats
+
+STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
+SAMPLE_CHUNK = 2**17  # rows per compiled sampling call: bounds memory for any request
+
+
+def _bucket(n: int, cap: int) -> int:
+    """The next power of two >= n (capped), so that sampling compiles a handful of times."""
+    return min(cap, 1 << max(0, int(n - 1).bit_length()))
+
+
+@eqx.filter_jit
+def _sample_chunk(nets, stats, key, cond_batch, num_datasets, num_samples):
+    return core.sample(nets, stats, key, cond_batch, num_datasets, num_samples)
+
+
+@eqx.filter_jit
+def _log_prob(nets, stats, batch):
+    return core.log_prob(nets, stats, batch)
+
+
+@eqx.filter_jit
+def _summaries(nets, stats, batch):
+    return core.summaries(nets, stats, batch)
+
+
+class ContinuousApproximator:
+    """Amortized posterior q(theta | x) for continuous parameters.
+
+    Parameters
+    ----------
+    inference_network : InferenceNetwork
+        E.g. ``CouplingFlow()`` or ``FlowMatching()``; built when training starts.
+    summary_network : equinox.Module, optional
+        Maps ``summary_variables`` of one dataset to a vector; trained jointly.
+    adapter : Adapter, optional
+        Maps simulator outputs to ``inference_variables`` / ``inference_conditions`` /
+        ``summary_variables``. Without one, data must already use those keys.
+    standardize : "all", None, or a network key or list of them, default "all"
+        Which network inputs get a learned per-feature standardization.
+
+    Examples
+    --------
+    >>> approximator = ContinuousApproximator(
+    ...     inference_network=FlowMatching(), adapter=adapter)
+    """
+
+    @strict_init
+    def __init__(
+        self,
+        inference_network: InferenceNetwork,
+        summary_network: Any = None,
+        adapter: Adapter | None = None,
+        standardize: str | Sequence[str] | None = "all",
+    ):
+        if not isinstance(inference_network, InferenceNetwork):
+            raise TypeError(
+                f"ContinuousApproximator: inference_network must be an amortized inference "
+                f"network (e.g. bf.networks.CouplingFlow()), got {type(inference_network).__name__}"
+            )
+        if adapter is not None and not isinstance(adapter, Adapter):
+            raise TypeError(
+                f"ContinuousApproximator: adapter must be an Adapter, got {type(adapter).__name__}"
+            )
+        keys = (
+            [standardize]
+            if isinstance(standardize, str) or standardize is None
+            else list(standardize)
+        )
+        for k in keys:
+            if k not in STANDARDIZE_CHOICES:
+                raise ValueError(
+                    f"ContinuousApproximator: standardize entries must be among "
+                    f"{list(STANDARDIZE_CHOICES)}, got {k!r}"
+                )
+        self.standardize_keys = (
+            list(NETWORK_KEYS) if "all" in keys else [k for k in keys if k is not None]
+        )
+        self.inference_network = inference_network
+        self.summary_network = summary_network
+        self.adapter = adapter
+        self.nets: Networks | None = None
+        self.stats: Stats | None = None
+        self.history: dict[str, list] = {"loss": [], "val_loss": []}
+
+    # -- boundary ----------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        return self.nets is not None
+
+    def to_network_arrays(
+        self, data: Mapping[str, Any], *, need_variables: bool = True, where: str = "data"
+    ) -> dict[str, jax.Array]:
+        """Apply the adapter and return float32 device arrays under the network keys,
+        checking presence, shapes and finiteness (errors name the key)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{where}: expected a dict of arrays, got {type(data).__name__}")
+        adapted = (
+            self.adapter.forward(data, strict=need_variables)
+            if self.adapter is not None
+            else dict(data)
+        )
+        return self._network_arrays(adapted, need_variables, where)
+
+    def _network_arrays(
+        self, adapted: Mapping[str, Any], need_variables: bool, where: str
+    ) -> dict[str, jax.Array]:
+        out = {k: adapted[k] for k in NETWORK_KEYS if k in adapted}
+        if need_variables and IV not in out:
+            raise KeyError(
+                f"{where}: after the adapter there is no 'inference_variables'; keys are "
+                f"{sorted(adapted)}. Route parameters there (e.g. Adapter.concatenate(..., "
+                f"into='inference_variables') or BasicWorkflow(inference_variables=[...]))"
+            )
+        if not need_variables:
+            out.pop(IV, None)
+        for k, v in out.items():
+            v = np.asarray(v)
+            if not np.issubdtype(v.dtype, np.number) and v.dtype != bool:
+                raise TypeError(f"{where}: {k!r} must be numeric, got dtype {v.dtype}")
+            check_finite(where, k, v)
+            out[k] = v
+        batch_size_of(where, out) if out else None
+        for k in (IV, IC):
+            if k in out and out[k].ndim != 2:
+                raise ValueError(
+                    f"{where}: {k!r} must have shape (batch, features), got {out[k].shape}; "
+                    f"concatenate variables along the last axis, and route sets or time "
+                    f"series to 'summary_variables' with a summary network"
+                )
+        if SV in out and self.summary_network is None:
+            raise ValueError(
+                f"{where}: 'summary_variables' (shape {out[SV].shape}) needs a summary_network; "
+                f"add one, or route the data to 'inference_conditions' instead"
+            )
+        if SV not in out and self.summary_network is not None and out:
+            raise KeyError(
+                f"{where}: a summary_network is set but no 'summary_variables' arrived; "
+                f"keys are {sorted(out)}"
+            )
+        if self.is_trained:
+            self._check_shapes(out, where)
+        return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+
+    def _check_shapes(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
+        for k, v in arrays.items():
+            expected = self._shapes.get(k)
+            if expected is not None and tuple(v.shape[1:]) != expected and k != SV:
+                raise ValueError(
+                    f"{where}: {k!r} has shape {tuple(v.shape)}; this approximator was trained "
+                    f"with shape (batch, {', '.join(map(str, expected))})"
+                )
+        if IC in self._shapes and IC not in arrays:
+            raise KeyError(
+                f"{where}: missing 'inference_conditions' that the approximator was trained with"
+            )
+
+    def build(self, arrays: Mapping[str, jax.Array], key: jax.Array) -> None:
+        """Create parameters and standardization statistics from a first batch."""
+        k_inf, k_sum = jax.random.split(key)
+        self.stats = compute_stats(arrays, self.standardize_keys)
+        summary = None
+        summary_dim = 0
+        if self.summary_network is not None:
+            summary = self.summary_network
+            if hasattr(summary, "build"):
+                summary = summary.build(arrays[SV].shape[1:], k_sum)
+            summary_dim = int(np.shape(jax.eval_shape(lambda x: summary(x), arrays[SV][0]))[-1])
+        cond_dim = (arrays[IC].shape[-1] if IC in arrays else 0) + summary_dim
+        inference = self.inference_network.build(arrays[IV].shape[-1], cond_dim, k_inf)
+        self.nets = Networks(inference, summary)
+        self._shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
+
+    def _require_trained(self, what: str) -> None:
+        if not self.is_trained:
+            raise RuntimeError(
+                f"ContinuousApproximator.{what}: the approximator is not trained yet; call "
+                f"fit (or a workflow's fit_offline / fit_online) first, or load a saved one"
+            )
+
+    # -- training ----------------------------------------------------------------------
+    def fit(
+        self,
+        *,
+        epochs: int,
+        batch_size: int,
+        seed: int | None = None,
+        dataset: Mapping[str, Any] | None = None,
+        simulate: Callable[[int, int], Mapping[str, Any]] | None = None,
+        num_batches_per_epoch: int | None = None,
+        validation_data: Mapping[str, Any] | None = None,
+        learning_rate: float = 5e-4,
+        optimizer=None,
+        restore_best: bool = False,
+        progress: bool = True,
+    ) -> dict[str, list]:
+        """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
+
+        Returns the history ``{"loss": [...], "val_loss": [...]}`` (per-epoch means).
+        """
+        epochs = check_positive_int("fit", "epochs", epochs)
+        batch_size = check_positive_int("fit", "batch_size", batch_size)
+        key = as_key(seed)
+        key, k_build, k_fit = jax.random.split(key, 3)
+        if (dataset is None) == (simulate is None):
+            raise ValueError("fit: give exactly one of dataset (offline) or simulate (online)")
+        if dataset is not None:
+            train = self.to_network_arrays(dataset, where="training data")
+            steps_per_epoch = max(1, _rows(train) // min(batch_size, _rows(train)))
+
+            def epoch_data(_):
+                return train
+        else:
+            num_batches_per_epoch = check_positive_int(
+                "fit_online", "num_batches_per_epoch", num_batches_per_epoch
+            )
+            steps_per_epoch = num_batches_per_epoch
+            seeds = np.random.default_rng(int(jax.random.randint(k_build, (), 0, 2**31 - 1)))
+            train = self.to_network_arrays(
+                simulate(num_batches_per_epoch * batch_size, int(seeds.integers(2**31))),
+                where="simulated data",
+            )
+            first = [train]
+
+            def epoch_data(epoch):
+                if epoch == 0:
+                    return first.pop()
+                return self.to_network_arrays(
+                    simulate(num_batches_per_epoch * batch_size, int(seeds.integers(2**31))),
+                    where="simulated data",
+                )
+
+        val = (
+            None
+            if validation_data is None
+            else self.to_network_arrays(validation_data, where="validation data")
+        )
+        if not self.is_trained:
+            self.build(train, k_build)
+        if optimizer is None:
+            optimizer = default_optimizer(learning_rate, epochs * steps_per_epoch)
+        self.nets, self.history = fit(
+            self.nets,
+            self.stats,
+            core.loss,
+            optimizer,
+            epochs,
+            batch_size,
+            k_fit,
+            epoch_data,
+            val,
+            learning_rate=learning_rate,
+            restore_best=restore_best,
+            progress=progress,
+            history=self.history,
+        )
+        return self.history
+
+    # -- inference ---------------------------------------------------------------------
+    def sample(
+        self, *, num_samples: int, conditions: Mapping[str, Any], seed: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Posterior draws ``{name: (num_datasets, num_samples, *shape)}`` in the original
+        parameter space, for every dataset in ``conditions``."""
+        self._require_trained("sample")
+        num_samples = check_positive_int("sample", "num_samples", num_samples)
+        arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
+        if arrays:
+            n = _rows(arrays)
+        elif IC in self._shapes or SV in self._shapes:
+            raise KeyError(
+                "sample: no conditions arrived for a conditional approximator; "
+                f"expected keys that the adapter routes to {sorted(self._shapes)}"
+            )
+        else:
+            n = 1  # unconditional density
+        key = as_key(seed)
+        per_call = max(1, SAMPLE_CHUNK // num_samples)
+        draws = []
+        for start in range(0, n, per_call):
+            stop = min(n, start + per_call)
+            size = _bucket(stop - start, per_call)
+            chunk = {k: _pad_rows(v[start:stop], size) for k, v in arrays.items()}
+            key, sub = jax.random.split(key)
+            out = _sample_chunk(self.nets, self.stats, sub, chunk, size, num_samples)
+            draws.append(np.asarray(out[: stop - start]))
+        z = np.concatenate(draws, axis=0)
+        return self._to_user_space(z)
+
+    def _to_user_space(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        if self.adapter is None:
+            return {IV: z}
+        out = self.adapter.inverse({IV: z})
+        return {k: np.asarray(v) for k, v in out.items() if k not in NETWORK_KEYS or k == IV}
+
+    def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
+        """log q(theta | x) in the original parameter space, ``(num_datasets,)``."""
+        self._require_trained("log_prob")
+        if not getattr(self.inference_network, "has_log_prob", False):
+            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+        if not isinstance(data, Mapping):
+            raise TypeError(f"log_prob: expected a dict of arrays, got {type(data).__name__}")
+        if self.adapter is not None:
+            adapted, ldj = self.adapter.forward(data, strict=True, log_det_jac=True)
+        else:
+            adapted, ldj = dict(data), {}
+        arrays = self._network_arrays(adapted, True, "log_prob data")
+        lp = np.asarray(_log_prob(self.nets, self.stats, arrays), np.float64)
+        if IV in ldj:
+            j = np.asarray(ldj[IV], np.float64)
+            lp = lp + j.reshape(j.shape[0], -1).sum(axis=1)
+        return lp
+
+    def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
+        self._require_trained("summarize")
+        if self.nets.summary is None:
+            raise ValueError("summarize: this approximator has no summary network")
+        arrays = self.to_network_arrays(data, need_variables=False, where="summarize data")
+        return np.asarray(_summaries(self.nets, self.stats, arrays))
+
+
+def _rows(arrays: Mapping[str, Any]) -> int:
+    return int(next(iter(arrays.values())).shape[0])
+
+
+def _pad_rows(a: jax.Array, size: int) -> jax.Array:
+    if a.shape[0] == size:
+        return a
+    pad = jnp.broadcast_to(a[-1:], (size - a.shape[0],) + a.shape[1:])
+    return jnp.concatenate([a, pad], axis=0)

@@ -1,0 +1,71 @@
+"""Pure functions of a continuous approximator: loss, sample and log_prob on network keys.
+
+``nets`` is a :class:`Networks` pytree (the trainable part); ``stats`` the standardization
+statistics; ``batch`` a dict of float32 arrays under ``inference_variables`` ``(B, dim)``,
+``inference_conditions`` ``(B, dim_c)`` and ``summary_variables`` ``(B, ...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..networks.base import InferenceNetwork
+from .standardization import Stats, log_det, standardize, unstandardize
+
+IV, IC, SV = "inference_variables", "inference_conditions", "summary_variables"
+
+
+class Networks(eqx.Module):
+    """The trainable networks of an approximator."""
+
+    inference: InferenceNetwork
+    summary: Any = None
+
+
+def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
+    """Learned summaries ``(B, summary_dim)`` of ``summary_variables``."""
+    x = standardize(stats, SV, batch[SV])
+    if key is None:
+        return jax.vmap(lambda xi: nets.summary(xi))(x)
+    keys = jax.random.split(key, x.shape[0])
+    return jax.vmap(lambda xi, ki: nets.summary(xi, key=ki))(x, keys)
+
+
+def conditions(nets: Networks, stats: Stats, batch, batch_size: int, key=None) -> jax.Array:
+    """Direct conditions and learned summaries concatenated: ``(B, cond_dim)``."""
+    parts = []
+    if IC in batch:
+        parts.append(standardize(stats, IC, batch[IC]))
+    if nets.summary is not None:
+        parts.append(summaries(nets, stats, batch, key))
+    if not parts:
+        return jnp.zeros((batch_size, 0), jnp.float32)
+    return jnp.concatenate(parts, axis=-1)
+
+
+def loss(nets: Networks, stats: Stats, batch, key, train: bool = True) -> jax.Array:
+    k_sum, k_inf = jax.random.split(key)
+    x = batch[IV]
+    cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)
+    return nets.inference.loss(standardize(stats, IV, x), cond, k_inf, train)
+
+
+def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:
+    """log q(inference_variables | conditions) in adapter space, ``(B,)``."""
+    x = batch[IV]
+    cond = conditions(nets, stats, batch, x.shape[0])
+    return nets.inference.log_prob(standardize(stats, IV, x), cond) + log_det(stats, IV)
+
+
+def sample(
+    nets: Networks, stats: Stats, key, cond_batch, num_datasets: int, num_samples: int
+) -> jax.Array:
+    """Draws ``(num_datasets, num_samples, dim)`` in adapter space (standardization undone)."""
+    cond = conditions(nets, stats, cond_batch, num_datasets)
+    cond = jnp.repeat(cond, num_samples, axis=0)
+    z = nets.inference.sample(key, cond)
+    return unstandardize(stats, IV, z).reshape(num_datasets, num_samples, -1)

@@ -1,0 +1,157 @@
+"""Saving and loading a trained approximator as one zip file.
+
+Layout: ``manifest.json`` (format name and version, library version, network classes with
+their options and sizes, adapter configuration, standardization statistics, training history,
+SHA-256 of the weights) and ``weights.eqx`` (Equinox-serialized parameters). Loading rebuilds
+each network from its options and sizes, then reads the weights into it.
+
+Writing goes to a temporary file in the target folder that replaces the target only once
+complete, so an error never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..adapters import Adapter
+from ..networks import INFERENCE_NETWORKS
+from .continuous import ContinuousApproximator
+from .core import Networks
+
+FORMAT = "amortized-approximator"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A saved model is missing, corrupted, or from a newer format."""
+
+
+def _network_entry(net) -> dict[str, Any] | None:
+    if net is None:
+        return None
+    name = type(net).__name__
+    return {
+        "class": name,
+        "config": net.config,
+        "dim": getattr(net, "dim", None),
+        "cond_dim": getattr(net, "cond_dim", None),
+    }
+
+
+def save_approximator(
+    approximator: ContinuousApproximator,
+    path: str | os.PathLike,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``approximator`` (trained) to ``path``; returns the path."""
+    approximator._require_trained("save")
+    if approximator.summary_network is not None:
+        raise NotImplementedError("save: approximators with a summary network cannot be saved yet")
+    from .. import __version__
+
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, approximator.nets)
+    weights = buf.getvalue()
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "inference_network": _network_entry(approximator.nets.inference),
+        "adapter": None if approximator.adapter is None else approximator.adapter.get_config(),
+        "standardize": approximator.standardize_keys,
+        "stats": {
+            k: {"mean": np.asarray(m).tolist(), "std": np.asarray(s).tolist()}
+            for k, (m, s) in approximator.stats.items()
+        },
+        "shapes": {k: list(v) for k, v in approximator._shapes.items()},
+        "history": approximator.history,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "extra": extra or {},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+                zf.writestr("weights.eqx", weights)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load: no saved model at {str(path)!r}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            weights = zf.read("weights.eqx")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
+        raise ModelFileError(
+            f"load: {str(path)!r} is not a readable amortized model file ({type(e).__name__}: "
+            f"{e}); it may be corrupted or truncated"
+        ) from e
+    if manifest.get("format") != FORMAT:
+        raise ModelFileError(
+            f"load: {str(path)!r} has format {manifest.get('format')!r}, expected {FORMAT!r}"
+        )
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"load: {str(path)!r} uses format version {version}; this amortized reads versions "
+            f"up to {FORMAT_VERSION}. Upgrade amortized to load it."
+        )
+    if hashlib.sha256(weights).hexdigest() != manifest.get("weights_sha256"):
+        raise ModelFileError(
+            f"load: the weights in {str(path)!r} fail their checksum; the file is corrupted"
+        )
+    return manifest, weights
+
+
+def load_approximator(path: str | os.PathLike) -> tuple[ContinuousApproximator, dict[str, Any]]:
+    """Rebuild a saved approximator; returns it and the manifest's ``extra`` dict."""
+    manifest, weights = read_manifest(path)
+    entry = manifest["inference_network"]
+    if entry["class"] not in INFERENCE_NETWORKS:
+        raise ModelFileError(
+            f"load: unknown inference network {entry['class']!r}; known: "
+            f"{sorted(INFERENCE_NETWORKS)}"
+        )
+    cls = INFERENCE_NETWORKS[entry["class"]]
+    network = cls(**entry["config"])
+    adapter = None if manifest["adapter"] is None else Adapter.from_config(manifest["adapter"])
+    approx = ContinuousApproximator(
+        inference_network=network, adapter=adapter, standardize=manifest["standardize"] or None
+    )
+    skeleton = Networks(network.build(entry["dim"], entry["cond_dim"], jax.random.key(0)), None)
+    try:
+        approx.nets = eqx.tree_deserialise_leaves(io.BytesIO(weights), skeleton)
+    except Exception as e:
+        raise ModelFileError(f"load: weights do not fit the saved network description: {e}") from e
+    approx.stats = {
+        k: (jnp.asarray(v["mean"], jnp.float32), jnp.asarray(v["std"], jnp.float32))
+        for k, v in manifest["stats"].items()
+    }
+    approx._shapes = {k: tuple(v) for k, v in manifest["shapes"].items()}
+    approx.history = manifest["history"]
+    return approx, manifest.get("extra", {})

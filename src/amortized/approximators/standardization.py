@@ -1,0 +1,57 @@
+"""Learned standardization of network inputs, computed from training data.
+
+For each standardized key, ``mean`` and ``std`` are taken over every axis but the last
+(features), so a set ``(batch, N, features)`` is standardized per feature. The statistics
+are part of the trained approximator: they are saved with it and enter ``log_prob`` through
+``-sum(log std)`` for the inference variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+Stats = dict[str, tuple[jnp.ndarray, jnp.ndarray]]
+MIN_STD = 1e-6
+
+
+def compute_stats(batch: Mapping[str, np.ndarray], keys) -> Stats:
+    """Per-feature mean and standard deviation of each of ``keys`` present in ``batch``.
+
+    Constant features get std 1 (not a near-zero divisor), so that e.g. a fixed design column
+    passes through unchanged.
+    """
+    stats = {}
+    for k in keys:
+        if k not in batch:
+            continue
+        x = np.asarray(batch[k], dtype=np.float64)
+        x = x.reshape(-1, x.shape[-1])
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std = np.where(std < MIN_STD, 1.0, std)
+        stats[k] = (jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32))
+    return stats
+
+
+def standardize(stats: Stats, key: str, x):
+    if key not in stats:
+        return x
+    mean, std = stats[key]
+    return (x - mean) / std
+
+
+def unstandardize(stats: Stats, key: str, z):
+    if key not in stats:
+        return z
+    mean, std = stats[key]
+    return z * std + mean
+
+
+def log_det(stats: Stats, key: str):
+    """log |d standardize / dx| summed over features."""
+    if key not in stats:
+        return jnp.zeros(())
+    return -jnp.sum(jnp.log(stats[key][1]))

@@ -1,0 +1,63 @@
+"""The abstract inference network.
+
+A user constructs a network from its options only (``CouplingFlow(depth=8)``); the
+approximator then calls ``build(dim, cond_dim, key)`` once the sizes are known from data,
+which returns a new module with parameters. Because a network is fully described by its
+options and sizes, saving stores those plus the weights and loading rebuilds the skeleton.
+
+Batched methods (the approximator's interface), with ``B`` examples:
+
+- ``log_prob(x (B, dim), cond (B, cond_dim)) -> (B,)``
+- ``sample(key, cond (B, cond_dim)) -> (B, dim)``: one draw per row of ``cond``
+- ``loss(x, cond, key, train=True) -> scalar``: the training objective for a batch
+  (``train=False`` switches dropout off, for validation)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import equinox as eqx
+import jax
+
+
+class InferenceNetwork(eqx.Module):
+    config_json: str = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+    cond_dim: int = eqx.field(static=True)
+
+    has_log_prob = True  # networks with exact densities
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
+
+    @property
+    def is_built(self) -> bool:
+        return self.dim > 0
+
+    def build(self, dim: int, cond_dim: int, key: jax.Array) -> InferenceNetwork:
+        """A copy with parameters for ``dim`` inference variables and ``cond_dim`` conditions."""
+        return type(self)(**self.config, dim=int(dim), cond_dim=int(cond_dim), key=key)
+
+    def _require_built(self, what: str) -> None:
+        if not self.is_built:
+            raise RuntimeError(
+                f"{type(self).__name__}.{what}: the network has no parameters yet; "
+                f"train it (fit_offline / fit_online) or build it first"
+            )
+
+    def log_prob(self, x: jax.Array, cond: jax.Array) -> jax.Array:
+        raise NotImplementedError  # abstract
+
+    def sample(self, key: jax.Array, cond: jax.Array) -> jax.Array:
+        raise NotImplementedError  # abstract
+
+    def loss(self, x: jax.Array, cond: jax.Array, key: jax.Array, train: bool = True) -> jax.Array:
+        raise NotImplementedError  # abstract
+
+
+def encode_config(**options: Any) -> str:
+    """Options as canonical JSON (hashable, so it can be a static field)."""
+    return json.dumps(options, sort_keys=True)

@@ -1,0 +1,102 @@
+"""Elementwise invertible maps used inside coupling layers, for one example.
+
+Each ``*_forward(x, params) -> (y, logdet)`` and ``*_inverse(y, params) -> x`` acts on a
+vector ``x`` of size ``d`` with ``params`` of size ``d * *_num_params(...)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+CLAMP = 1.9  # soft bound on log-scales: |s| < CLAMP keeps exp(s) within (0.15, 6.7)
+
+
+def affine_num_params() -> int:
+    return 2
+
+
+def _affine_split(params, d):
+    raw_s, t = params[:d], params[d:]
+    s = (2.0 * CLAMP / jnp.pi) * jnp.arctan(raw_s / CLAMP)
+    return s, t
+
+
+def affine_forward(x, params):
+    """y = x exp(s) + t, with s softly clamped; logdet = sum(s)."""
+    s, t = _affine_split(params, x.shape[-1])
+    return x * jnp.exp(s) + t, jnp.sum(s)
+
+
+def affine_inverse(y, params):
+    s, t = _affine_split(params, y.shape[-1])
+    return (y - t) * jnp.exp(-s)
+
+
+# -- rational-quadratic splines (Durkan et al. 2019), identity outside [-bound, bound] ------
+MIN_BIN = 1e-3
+MIN_DERIV = 1e-3
+
+
+def spline_num_params(bins: int) -> int:
+    return 3 * bins - 1
+
+
+def _spline_knots(params, d, bins, bound):
+    p = params.reshape(d, 3 * bins - 1)
+    uw, uh, ud = p[:, :bins], p[:, bins : 2 * bins], p[:, 2 * bins :]
+    w = MIN_BIN + (1.0 - MIN_BIN * bins) * jax.nn.softmax(uw, axis=-1)
+    h = MIN_BIN + (1.0 - MIN_BIN * bins) * jax.nn.softmax(uh, axis=-1)
+    w, h = 2.0 * bound * w, 2.0 * bound * h
+    xk = jnp.concatenate([jnp.full((d, 1), -bound), -bound + jnp.cumsum(w, axis=-1)], axis=-1)
+    yk = jnp.concatenate([jnp.full((d, 1), -bound), -bound + jnp.cumsum(h, axis=-1)], axis=-1)
+    # softplus(0) + c = 1 at init, matching the linear tails' slope of 1 at the boundary
+    inner = MIN_DERIV + jax.nn.softplus(ud + jnp.log(jnp.expm1(1.0 - MIN_DERIV)))
+    ones = jnp.ones((d, 1))
+    deriv = jnp.concatenate([ones, inner, ones], axis=-1)
+    return xk, yk, deriv
+
+
+def _gather(a, k):
+    return jnp.take_along_axis(a, k[:, None], axis=-1)[:, 0]
+
+
+def spline_forward(x, params, bins=16, bound=5.0):
+    d = x.shape[-1]
+    xk, yk, deriv = _spline_knots(params, d, bins, bound)
+    inside = jnp.abs(x) < bound
+    xc = jnp.clip(x, -bound, bound)
+    k = jnp.clip(jnp.sum(xc[:, None] >= xk[:, 1:-1], axis=-1), 0, bins - 1)
+    x0, x1, y0, y1 = _gather(xk, k), _gather(xk, k + 1), _gather(yk, k), _gather(yk, k + 1)
+    d0, d1 = _gather(deriv, k), _gather(deriv, k + 1)
+    w, h = x1 - x0, y1 - y0
+    s = h / w
+    xi = (xc - x0) / w
+    om = xi * (1.0 - xi)
+    den = s + (d1 + d0 - 2.0 * s) * om
+    y = y0 + h * (s * xi**2 + d0 * om) / den
+    dydx = s**2 * (d1 * xi**2 + 2.0 * s * om + d0 * (1.0 - xi) ** 2) / den**2
+    y = jnp.where(inside, y, x)
+    logdet = jnp.where(inside, jnp.log(dydx), 0.0)
+    return y, jnp.sum(logdet)
+
+
+def spline_inverse(y, params, bins=16, bound=5.0):
+    d = y.shape[-1]
+    xk, yk, deriv = _spline_knots(params, d, bins, bound)
+    inside = jnp.abs(y) < bound
+    yc = jnp.clip(y, -bound, bound)
+    k = jnp.clip(jnp.sum(yc[:, None] >= yk[:, 1:-1], axis=-1), 0, bins - 1)
+    x0, x1, y0, y1 = _gather(xk, k), _gather(xk, k + 1), _gather(yk, k), _gather(yk, k + 1)
+    d0, d1 = _gather(deriv, k), _gather(deriv, k + 1)
+    w, h = x1 - x0, y1 - y0
+    s = h / w
+    dy = yc - y0
+    c2 = d1 + d0 - 2.0 * s
+    a = h * (s - d0) + dy * c2
+    b = h * d0 - dy * c2
+    c = -s * dy
+    disc = jnp.maximum(b**2 - 4.0 * a * c, 0.0)
+    xi = (2.0 * c) / (-b - jnp.sqrt(disc))
+    x = x0 + xi * w
+    return jnp.where(inside, x, y)

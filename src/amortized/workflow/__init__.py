@@ -1,0 +1,5 @@
+"""Workflows: BasicWorkflow (simulate, train, sample, save/load)."""
+
+from .basic import BasicWorkflow, load
+
+__all__ = ["BasicWorkflow", "load"]

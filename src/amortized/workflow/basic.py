@@ -1,0 +1,245 @@
+"""BasicWorkflow: simulator + adapter + approximator, with the calls a modeller uses.
+
+>>> workflow = BasicWorkflow(
+...     simulator=bf.simulators.benchmarks.two_moons(),
+...     inference_network=bf.networks.CouplingFlow(),
+...     inference_variables=["theta"], inference_conditions=["x"])
+>>> history = workflow.fit_offline(workflow.simulate(10_000, seed=1), epochs=50,
+...                                batch_size=128, seed=2)
+>>> draws = workflow.sample(conditions={"x": x_obs}, num_samples=1000, seed=3)
+>>> draws["theta"].shape
+(1, 1000, 2)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_positive_int, strict_init
+from ..adapters import Adapter
+from ..approximators import ContinuousApproximator
+from ..approximators.serialization import load_approximator, save_approximator
+from ..networks import CouplingFlow, FlowMatching, InferenceNetwork
+from ..simulators import Simulator
+
+NETWORK_NAMES = {"coupling_flow": CouplingFlow, "flow_matching": FlowMatching}
+
+
+def _resolve_network(net: InferenceNetwork | str | None) -> InferenceNetwork:
+    if net is None:
+        return CouplingFlow()
+    if isinstance(net, str):
+        if net not in NETWORK_NAMES:
+            raise ValueError(
+                f"BasicWorkflow: inference_network name must be one of "
+                f"{sorted(NETWORK_NAMES)}, got {net!r}"
+            )
+        return NETWORK_NAMES[net]()
+    return net
+
+
+class BasicWorkflow:
+    """Train an amortized posterior on simulations and use it.
+
+    Parameters
+    ----------
+    simulator : Simulator, optional
+        Needed for ``simulate`` and ``fit_online``.
+    adapter : Adapter, optional
+        Built from ``inference_variables`` / ``inference_conditions`` /
+        ``summary_variables`` when not given.
+    inference_network : InferenceNetwork or {"coupling_flow", "flow_matching"},
+        default CouplingFlow()
+    summary_network : equinox.Module, optional
+    initial_learning_rate : float, default 5e-4
+        Peak learning rate of the default AdamW warmup-cosine schedule.
+    optimizer : optax.GradientTransformation, optional
+        Replaces the default optimizer.
+    inference_variables, inference_conditions, summary_variables : str or list of str
+        Simulator output names for the default adapter.
+    standardize : "all", None or network key(s), default "all"
+        Learned standardization of network inputs (see ContinuousApproximator).
+    """
+
+    @strict_init
+    def __init__(
+        self,
+        simulator: Simulator | None = None,
+        adapter: Adapter | None = None,
+        inference_network: InferenceNetwork | str | None = None,
+        summary_network: Any = None,
+        initial_learning_rate: float = 5e-4,
+        optimizer: Any = None,
+        inference_variables: str | Sequence[str] | None = None,
+        inference_conditions: str | Sequence[str] | None = None,
+        summary_variables: str | Sequence[str] | None = None,
+        standardize: str | Sequence[str] | None = "all",
+    ):
+        if simulator is not None and not isinstance(simulator, Simulator):
+            raise TypeError(
+                f"BasicWorkflow: simulator must come from bf.make_simulator, got "
+                f"{type(simulator).__name__}"
+            )
+        if adapter is None:
+            if inference_variables is None:
+                raise ValueError(
+                    "BasicWorkflow: give an adapter, or name the inference_variables (and "
+                    "inference_conditions / summary_variables) to build the default one"
+                )
+            adapter = Adapter.create_default(
+                inference_variables, inference_conditions, summary_variables
+            )
+        elif any(
+            v is not None for v in (inference_variables, inference_conditions, summary_variables)
+        ):
+            raise ValueError("BasicWorkflow: give either an adapter or variable names, not both")
+        if initial_learning_rate <= 0:
+            raise ValueError(
+                f"BasicWorkflow: initial_learning_rate must be positive, got "
+                f"{initial_learning_rate}"
+            )
+        self.simulator = simulator
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.optimizer = optimizer
+        self.approximator = ContinuousApproximator(
+            inference_network=_resolve_network(inference_network),
+            summary_network=summary_network,
+            adapter=adapter,
+            standardize=standardize,
+        )
+
+    @property
+    def adapter(self) -> Adapter:
+        return self.approximator.adapter
+
+    @property
+    def inference_network(self) -> InferenceNetwork:
+        return self.approximator.inference_network
+
+    @property
+    def history(self) -> dict[str, list]:
+        return self.approximator.history
+
+    # -- simulation --------------------------------------------------------------------
+    def _require_simulator(self, what: str) -> Simulator:
+        if self.simulator is None:
+            raise RuntimeError(
+                f"BasicWorkflow.{what}: needs a simulator; pass "
+                f"BasicWorkflow(simulator=bf.make_simulator([...]))"
+            )
+        return self.simulator
+
+    def simulate(
+        self, batch_shape: int | tuple[int, ...], seed: int | None = None, **kwargs: Any
+    ) -> dict[str, np.ndarray]:
+        """Simulate ``batch_shape`` datasets (see :meth:`Simulator.sample`)."""
+        return self._require_simulator("simulate").sample(batch_shape, seed=seed, **kwargs)
+
+    def simulate_adapted(self, batch_shape, seed: int | None = None, **kwargs):
+        """Simulate and apply the adapter (network keys)."""
+        return self.adapter.forward(self.simulate(batch_shape, seed=seed, **kwargs))
+
+    def _validation(self, validation_data, seed):
+        if validation_data is None or isinstance(validation_data, Mapping):
+            return validation_data
+        n = check_positive_int("fit", "validation_data (a number of simulations)", validation_data)
+        return self.simulate(n, seed=None if seed is None else seed + 7919)
+
+    # -- training ----------------------------------------------------------------------
+    def fit_offline(
+        self,
+        data: Mapping[str, Any],
+        epochs: int = 100,
+        batch_size: int = 32,
+        validation_data: Mapping[str, Any] | int | None = None,
+        seed: int | None = None,
+        restore_best: bool = False,
+        progress: bool = True,
+    ) -> dict[str, list]:
+        """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
+
+        ``validation_data`` is a dict or a number of fresh simulations. Returns the history
+        ``{"loss": [...], "val_loss": [...]}``.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"fit_offline: data must be a dict of arrays, got {type(data).__name__}"
+            )
+        return self.approximator.fit(
+            dataset=data,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=self._validation(validation_data, seed),
+            seed=seed,
+            learning_rate=self.initial_learning_rate,
+            optimizer=self.optimizer,
+            restore_best=restore_best,
+            progress=progress,
+        )
+
+    def fit_online(
+        self,
+        epochs: int = 100,
+        num_batches_per_epoch: int = 100,
+        batch_size: int = 32,
+        validation_data: Mapping[str, Any] | int | None = None,
+        seed: int | None = None,
+        restore_best: bool = False,
+        progress: bool = True,
+    ) -> dict[str, list]:
+        """Train on fresh simulations: each epoch simulates
+        ``num_batches_per_epoch * batch_size`` datasets."""
+        sim = self._require_simulator("fit_online")
+        return self.approximator.fit(
+            simulate=lambda n, s: sim.sample(n, seed=s),
+            num_batches_per_epoch=num_batches_per_epoch,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=self._validation(validation_data, seed),
+            seed=seed,
+            learning_rate=self.initial_learning_rate,
+            optimizer=self.optimizer,
+            restore_best=restore_best,
+            progress=progress,
+        )
+
+    # -- inference ---------------------------------------------------------------------
+    def sample(
+        self, *, num_samples: int, conditions: Mapping[str, Any], seed: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Posterior draws ``{name: (num_datasets, num_samples, *shape)}`` in the original
+        parameter space."""
+        return self.approximator.sample(num_samples=num_samples, conditions=conditions, seed=seed)
+
+    def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Posterior log density of the parameters in ``data`` given its conditions,
+        in the original parameter space: ``(num_datasets,)``."""
+        return self.approximator.log_prob(data)
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the trained approximator (networks, adapter, statistics, history)."""
+        return save_approximator(
+            self.approximator, path, extra={"initial_learning_rate": self.initial_learning_rate}
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, simulator: Simulator | None = None) -> BasicWorkflow:
+        """Load a workflow saved with :meth:`save`; pass ``simulator`` to keep simulating."""
+        approximator, extra = load_approximator(path)
+        wf = cls.__new__(cls)
+        wf.simulator = simulator
+        wf.initial_learning_rate = float(extra.get("initial_learning_rate", 5e-4))
+        wf.optimizer = None
+        wf.approximator = approximator
+        return wf
+
+
+def load(path: str | os.PathLike, simulator: Simulator | None = None) -> BasicWorkflow:
+    """Load a saved workflow: ``bf.load("model.amz")``."""
+    return BasicWorkflow.load(path, simulator=simulator)
