@@ -5,7 +5,7 @@ The public API follows BayesFlow's user guide, so ``import amortized as bf`` run
 
 __version__ = "0.1.0"
 
-from . import adapters, approximators, networks, simulators, training, workflow
+from . import adapters, approximators, diagnostics, networks, simulators, training, workflow
 from .adapters import Adapter
 from .approximators import ContinuousApproximator
 from .simulators import make_simulator
@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "adapters",
     "approximators",
+    "diagnostics",
     "load",
     "make_simulator",
     "networks",

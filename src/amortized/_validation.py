@@ -22,27 +22,30 @@ def check_keywords(where: str, given: Iterable[str], accepted: Iterable[str]) ->
         raise TypeError(f"{where}: unknown keyword argument(s) {unknown}; accepted: {accepted}")
 
 
-def strict_kwargs(where: str, kwargs: Mapping[str, Any] | None, fn: Callable) -> dict:
-    """Check a ``*_kwargs`` dict against the signature of ``fn`` and return a copy."""
+def strict_kwargs(where: str, kwargs: Mapping[str, Any] | None, accepted: Iterable[str]) -> dict:
+    """Check the keys of a ``*_kwargs`` dict against ``accepted`` and return a copy."""
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise TypeError(f"{where}: expected a dict, got {type(kwargs).__name__}")
     kwargs = dict(kwargs or {})
-    params = inspect.signature(fn).parameters
-    accepted = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD]
     check_keywords(where, kwargs, accepted)
     return kwargs
 
 
-def strict_init(init: Callable) -> Callable:
-    """Decorate ``__init__`` so that unknown keywords raise with the accepted list.
+def strict(method: Callable) -> Callable:
+    """Decorate a method (or ``__init__``) so that unknown keywords raise with the accepted
+    list. Python's own message names the bad keyword but not the accepted ones."""
+    params = inspect.signature(method).parameters
+    accepted = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
 
-    Python's own message names the bad keyword but not the accepted ones.
-    """
-    params = inspect.signature(init).parameters
-    accepted = [n for n in params if n != "self"]
-
-    @functools.wraps(init)
+    @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        check_keywords(type(self).__name__, kwargs, accepted)
-        return init(self, *args, **kwargs)
+        if not takes_any:
+            name = type(self).__name__
+            if method.__name__ != "__init__":
+                name = f"{name}.{method.__name__}"
+            check_keywords(name, kwargs, accepted)
+        return method(self, *args, **kwargs)
 
     return wrapper
 

@@ -16,6 +16,14 @@ import numpy as np
 from ._base import Transform, as_keys, missing, to_jsonable, xp_of
 
 
+def _aligned(p, x):
+    """``p`` with leading length-1 axes up to ``x``'s rank (explicit, so strict rank
+    promotion in JAX accepts it)."""
+    if p is None or np.ndim(p) == 0:
+        return p
+    return np.reshape(p, (1,) * (np.ndim(x) - np.ndim(p)) + np.shape(p))
+
+
 class ElementwiseTransform(Transform):
     """Applies ``_fwd`` / ``_inv`` / ``_ldj`` to each of ``keys``."""
 
@@ -101,7 +109,7 @@ class Constrain(ElementwiseTransform):
 
     def _fwd(self, x):
         xp = xp_of(x)
-        lo, hi = self.lower, self.upper
+        lo, hi = _aligned(self.lower, x), _aligned(self.upper, x)
         if lo is not None and hi is not None:
             p = (x - lo) / (hi - lo)
             return xp.log(p) - xp.log1p(-p)
@@ -111,7 +119,7 @@ class Constrain(ElementwiseTransform):
 
     def _inv(self, y):
         xp = xp_of(y)
-        lo, hi = self.lower, self.upper
+        lo, hi = _aligned(self.lower, y), _aligned(self.upper, y)
         if lo is not None and hi is not None:
             p = 0.5 * (1.0 + xp.tanh(0.5 * y))  # the logistic function, without overflow
             return (lo + (hi - lo) * p).astype(y.dtype)
@@ -121,7 +129,7 @@ class Constrain(ElementwiseTransform):
 
     def _ldj(self, x):
         xp = xp_of(x)
-        lo, hi = self.lower, self.upper
+        lo, hi = _aligned(self.lower, x), _aligned(self.upper, x)
         if lo is not None and hi is not None:
             p = (x - lo) / (hi - lo)
             return -(xp.log(p) + xp.log1p(-p) + np.log(hi - lo))
@@ -205,13 +213,13 @@ class Standardize(ElementwiseTransform):
             raise ValueError(f"Adapter.standardize: std must be positive, got {self.std}")
 
     def _fwd(self, x):
-        return ((x - self.mean) / self.std).astype(x.dtype)
+        return ((x - _aligned(self.mean, x)) / _aligned(self.std, x)).astype(x.dtype)
 
     def _inv(self, y):
-        return (y * self.std + self.mean).astype(y.dtype)
+        return (y * _aligned(self.std, y) + _aligned(self.mean, y)).astype(y.dtype)
 
     def _ldj(self, x):
-        return xp_of(x).zeros_like(x) - np.log(self.std)
+        return xp_of(x).zeros_like(x) - np.log(_aligned(self.std, x))
 
     def params(self):
         return {"keys": self.keys, "mean": to_jsonable(self.mean), "std": to_jsonable(self.std)}

@@ -20,7 +20,7 @@ from .._validation import (
     batch_size_of,
     check_finite,
     check_positive_int,
-    strict_init,
+    strict,
 )
 from ..adapters import NETWORK_KEYS, Adapter
 from ..networks.base import InferenceNetwork
@@ -74,7 +74,7 @@ class ContinuousApproximator:
     ...     inference_network=FlowMatching(), adapter=adapter)
     """
 
-    @strict_init
+    @strict
     def __init__(
         self,
         inference_network: InferenceNetwork,
@@ -129,7 +129,16 @@ class ContinuousApproximator:
             if self.adapter is not None
             else dict(data)
         )
-        return self._network_arrays(adapted, need_variables, where)
+        try:
+            return self._network_arrays(adapted, need_variables, where)
+        except ValueError as e:
+            culprits = _nonfinite_keys(data)
+            if "non-finite" in str(e) and culprits:
+                raise ValueError(
+                    f"{e} It comes from input key(s) {culprits}: "
+                    f"{_describe_nonfinite(data, culprits[0])}"
+                ) from None
+            raise
 
     def _network_arrays(
         self, adapted: Mapping[str, Any], need_variables: bool, where: str
@@ -208,6 +217,7 @@ class ContinuousApproximator:
             )
 
     # -- training ----------------------------------------------------------------------
+    @strict
     def fit(
         self,
         *,
@@ -286,6 +296,7 @@ class ContinuousApproximator:
         return self.history
 
     # -- inference ---------------------------------------------------------------------
+    @strict
     def sample(
         self, *, num_samples: int, conditions: Mapping[str, Any], seed: int | None = None
     ) -> dict[str, np.ndarray]:
@@ -322,6 +333,7 @@ class ContinuousApproximator:
         out = self.adapter.inverse({IV: z})
         return {k: np.asarray(v) for k, v in out.items() if k not in NETWORK_KEYS or k == IV}
 
+    @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
         """log q(theta | x) in the original parameter space, ``(num_datasets,)``."""
         self._require_trained("log_prob")
@@ -340,6 +352,7 @@ class ContinuousApproximator:
             lp = lp + j.reshape(j.shape[0], -1).sum(axis=1)
         return lp
 
+    @strict
     def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
         """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
         self._require_trained("summarize")
@@ -347,6 +360,23 @@ class ContinuousApproximator:
             raise ValueError("summarize: this approximator has no summary network")
         arrays = self.to_network_arrays(data, need_variables=False, where="summarize data")
         return np.asarray(_summaries(self.nets, self.stats, arrays))
+
+
+def _nonfinite_keys(data: Mapping[str, Any]) -> list[str]:
+    bad = []
+    for k, v in data.items():
+        v = np.asarray(v)
+        if np.issubdtype(v.dtype, np.number) and not np.all(np.isfinite(v)):
+            bad.append(k)
+    return bad
+
+
+def _describe_nonfinite(data: Mapping[str, Any], key: str) -> str:
+    try:
+        check_finite("input", key, np.asarray(data[key]))
+    except ValueError as e:
+        return str(e).split(". Remove")[0].removeprefix("input: ")
+    return ""
 
 
 def _rows(arrays: Mapping[str, Any]) -> int:

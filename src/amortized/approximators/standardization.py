@@ -36,17 +36,24 @@ def compute_stats(batch: Mapping[str, np.ndarray], keys) -> Stats:
     return stats
 
 
+def _aligned(stats: Stats, key: str, x):
+    """Mean and std with leading length-1 axes up to ``x``'s rank (strict rank promotion)."""
+    mean, std = stats[key]
+    shape = (1,) * (x.ndim - 1) + mean.shape
+    return mean.reshape(shape), std.reshape(shape)
+
+
 def standardize(stats: Stats, key: str, x):
     if key not in stats:
         return x
-    mean, std = stats[key]
+    mean, std = _aligned(stats, key, x)
     return (x - mean) / std
 
 
 def unstandardize(stats: Stats, key: str, z):
     if key not in stats:
         return z
-    mean, std = stats[key]
+    mean, std = _aligned(stats, key, z)
     return z * std + mean
 
 

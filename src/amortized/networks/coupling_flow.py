@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, strict_init, strict_kwargs
+from .._validation import check_choice, strict, strict_kwargs
 from . import couplings
 from .base import InferenceNetwork, encode_config
 from .distributions import BASE_DISTRIBUTIONS, base_log_prob, base_sample
@@ -29,6 +29,7 @@ from .mlp import MLP
 TRANSFORMS = ("affine", "spline")
 PERMUTATIONS = ("random", "swap", None)
 SPLINE_OPTIONS = ("bins", "bound")
+MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
 
 
 class _Coupling(eqx.Module):
@@ -116,7 +117,7 @@ class CouplingFlow(InferenceNetwork):
     base: str = eqx.field(static=True)
     df: float = eqx.field(static=True)
 
-    @strict_init
+    @strict
     def __init__(
         self,
         depth: int = 6,
@@ -139,10 +140,10 @@ class CouplingFlow(InferenceNetwork):
         sub = {"widths": (128, 128)} | strict_kwargs(
             "CouplingFlow(subnet_kwargs)",
             subnet_kwargs,
-            lambda widths=None, activation=None, dropout=None, residual=None: None,
+            MLP_OPTIONS,
         )
         tk = {"bins": 16, "bound": 5.0} | strict_kwargs(
-            "CouplingFlow(transform_kwargs)", transform_kwargs, lambda bins=None, bound=None: None
+            "CouplingFlow(transform_kwargs)", transform_kwargs, SPLINE_OPTIONS
         )
         sub["widths"] = list(sub["widths"])
         self.config_json = encode_config(

@@ -22,7 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, strict_init, strict_kwargs
+from .._validation import check_choice, strict, strict_kwargs
 from .base import InferenceNetwork, encode_config
 from .distributions import base_log_prob
 from .mlp import TimeMLP
@@ -36,6 +36,7 @@ SOLVERS = {
     "dopri5": diffrax.Dopri5,
     "bosh3": diffrax.Bosh3,
 }
+TIME_MLP_OPTIONS = ("widths", "activation", "dropout", "residual", "time_embedding_dim")
 DEFAULT_INTEGRATE = {
     "method": "midpoint",
     "steps": 16,
@@ -49,7 +50,7 @@ def _integrate_options(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     opts = DEFAULT_INTEGRATE | strict_kwargs(
         "FlowMatching(integrate_kwargs)",
         kwargs,
-        lambda method=None, steps=None, rtol=None, atol=None, max_steps=None: None,
+        tuple(DEFAULT_INTEGRATE),
     )
     check_choice("FlowMatching(integrate_kwargs)", "method", opts["method"], sorted(SOLVERS))
     steps = opts["steps"]
@@ -133,7 +134,7 @@ class FlowMatching(InferenceNetwork):
     alpha: float = eqx.field(static=True)
     exact_max_dim: int = eqx.field(static=True)
 
-    @strict_init
+    @strict
     def __init__(
         self,
         subnet_kwargs: Mapping[str, Any] | None = None,
@@ -148,9 +149,7 @@ class FlowMatching(InferenceNetwork):
         sub = {"widths": [256, 256, 256]} | strict_kwargs(
             "FlowMatching(subnet_kwargs)",
             subnet_kwargs,
-            lambda widths=None, activation=None, dropout=None, residual=None, time_embedding_dim=None: (
-                None
-            ),
+            TIME_MLP_OPTIONS,
         )
         sub["widths"] = list(sub["widths"])
         opts = _integrate_options(integrate_kwargs)

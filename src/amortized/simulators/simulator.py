@@ -169,6 +169,7 @@ class Simulator:
                     k: v.reshape(batch_shape + v.shape[1:]) for k, v in per_draw.items()
                 }
                 out = self._call(fn, avail | extra, name)
+                self._promote_fixed(out, shared, per_draw, n)
                 out = {k: v for k, v in out.items() if k not in fixed_names}
                 for k, v in out.items():
                     v = np.asarray(v)
@@ -183,6 +184,8 @@ class Simulator:
                 for j in range(n):
                     avail = shared | {k: v[j] for k, v in per_draw.items()}
                     out = self._call(fn, avail | extra, f"{name} at draw {j}")
+                    if j == 0:
+                        self._promote_fixed(out, shared, per_draw, n)
                     for k, v in out.items():
                         if k in fixed_names:
                             continue
@@ -204,6 +207,15 @@ class Simulator:
             result.setdefault(k, v)
         self._check_finite(result)
         return result
+
+    @staticmethod
+    def _promote_fixed(out, shared, per_draw, n) -> None:
+        """A shared fixed value that replaces a function output becomes one value per draw,
+        so later functions (batched or not) see it like the output it replaces."""
+        for k in out:
+            if k in shared:
+                v = np.asarray(shared.pop(k))
+                per_draw[k] = np.broadcast_to(v, (n,) + v.shape)
 
     def _check_finite(self, result: Mapping[str, np.ndarray]) -> None:
         if self.nonfinite == "keep":

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_positive_int, strict_init
+from .._validation import check_positive_int, strict
 from ..adapters import Adapter
 from ..approximators import ContinuousApproximator
 from ..approximators.serialization import load_approximator, save_approximator
@@ -66,7 +66,7 @@ class BasicWorkflow:
         Learned standardization of network inputs (see ContinuousApproximator).
     """
 
-    @strict_init
+    @strict
     def __init__(
         self,
         simulator: Simulator | None = None,
@@ -151,6 +151,7 @@ class BasicWorkflow:
         return self.simulate(n, seed=None if seed is None else seed + 7919)
 
     # -- training ----------------------------------------------------------------------
+    @strict
     def fit_offline(
         self,
         data: Mapping[str, Any],
@@ -182,6 +183,7 @@ class BasicWorkflow:
             progress=progress,
         )
 
+    @strict
     def fit_online(
         self,
         epochs: int = 100,
@@ -209,6 +211,7 @@ class BasicWorkflow:
         )
 
     # -- inference ---------------------------------------------------------------------
+    @strict
     def sample(
         self, *, num_samples: int, conditions: Mapping[str, Any], seed: int | None = None
     ) -> dict[str, np.ndarray]:
@@ -216,12 +219,14 @@ class BasicWorkflow:
         parameter space."""
         return self.approximator.sample(num_samples=num_samples, conditions=conditions, seed=seed)
 
+    @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
         """Posterior log density of the parameters in ``data`` given its conditions,
         in the original parameter space: ``(num_datasets,)``."""
         return self.approximator.log_prob(data)
 
     # -- persistence -------------------------------------------------------------------
+    @strict
     def save(self, path: str | os.PathLike) -> Path:
         """Save the trained approximator (networks, adapter, statistics, history)."""
         return save_approximator(

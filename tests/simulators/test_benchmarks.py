@@ -1,0 +1,54 @@
+"""Our sbibm simulators against the files sbibm ships."""
+
+import numpy as np
+import pytest
+
+from amortized.simulators import benchmarks
+from tests.conftest import sbibm_path
+
+
+def _csv(path):
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def test_bernoulli_glm_design_and_statistics_match_sbibm():
+    base = sbibm_path() / "bernoulli_glm"
+    design = np.loadtxt(base / "design_matrix.csv", delimiter=",")
+    # the stimulus is regenerated from RandomState(42) in float32: agreement to float32 rounding
+    np.testing.assert_allclose(benchmarks.bernoulli_glm_design(), design, atol=1e-6)
+    for k in (1, 5, 10):
+        y = _csv(base / f"num_observation_{k}" / "observation_raw.csv")
+        x = _csv(base / f"num_observation_{k}" / "observation.csv")
+        np.testing.assert_allclose(y @ design, x, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(benchmarks.TASKS))
+def test_tasks_shapes_and_observation_shapes(name):
+    out = benchmarks.get_task(name).sample(3, seed=0)
+    obs_file = "observation_raw.csv" if name == "bernoulli_glm_raw" else "observation.csv"
+    task_dir = "bernoulli_glm" if name == "bernoulli_glm_raw" else name
+    obs = _csv(sbibm_path() / task_dir / "num_observation_1" / obs_file)
+    ref = _csv(sbibm_path() / task_dir / "num_observation_1" / "true_parameters.csv")
+    assert out["x"].shape[1:] == obs.shape[1:]
+    assert out["theta"].shape[1:] == ref.shape[1:]
+
+
+def test_gaussian_linear_moments():
+    # x = theta + noise, both with variance 0.1: Var(x) = 0.2; 2e4 draws give a standard
+    # error of 0.2 * sqrt(2 / 2e4) = 0.002 on the variance, so 0.01 is a 5-sigma tolerance
+    out = benchmarks.gaussian_linear().sample(20000, seed=1)
+    np.testing.assert_allclose(out["x"].var(axis=0), 0.2, atol=0.01)
+    np.testing.assert_allclose(np.cov(out["theta"][:, 0], out["x"][:, 0])[0, 1], 0.1, atol=0.01)
+
+
+def test_two_moons_matches_reference_likelihood_geometry():
+    # For theta = 0 the observation lies on a half circle of radius ~0.1 centred at (0.25, 0)
+    out = benchmarks.two_moons().sample(5000, seed=2, theta=np.zeros(2))
+    r = np.hypot(out["x"][:, 0] - 0.25, out["x"][:, 1])
+    np.testing.assert_allclose(r.mean(), 0.1, atol=1e-3)
+    assert np.all(out["x"][:, 0] >= 0.25 - 1e-9)
+
+
+def test_unknown_task():
+    with pytest.raises(KeyError, match="available"):
+        benchmarks.get_task("nope")

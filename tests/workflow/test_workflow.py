@@ -1,0 +1,189 @@
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import amortized as bf
+from amortized.approximators.serialization import ModelFileError
+from amortized.training import TrainingDiverged
+
+
+def prior():
+    return {"mu": np.random.normal(size=2), "sigma": np.random.gamma(4.0, 0.25)}
+
+
+def likelihood(mu, sigma):
+    return {"x": mu + sigma * np.random.normal(size=(2,))}
+
+
+def make_workflow(**kw):
+    adapter = (
+        bf.Adapter()
+        .convert_dtype()
+        .constrain("sigma", lower=0.0)
+        .concatenate(["mu", "sigma"], into="inference_variables")
+        .rename("x", "inference_conditions")
+    )
+    return bf.BasicWorkflow(
+        simulator=bf.make_simulator([prior, likelihood]),
+        adapter=adapter,
+        inference_network=bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [32, 32]}),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    wf = make_workflow()
+    wf.fit_offline(
+        wf.simulate(512, seed=0),
+        epochs=2,
+        batch_size=64,
+        seed=1,
+        progress=False,
+        validation_data=64,
+    )
+    return wf
+
+
+def test_sample_shapes_and_names(trained):
+    out = trained.sample(conditions={"x": np.zeros((3, 2))}, num_samples=50, seed=0)
+    assert set(out) == {"mu", "sigma"}
+    assert out["mu"].shape == (3, 50, 2) and out["sigma"].shape == (3, 50, 1)
+    assert np.all(out["sigma"] > 0)
+    again = trained.sample(conditions={"x": np.zeros((3, 2))}, num_samples=50, seed=0)
+    np.testing.assert_array_equal(out["mu"], again["mu"])
+
+
+def test_history_is_json(trained):
+    h = json.loads(json.dumps(trained.history))
+    assert len(h["loss"]) == 2 and len(h["val_loss"]) == 2
+
+
+def test_save_load_same_draws_in_fresh_process(trained, tmp_path):
+    path = trained.save(tmp_path / "model.amz")
+    ref = trained.sample(conditions={"x": np.ones((2, 2))}, num_samples=20, seed=5)["mu"]
+    code = (
+        "import sys, numpy as np, amortized as bf\n"
+        f"wf = bf.load({str(path)!r})\n"
+        "d = wf.sample(conditions={'x': np.ones((2, 2))}, num_samples=20, seed=5)\n"
+        "np.save(sys.argv[1], d['mu'])\n"
+    )
+    out = tmp_path / "mu.npy"
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=300)
+    np.testing.assert_array_equal(np.load(out), ref)
+    lp = trained.log_prob(trained.simulate(4, seed=3))
+    np.testing.assert_allclose(bf.load(path).log_prob(trained.simulate(4, seed=3)), lp, rtol=1e-6)
+
+
+def test_save_is_atomic_and_load_rejects_bad_files(trained, tmp_path, monkeypatch):
+    path = trained.save(tmp_path / "m.amz")
+    good = path.read_bytes()
+    # a failure while writing leaves the previous file intact and no temporary file behind
+    import amortized.approximators.serialization as ser
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ser.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        trained.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.amz"]
+
+    (tmp_path / "trunc.amz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ModelFileError, match="corrupted or truncated"):
+        bf.load(tmp_path / "trunc.amz")
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        bf.load(tmp_path / "missing.amz")
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        weights = zf.read("weights.eqx")
+    for name, change in (
+        ("newer.amz", {"format_version": 99}),
+        ("sum.amz", {"weights_sha256": "0"}),
+    ):
+        with zipfile.ZipFile(tmp_path / name, "w") as zf:
+            zf.writestr("manifest.json", json.dumps(manifest | change))
+            zf.writestr("weights.eqx", weights)
+    with pytest.raises(ModelFileError, match="format version 99.*Upgrade"):
+        bf.load(tmp_path / "newer.amz")
+    with pytest.raises(ModelFileError, match="checksum"):
+        bf.load(tmp_path / "sum.amz")
+
+
+def test_online_training_and_restore_best():
+    wf = make_workflow()
+    h = wf.fit_online(
+        epochs=2,
+        num_batches_per_epoch=4,
+        batch_size=32,
+        validation_data=64,
+        seed=3,
+        restore_best=True,
+        progress=False,
+    )
+    assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
+
+
+def test_bad_input_errors(trained):
+    wf = make_workflow()
+    data = wf.simulate(64, seed=0)
+    with pytest.raises(KeyError, match=r"missing key\(s\) \['sigma'\]"):
+        wf.fit_offline({k: v for k, v in data.items() if k != "sigma"}, epochs=1)
+    with pytest.raises(
+        ValueError,
+        match=r"non-finite.*input key\(s\) \['x'\]: 'x' has 1 non-finite value.*index \(3, 1\)",
+    ):
+        bad = dict(data, x=data["x"].copy())
+        bad["x"][3, 1] = np.nan
+        wf.fit_offline(bad, epochs=1)
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
+        wf.fit_offline(data, epochs=0)
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got -3"):
+        wf.fit_offline(data, epochs=-3)
+    with pytest.raises(ValueError, match="empty"):
+        wf.fit_offline({k: v[:0] for k, v in data.items()}, epochs=1)
+    with pytest.raises(TypeError, match=r"unknown keyword.*\['epoch'\]"):
+        wf.fit_offline(data, epoch=1)
+    with pytest.raises(TypeError, match=r"BasicWorkflow: unknown keyword.*\['learning_rate'\]"):
+        make_workflow(learning_rate=1e-3)
+    with pytest.raises(RuntimeError, match="not trained yet"):
+        wf.sample(conditions={"x": np.zeros((1, 2))}, num_samples=5)
+    with pytest.raises(
+        ValueError, match=r"'inference_conditions' has shape \(2, 3\).*\(batch, 2\)"
+    ):
+        trained.sample(conditions={"x": np.zeros((2, 3))}, num_samples=5)
+    with pytest.raises(ValueError, match=r"disagree in their leading \(batch\) dimension"):
+        wf.fit_offline(dict(data, x=data["x"][:10]), epochs=1)
+    with pytest.raises(TypeError, match="dict of arrays"):
+        wf.fit_offline(np.zeros(3), epochs=1)
+    with pytest.raises(ValueError, match="summary_network"):
+        bf.BasicWorkflow(inference_variables="mu", summary_variables="x").fit_offline(
+            {"mu": np.zeros((4, 1)), "x": np.zeros((4, 5, 1))}, epochs=1
+        )
+
+
+def test_divergence_names_epoch_and_batch():
+    wf = make_workflow(initial_learning_rate=1e9)
+    with pytest.raises(TrainingDiverged, match=r"epoch \d+, batch \d+.*learning rate"):
+        wf.fit_offline(wf.simulate(256, seed=0), epochs=3, batch_size=32, seed=0, progress=False)
+
+
+def test_guide_examples_construct():
+    # the user guide's network examples (BayesFlow spelling) run as written
+    bf.networks.CouplingFlow()
+    bf.networks.CouplingFlow(
+        depth=10, transform="spline", subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05}
+    )
+    bf.networks.CouplingFlow(base_distribution="normal")
+    bf.networks.FlowMatching()
+    bf.networks.FlowMatching(
+        use_optimal_transport=True, subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05}
+    )
+    bf.networks.FlowMatching(integrate_kwargs={"steps": 20})
+    bf.ContinuousApproximator(inference_network=bf.networks.FlowMatching())
