@@ -14,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_MODELS = ("two_moons", "gaussian_linear", "gaussian_linear_uniform", "slcp",
-               "gaussian_mixture", "bernoulli_glm")
+DEMO_MODELS = (
+    "two_moons",
+    "gaussian_linear",
+    "gaussian_linear_uniform",
+    "slcp",
+    "gaussian_mixture",
+    "bernoulli_glm",
+)
 
 
 def _find_reference(model: str, observation: int = 1) -> Path | None:
@@ -51,14 +57,22 @@ def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: b
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    wf = bf.BasicWorkflow(simulator=bf.simulators.benchmarks.get_task(model),
-                          inference_network=bf.networks.CouplingFlow(),
-                          inference_variables="theta", inference_conditions="x")
+    wf = bf.BasicWorkflow(
+        simulator=bf.simulators.benchmarks.get_task(model),
+        inference_network=bf.networks.CouplingFlow(),
+        inference_variables="theta",
+        inference_conditions="x",
+    )
     print(f"simulating {budget} datasets of {model} ...", flush=True)
     train = wf.simulate(budget, seed=seed)
-    history = wf.fit_offline(train, epochs=epochs, batch_size=128,
-                             validation_data=max(200, budget // 10), seed=seed + 1,
-                             progress=progress)
+    history = wf.fit_offline(
+        train,
+        epochs=epochs,
+        batch_size=128,
+        validation_data=max(200, budget // 10),
+        seed=seed + 1,
+        progress=progress,
+    )
     t_train = time.perf_counter() - t0
     wf.save(out / "model.amz")
 
@@ -73,10 +87,14 @@ def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: b
     post_sd = draws.std(axis=1)
     contraction = 1.0 - np.mean(post_sd**2, axis=0) / prior_sd**2
     nrmse = np.sqrt(np.mean((np.median(draws, axis=1) - test["theta"]) ** 2, axis=0)) / (
-        train["theta"].max(axis=0) - train["theta"].min(axis=0))
+        train["theta"].max(axis=0) - train["theta"].min(axis=0)
+    )
 
     result = {
-        "model": model, "budget": budget, "epochs": epochs, "seed": seed,
+        "model": model,
+        "budget": budget,
+        "epochs": epochs,
+        "seed": seed,
         "train_seconds": round(t_train, 2),
         "sample_seconds_300x500": round(t_sample, 3),
         "coverage_90": coverage.round(3).tolist(),
@@ -87,24 +105,31 @@ def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: b
     }
     ref_dir = _find_reference(model)
     if ref_dir is not None:
-        ref = np.loadtxt(ref_dir / "reference_posterior_samples.csv.bz2", delimiter=",",
-                         skiprows=1)
+        ref = np.loadtxt(ref_dir / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
         obs = np.loadtxt(ref_dir / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
         approx = wf.sample(conditions={"x": obs}, num_samples=len(ref), seed=seed + 4)["theta"][0]
         result["c2st_observation_1"] = round(bf.diagnostics.c2st(ref, approx), 4)
     (out / "history.json").write_text(json.dumps(history, indent=1))
     (out / "summary.json").write_text(json.dumps(result, indent=1))
     _loss_figure(history, out / "loss.png")
-    lines = [f"# amortized demo: {model}", "",
-             f"Trained a CouplingFlow on {budget} simulations for {epochs} epochs "
-             f"in {t_train:.1f} s.", "",
-             "![loss](loss.png)", "",
-             "| parameter | 90% coverage | contraction | NRMSE |", "|---|---|---|---|"]
+    lines = [
+        f"# amortized demo: {model}",
+        "",
+        f"Trained a CouplingFlow on {budget} simulations for {epochs} epochs in {t_train:.1f} s.",
+        "",
+        "![loss](loss.png)",
+        "",
+        "| parameter | 90% coverage | contraction | NRMSE |",
+        "|---|---|---|---|",
+    ]
     for i, (c, k, e) in enumerate(zip(coverage, contraction, nrmse, strict=True)):
         lines.append(f"| theta[{i}] | {c:.3f} | {k:.3f} | {e:.3f} |")
     if "c2st_observation_1" in result:
-        lines += ["", f"C2ST against the sbibm reference posterior (observation 1): "
-                      f"{result['c2st_observation_1']:.3f} (0.5 is perfect)."]
+        lines += [
+            "",
+            f"C2ST against the sbibm reference posterior (observation 1): "
+            f"{result['c2st_observation_1']:.3f} (0.5 is perfect).",
+        ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print(json.dumps(result, indent=1))
     print(f"report written to {out}/")
@@ -112,8 +137,7 @@ def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="amortized",
-                                     description="Amortized Bayesian inference.")
+    parser = argparse.ArgumentParser(prog="amortized", description="Amortized Bayesian inference.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train on a built-in model and write a report folder")
     p.add_argument("--model", default="two_moons", choices=DEMO_MODELS)

@@ -101,6 +101,8 @@ class CouplingFlow(InferenceNetwork):
         Learned per-dimension scale and shift before each layer.
     base_distribution : {"normal", "student_t"}, default "normal"
         ``"student_t"`` (``df`` degrees of freedom, default 5) for heavy-tailed posteriors.
+    subnet : {"mlp"}, default "mlp"
+        Backbone of each coupling layer.
     subnet_kwargs : dict, optional
         Options of each coupling's :class:`~amortized.networks.MLP` (``widths`` default
         (128, 128), ``activation``, ``dropout``, ``residual``).
@@ -120,6 +122,7 @@ class CouplingFlow(InferenceNetwork):
     @strict
     def __init__(
         self,
+        subnet: str = "mlp",
         depth: int = 6,
         transform: str = "affine",
         permutation: str | None = "random",
@@ -132,6 +135,7 @@ class CouplingFlow(InferenceNetwork):
         cond_dim: int = 0,
         key: jax.Array | None = None,
     ):
+        check_choice("CouplingFlow", "subnet", subnet, ("mlp",))
         check_choice("CouplingFlow", "transform", transform, TRANSFORMS)
         check_choice("CouplingFlow", "permutation", permutation, PERMUTATIONS)
         check_choice("CouplingFlow", "base_distribution", base_distribution, BASE_DISTRIBUTIONS)
@@ -147,6 +151,7 @@ class CouplingFlow(InferenceNetwork):
         )
         sub["widths"] = list(sub["widths"])
         self.config_json = encode_config(
+            subnet=subnet,
             depth=int(depth),
             transform=transform,
             permutation=permutation,

@@ -110,6 +110,8 @@ class FlowMatching(InferenceNetwork):
 
     Parameters
     ----------
+    subnet : {"time_mlp", "mlp"}, default "time_mlp"
+        Velocity-field backbone (both names give the time-conditioned MLP).
     subnet_kwargs : dict, optional
         :class:`~amortized.networks.TimeMLP` options (``widths`` default (256, 256, 256),
         ``activation``, ``dropout`` default 0.05, ``residual``, ``time_embedding_dim``).
@@ -137,6 +139,7 @@ class FlowMatching(InferenceNetwork):
     @strict
     def __init__(
         self,
+        subnet: str = "time_mlp",
         subnet_kwargs: Mapping[str, Any] | None = None,
         use_optimal_transport: bool = False,
         time_power_law_alpha: float = 0.0,
@@ -146,6 +149,7 @@ class FlowMatching(InferenceNetwork):
         cond_dim: int = 0,
         key: jax.Array | None = None,
     ):
+        check_choice("FlowMatching", "subnet", subnet, ("time_mlp", "mlp"))
         sub = {"widths": [256, 256, 256]} | strict_kwargs(
             "FlowMatching(subnet_kwargs)",
             subnet_kwargs,
@@ -158,6 +162,7 @@ class FlowMatching(InferenceNetwork):
                 f"FlowMatching: time_power_law_alpha must exceed -1, got {time_power_law_alpha}"
             )
         self.config_json = encode_config(
+            subnet=subnet,
             subnet_kwargs=sub,
             use_optimal_transport=bool(use_optimal_transport),
             time_power_law_alpha=float(time_power_law_alpha),

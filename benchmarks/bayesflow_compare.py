@@ -1,0 +1,136 @@
+"""Side by side with BayesFlow 2.1 (JAX backend) on the same simulations and the same C2ST.
+
+BayesFlow needs Python >= 3.12; run this file with a Python that has ``bayesflow`` and
+``jax`` installed (e.g. ``python3.12 -m venv bfenv && bfenv/bin/pip install bayesflow jax
+scikit-learn``). It imports nothing from amortized except the C2ST file, loaded by path,
+so both sides are scored by the same code. The simulations come from amortized's simulators
+via ``python benchmarks/bayesflow_compare.py --make-data`` (run with amortized's Python).
+
+    python  benchmarks/bayesflow_compare.py --make-data           # amortized's Python
+    bfenv/bin/python benchmarks/bayesflow_compare.py --speed        # BayesFlow timings
+    bfenv/bin/python benchmarks/bayesflow_compare.py --accuracy two_moons gaussian_linear
+
+Results go to ``benchmarks/results/bayesflow_*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DATA = RESULTS / "bayesflow_data"
+SBIBM = HERE.parent.parent / "shared" / "benchmarks" / "sbibm"
+
+
+def make_data(tasks):
+    import amortized as bf
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        sims = bf.simulators.benchmarks.get_task(task).sample(10_000, seed=0)
+        np.savez(DATA / f"{task}.npz", theta=sims["theta"], x=sims["x"])
+
+
+def _c2st():
+    spec = importlib.util.spec_from_file_location(
+        "c2st", HERE.parent / "src" / "amortized" / "diagnostics" / "c2st.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.c2st
+
+
+def _workflow(**net_kwargs):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import bayesflow as bf
+
+    return bf.BasicWorkflow(
+        inference_network=bf.networks.CouplingFlow(**net_kwargs),
+        inference_variables=["theta"],
+        inference_conditions=["x"],
+    )
+
+
+def _load(task):
+    d = np.load(DATA / f"{task}.npz")
+    return {"theta": d["theta"].astype("float32"), "x": d["x"].astype("float32")}
+
+
+def speed():
+    data = _load("two_moons")
+    wf = _workflow(depth=6, subnet_kwargs={"widths": [128, 128]})
+    wf.fit_offline(data, epochs=1, batch_size=256, verbose=0)  # build and compile
+    t = time.perf_counter()
+    wf.fit_offline(data, epochs=5, batch_size=256, verbose=0)
+    epoch = (time.perf_counter() - t) / 5
+    obs = {"x": data["x"][:1]}
+    wf.sample(conditions=obs, num_samples=10_000)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        wf.sample(conditions=obs, num_samples=10_000)
+        times.append(time.perf_counter() - t)
+    res = {"coupling_epoch_s": epoch, "coupling_10k_draws_s": float(np.median(times))}
+    print(json.dumps(res, indent=1))
+    (RESULTS / "bayesflow_speed.json").write_text(json.dumps(res, indent=1))
+
+
+def accuracy(tasks, observations=(1, 2, 3, 4, 5)):
+    c2st = _c2st()
+    out = RESULTS / "bayesflow_accuracy.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for task in tasks:
+        wf = _workflow()  # BayesFlow's default CouplingFlow
+        t = time.perf_counter()
+        wf.fit_offline(_load(task), epochs=100, batch_size=32, verbose=0)
+        train_s = time.perf_counter() - t
+        scores = []
+        for k in observations:
+            d = SBIBM / task / f"num_observation_{k}"
+            obs = np.loadtxt(d / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
+            ref = np.loadtxt(d / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
+            draws = wf.sample(conditions={"x": obs.astype("float32")}, num_samples=10_000)
+            scores.append(c2st(ref, np.asarray(draws["theta"][0])))
+        results[task] = {
+            "c2st": scores,
+            "c2st_mean": float(np.mean(scores)),
+            "observations": list(observations),
+            "train_seconds": train_s,
+            "config": "CouplingFlow() defaults, 100 epochs, batch 32",
+        }
+        print(task, results[task], flush=True)
+        out.write_text(json.dumps(results, indent=1))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--make-data", action="store_true")
+    p.add_argument("--speed", action="store_true")
+    p.add_argument("--accuracy", nargs="*")
+    a = p.parse_args()
+    tasks = [
+        "two_moons",
+        "gaussian_linear",
+        "gaussian_linear_uniform",
+        "slcp",
+        "gaussian_mixture",
+        "bernoulli_glm",
+    ]
+    if a.make_data:
+        make_data(tasks)
+    if a.speed:
+        speed()
+    if a.accuracy is not None:
+        accuracy(a.accuracy or tasks)
+
+
+if __name__ == "__main__":
+    main()

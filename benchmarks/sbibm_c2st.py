@@ -1,0 +1,242 @@
+"""sbibm benchmark: train at a simulation budget, score C2ST on all 10 observations.
+
+Usage::
+
+    python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
+        [--network coupling_spline|coupling_affine|flow_matching] [--observations 1 2 ...]
+        [--jobs 2] [--write-md]
+
+Per task: simulate ``budget`` datasets (5% held out for validation), train, draw 10,000
+posterior samples for each observation, and compute C2ST against the 10,000 sbibm reference
+draws exactly as in ``shared/benchmarks/sbibm/README.md``. Results are appended to
+``benchmarks/results/sbibm_<budget>_<network>.json`` as each task finishes; ``--write-md``
+rewrites the table in BENCHMARKS.md from every results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SBIBM = ROOT.parent / "shared" / "benchmarks" / "sbibm"
+RESULTS = HERE / "results"
+TASKS = [
+    "two_moons",
+    "gaussian_linear",
+    "gaussian_linear_uniform",
+    "slcp",
+    "gaussian_mixture",
+    "bernoulli_glm",
+]
+NPE_10K = {
+    "two_moons": 0.606,
+    "gaussian_linear": 0.552,
+    "gaussian_linear_uniform": 0.553,
+    "slcp": 0.901,
+    "gaussian_mixture": 0.661,
+    "bernoulli_glm": 0.678,
+}
+TARGET_10K = {
+    "two_moons": 0.58,
+    "gaussian_linear": 0.54,
+    "gaussian_linear_uniform": 0.54,
+    "slcp": 0.80,
+    "gaussian_mixture": 0.60,
+    "bernoulli_glm": 0.65,
+}
+
+
+def network(name: str):
+    import amortized as bf
+
+    if name == "coupling_affine":
+        return bf.networks.CouplingFlow()
+    if name == "coupling_spline":
+        return bf.networks.CouplingFlow(transform="spline")
+    if name == "flow_matching":
+        return bf.networks.FlowMatching()
+    raise ValueError(f"unknown network {name!r}")
+
+
+def load_reference(task: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    d = SBIBM / task / f"num_observation_{k}"
+    obs = np.loadtxt(d / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
+    ref = np.loadtxt(d / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
+    return obs, ref
+
+
+def _c2st_job(args):
+    ref, approx = args
+    from amortized.diagnostics import c2st
+
+    return c2st(ref, approx)
+
+
+def run_task(
+    task: str,
+    budget: int,
+    net_name: str,
+    observations: list[int],
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    jobs: int,
+) -> dict:
+    import amortized as bf
+
+    wf = bf.BasicWorkflow(
+        simulator=bf.simulators.benchmarks.get_task(task),
+        inference_network=network(net_name),
+        inference_variables="theta",
+        inference_conditions="x",
+    )
+    sims = wf.simulate(budget, seed=seed)
+    n_val = max(1, budget // 20)
+    train = {k: v[n_val:] for k, v in sims.items()}
+    val = {k: v[:n_val] for k, v in sims.items()}
+    t0 = time.perf_counter()
+    hist = wf.fit_offline(
+        train,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=val,
+        seed=seed + 1,
+        restore_best=True,
+    )
+    train_s = time.perf_counter() - t0
+    refs, obs = [], []
+    for k in observations:
+        o, r = load_reference(task, k)
+        obs.append(o[0])
+        refs.append(r)
+    t1 = time.perf_counter()
+    draws = wf.sample(conditions={"x": np.stack(obs)}, num_samples=10_000, seed=seed + 2)["theta"]
+    sample_s = time.perf_counter() - t1
+    jobs_in = [(refs[i], draws[i]) for i in range(len(observations))]
+    t2 = time.perf_counter()
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as ex:
+            scores = list(ex.map(_c2st_job, jobs_in))
+    else:
+        scores = [_c2st_job(j) for j in jobs_in]
+    c2st_s = time.perf_counter() - t2
+    return {
+        "task": task,
+        "budget": budget,
+        "network": net_name,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "observations": observations,
+        "c2st": scores,
+        "c2st_mean": float(np.mean(scores)),
+        "train_seconds": train_s,
+        "seconds_per_epoch": train_s / epochs,
+        "sample_seconds": sample_s,
+        "c2st_seconds": c2st_s,
+        "best_val_loss": float(np.min(hist["val_loss"])),
+        "machine": machine(),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jax
+
+    return f"{os.cpu_count()} cores, {cpu}, {jax.default_backend()} (jax {jax.__version__})"
+
+
+def write_markdown() -> None:
+    rows = []
+    for f in sorted(RESULTS.glob("sbibm_*.json")):
+        for r in json.loads(f.read_text()):
+            rows.append(r)
+    if not rows:
+        return
+    lines = [
+        "| task | budget | network | epochs | batch | C2ST mean (obs) | NPE 10^4 | target "
+        "| s/epoch | 10k draws x obs (s) | machine |",
+        "|---" * 11 + "|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["budget"], TASKS.index(r["task"]), r["network"])):
+        npe = NPE_10K[r["task"]] if r["budget"] == 10_000 else "-"
+        tgt = TARGET_10K[r["task"]] if r["budget"] == 10_000 else "-"
+        nobs = len(r["observations"])
+        lines.append(
+            f"| {r['task']} | {r['budget']} | {r['network']} | {r['epochs']} | {r['batch_size']} "
+            f"| {r['c2st_mean']:.3f} ({nobs}) | {npe} | {tgt} | {r['seconds_per_epoch']:.3f} "
+            f"| {r['sample_seconds']:.2f} | {r['machine']} |"
+        )
+    replace_block("sbibm", "\n".join(lines))
+
+
+def replace_block(name: str, body: str) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in
+    BENCHMARKS.md (appending the block if it is not there yet)."""
+    md = ROOT / "BENCHMARKS.md"
+    text = md.read_text() if md.exists() else ""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text += "\n" + block + "\n"
+    md.write_text(text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--budget", type=int, default=10_000, choices=[1_000, 10_000, 100_000])
+    p.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    p.add_argument(
+        "--network",
+        default="coupling_spline",
+        choices=["coupling_affine", "coupling_spline", "flow_matching"],
+    )
+    p.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2, help="parallel C2ST processes")
+    p.add_argument("--write-md", action="store_true")
+    p.add_argument("--tag", default="", help="suffix of the results file")
+    a = p.parse_args()
+    # the number of optimizer steps, not epochs, sets training quality: scale epochs so
+    # that each budget gets about 30k steps (10^3: 300 epochs of 8 batches is too few)
+    batch = a.batch_size or {1_000: 64, 10_000: 128, 100_000: 256}[a.budget]
+    epochs = a.epochs or {1_000: 500, 10_000: 300, 100_000: 100}[a.budget]
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"sbibm_{a.budget}_{a.network}{a.tag}.json"
+    results = json.loads(out.read_text()) if out.exists() else []
+    for task in a.tasks:
+        r = run_task(task, a.budget, a.network, a.observations, epochs, batch, a.seed, a.jobs)
+        print(
+            f"{task}: C2ST {r['c2st_mean']:.3f} {np.round(r['c2st'], 3).tolist()} "
+            f"train {r['train_seconds']:.0f}s c2st {r['c2st_seconds']:.0f}s",
+            flush=True,
+        )
+        results = [x for x in results if x["task"] != task] + [r]
+        out.write_text(json.dumps(results, indent=1))
+    if a.write_md:
+        write_markdown()
+
+
+if __name__ == "__main__":
+    main()

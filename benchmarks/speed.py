@@ -1,0 +1,127 @@
+"""Speed and memory on this machine: time per training epoch, draws per second, peak memory.
+
+Usage::
+
+    python benchmarks/speed.py [--write-md]
+
+Settings match the BayesFlow measurements in DESIGN.md: two_moons, 10^4 simulations,
+batch 256, CouplingFlow(depth=6, affine, subnet widths 128x128); FlowMatching with its
+defaults. Each timing is the median of repeated runs after compilation. The memory check
+trains offline on 10^5 two_moons simulations in a fresh process and reports its peak
+resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from sbibm_c2st import RESULTS, machine, replace_block  # noqa: E402
+
+
+def _median_time(fn, repeats=5):
+    fn()  # compile
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def training_epoch_seconds(net, data, batch_size=256, epochs=5):
+    import amortized as bf
+
+    wf = bf.BasicWorkflow(
+        inference_network=net, inference_variables="theta", inference_conditions="x"
+    )
+    wf.fit_offline(data, epochs=1, batch_size=batch_size, seed=0, progress=False)  # compile
+    t = time.perf_counter()
+    wf.fit_offline(data, epochs=epochs, batch_size=batch_size, seed=1, progress=False)
+    return (time.perf_counter() - t) / epochs, wf
+
+
+def peak_memory_offline_1e5() -> float:
+    code = (
+        "import resource, amortized as bf\n"
+        "wf = bf.BasicWorkflow(simulator=bf.simulators.benchmarks.two_moons(),\n"
+        "    inference_variables='theta', inference_conditions='x')\n"
+        "d = wf.simulate(100_000, seed=0)\n"
+        "wf.fit_offline(d, epochs=3, batch_size=256, validation_data=5000, seed=1,"
+        " progress=False)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024.0  # KiB -> MiB
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--write-md", action="store_true")
+    a = p.parse_args()
+    import amortized as bf
+
+    data = bf.simulators.benchmarks.two_moons().sample(10_000, seed=0)
+    obs = {"x": data["x"][:1]}
+    res = {"machine": machine()}
+    cf = bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]})
+    res["coupling_epoch_s"], wf = training_epoch_seconds(cf, data)
+    res["coupling_10k_draws_s"] = _median_time(
+        lambda: wf.sample(conditions=obs, num_samples=10_000, seed=1)
+    )
+    res["coupling_spline_epoch_s"], _ = training_epoch_seconds(
+        bf.networks.CouplingFlow(transform="spline"), data
+    )
+    res["flow_matching_epoch_s"], wf_fm = training_epoch_seconds(bf.networks.FlowMatching(), data)
+    res["flow_matching_10k_draws_s"] = _median_time(
+        lambda: wf_fm.sample(conditions=obs, num_samples=10_000, seed=1)
+    )
+    res["peak_rss_mib_offline_1e5"] = peak_memory_offline_1e5()
+    res["this_process_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps(res, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "speed.json").write_text(json.dumps(res, indent=1))
+    if a.write_md:
+        write_markdown(res)
+
+
+def write_markdown(res: dict) -> None:
+    bf_file = RESULTS / "bayesflow_speed.json"
+    theirs = json.loads(bf_file.read_text()) if bf_file.exists() else {}
+
+    def other(key):
+        return f"{theirs[key]:.3f}" if key in theirs else "not measured"
+
+    rows = [
+        ("CouplingFlow epoch (depth 6, affine, 128x128, batch 256, 10^4 sims)", "coupling_epoch_s"),
+        ("10,000 draws, CouplingFlow", "coupling_10k_draws_s"),
+        ("CouplingFlow spline epoch (defaults, batch 256)", "coupling_spline_epoch_s"),
+        ("FlowMatching epoch (defaults, batch 256)", "flow_matching_epoch_s"),
+        ("10,000 draws, FlowMatching (defaults)", "flow_matching_10k_draws_s"),
+    ]
+    lines = [
+        f"Machine: {res['machine']}. Seconds, median after compilation.",
+        "",
+        "| measurement | amortized (s) | BayesFlow 2.1, JAX (s) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {label} | {res[key]:.3f} | {other(key)} |" for label, key in rows]
+    lines += [
+        "",
+        f"Peak resident memory, offline training on 10^5 two_moons simulations "
+        f"(batch 256, fresh process): {res['peak_rss_mib_offline_1e5']:.0f} MiB.",
+    ]
+    replace_block("speed", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
