@@ -7,6 +7,7 @@ samples and densities in the user's original parameter space, keyed by variable 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._validation import (
     as_key,
@@ -298,10 +300,16 @@ class ContinuousApproximator:
     # -- inference ---------------------------------------------------------------------
     @strict
     def sample(
-        self, *, num_samples: int, conditions: Mapping[str, Any], seed: int | None = None
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = True,
     ) -> dict[str, np.ndarray]:
         """Posterior draws ``{name: (num_datasets, num_samples, *shape)}`` in the original
-        parameter space, for every dataset in ``conditions``."""
+        parameter space, for every dataset in ``conditions``. Requests larger than one
+        compiled call (2^17 draws) run in chunks, with a progress bar in a terminal."""
         self._require_trained("sample")
         num_samples = check_positive_int("sample", "num_samples", num_samples)
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
@@ -317,7 +325,9 @@ class ContinuousApproximator:
         key = as_key(seed)
         per_call = max(1, SAMPLE_CHUNK // num_samples)
         draws = []
-        for start in range(0, n, per_call):
+        starts = range(0, n, per_call)
+        show = progress and len(starts) > 1 and sys.stderr.isatty()
+        for start in tqdm(starts, desc="sampling", unit="chunk", disable=not show):
             stop = min(n, start + per_call)
             size = _bucket(stop - start, per_call)
             chunk = {k: _pad_rows(v[start:stop], size) for k, v in arrays.items()}

@@ -61,15 +61,21 @@ def _gather(a, k):
     return jnp.take_along_axis(a, k[:, None], axis=-1)[:, 0]
 
 
+def _bin(v, params, bins, bound, inverse):
+    """The bin of each element of ``v`` (searched on the y-knots when ``inverse``) and that
+    bin's left knot, width, height and end derivatives."""
+    xk, yk, deriv = _spline_knots(params, v.shape[-1], bins, bound)
+    inside = jnp.abs(v) < bound
+    vc = jnp.clip(v, -bound, bound)
+    knots = yk if inverse else xk
+    k = jnp.clip(jnp.sum(vc[:, None] >= knots[:, 1:-1], axis=-1), 0, bins - 1)
+    x0, y0 = _gather(xk, k), _gather(yk, k)
+    w, h = _gather(xk, k + 1) - x0, _gather(yk, k + 1) - y0
+    return inside, vc, x0, y0, w, h, _gather(deriv, k), _gather(deriv, k + 1)
+
+
 def spline_forward(x, params, bins=16, bound=5.0):
-    d = x.shape[-1]
-    xk, yk, deriv = _spline_knots(params, d, bins, bound)
-    inside = jnp.abs(x) < bound
-    xc = jnp.clip(x, -bound, bound)
-    k = jnp.clip(jnp.sum(xc[:, None] >= xk[:, 1:-1], axis=-1), 0, bins - 1)
-    x0, x1, y0, y1 = _gather(xk, k), _gather(xk, k + 1), _gather(yk, k), _gather(yk, k + 1)
-    d0, d1 = _gather(deriv, k), _gather(deriv, k + 1)
-    w, h = x1 - x0, y1 - y0
+    inside, xc, x0, y0, w, h, d0, d1 = _bin(x, params, bins, bound, inverse=False)
     s = h / w
     xi = (xc - x0) / w
     om = xi * (1.0 - xi)
@@ -82,14 +88,7 @@ def spline_forward(x, params, bins=16, bound=5.0):
 
 
 def spline_inverse(y, params, bins=16, bound=5.0):
-    d = y.shape[-1]
-    xk, yk, deriv = _spline_knots(params, d, bins, bound)
-    inside = jnp.abs(y) < bound
-    yc = jnp.clip(y, -bound, bound)
-    k = jnp.clip(jnp.sum(yc[:, None] >= yk[:, 1:-1], axis=-1), 0, bins - 1)
-    x0, x1, y0, y1 = _gather(xk, k), _gather(xk, k + 1), _gather(yk, k), _gather(yk, k + 1)
-    d0, d1 = _gather(deriv, k), _gather(deriv, k + 1)
-    w, h = x1 - x0, y1 - y0
+    inside, yc, x0, y0, w, h, d0, d1 = _bin(y, params, bins, bound, inverse=True)
     s = h / w
     dy = yc - y0
     c2 = d1 + d0 - 2.0 * s

@@ -171,16 +171,8 @@ class BasicWorkflow:
             raise TypeError(
                 f"fit_offline: data must be a dict of arrays, got {type(data).__name__}"
             )
-        return self.approximator.fit(
-            dataset=data,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=self._validation(validation_data, seed),
-            seed=seed,
-            learning_rate=self.initial_learning_rate,
-            optimizer=self.optimizer,
-            restore_best=restore_best,
-            progress=progress,
+        return self._fit(
+            dict(dataset=data), epochs, batch_size, validation_data, seed, restore_best, progress
         )
 
     @strict
@@ -197,9 +189,14 @@ class BasicWorkflow:
         """Train on fresh simulations: each epoch simulates
         ``num_batches_per_epoch * batch_size`` datasets."""
         sim = self._require_simulator("fit_online")
+        source = dict(
+            simulate=lambda n, s: sim.sample(n, seed=s), num_batches_per_epoch=num_batches_per_epoch
+        )
+        return self._fit(source, epochs, batch_size, validation_data, seed, restore_best, progress)
+
+    def _fit(self, source, epochs, batch_size, validation_data, seed, restore_best, progress):
         return self.approximator.fit(
-            simulate=lambda n, s: sim.sample(n, seed=s),
-            num_batches_per_epoch=num_batches_per_epoch,
+            **source,
             epochs=epochs,
             batch_size=batch_size,
             validation_data=self._validation(validation_data, seed),
@@ -213,11 +210,18 @@ class BasicWorkflow:
     # -- inference ---------------------------------------------------------------------
     @strict
     def sample(
-        self, *, num_samples: int, conditions: Mapping[str, Any], seed: int | None = None
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = True,
     ) -> dict[str, np.ndarray]:
         """Posterior draws ``{name: (num_datasets, num_samples, *shape)}`` in the original
-        parameter space."""
-        return self.approximator.sample(num_samples=num_samples, conditions=conditions, seed=seed)
+        parameter space (a progress bar shows for requests of several chunks)."""
+        return self.approximator.sample(
+            num_samples=num_samples, conditions=conditions, seed=seed, progress=progress
+        )
 
     @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
