@@ -174,16 +174,35 @@ def test_divergence_names_epoch_and_batch():
         wf.fit_offline(wf.simulate(256, seed=0), epochs=3, batch_size=32, seed=0, progress=False)
 
 
-def test_guide_examples_construct():
-    # the user guide's network examples (BayesFlow spelling) run as written
-    bf.networks.CouplingFlow()
-    bf.networks.CouplingFlow(
-        depth=10, transform="spline", subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05}
+def test_guide_examples_run_as_written():
+    # the user guide's CouplingFlow, FlowMatching and ContinuousApproximator examples, verbatim
+    approximator = bf.ContinuousApproximator(
+        inference_network=bf.networks.FlowMatching(),
+        summary_network=bf.networks.SetTransformer(),  # optional summary backbone
     )
-    bf.networks.CouplingFlow(base_distribution="normal")
-    bf.networks.FlowMatching()
-    bf.networks.FlowMatching(
-        use_optimal_transport=True, subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05}
+    inference_network = bf.networks.CouplingFlow()
+    inference_network = bf.networks.CouplingFlow(
+        depth=10,
+        transform="spline",
+        subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05},
     )
-    bf.networks.FlowMatching(integrate_kwargs={"steps": 20})
-    bf.ContinuousApproximator(inference_network=bf.networks.FlowMatching())
+    inference_network = bf.networks.CouplingFlow(
+        base_distribution="normal",
+    )
+    approximator = bf.ContinuousApproximator(
+        inference_network=inference_network,
+        summary_network=bf.networks.SetTransformer(),
+    )
+    inference_network = bf.networks.FlowMatching()
+    inference_network = bf.networks.FlowMatching(
+        use_optimal_transport=True,
+        subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05},
+    )
+    inference_network = bf.networks.FlowMatching(
+        integrate_kwargs={"steps": 20},
+    )
+    approximator = bf.ContinuousApproximator(
+        inference_network=inference_network,
+        summary_network=bf.networks.TimeSeriesTransformer(),
+    )
+    assert isinstance(approximator.summary_network, bf.networks.TimeSeriesTransformer)

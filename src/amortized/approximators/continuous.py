@@ -26,6 +26,7 @@ from .._validation import (
 )
 from ..adapters import NETWORK_KEYS, Adapter
 from ..networks.base import InferenceNetwork
+from ..networks.summary_base import SummaryNetwork
 from ..training import default_optimizer, fit
 from . import core
 from .core import IC, IV, SV, Networks
@@ -62,8 +63,9 @@ class ContinuousApproximator:
     ----------
     inference_network : InferenceNetwork
         E.g. ``CouplingFlow()`` or ``FlowMatching()``; built when training starts.
-    summary_network : equinox.Module, optional
-        Maps ``summary_variables`` of one dataset to a vector; trained jointly.
+    summary_network : SummaryNetwork, optional
+        E.g. ``SetTransformer()``: maps the ``summary_variables`` of one dataset
+        ``(N, features)`` to a vector; trained jointly.
     adapter : Adapter, optional
         Maps simulator outputs to ``inference_variables`` / ``inference_conditions`` /
         ``summary_variables``. Without one, data must already use those keys.
@@ -88,6 +90,11 @@ class ContinuousApproximator:
             raise TypeError(
                 f"ContinuousApproximator: inference_network must be an amortized inference "
                 f"network (e.g. bf.networks.CouplingFlow()), got {type(inference_network).__name__}"
+            )
+        if summary_network is not None and not isinstance(summary_network, SummaryNetwork):
+            raise TypeError(
+                f"ContinuousApproximator: summary_network must be a summary network (e.g. "
+                f"bf.networks.SetTransformer()), got {type(summary_network).__name__}"
             )
         if adapter is not None and not isinstance(adapter, Adapter):
             raise TypeError(
@@ -202,10 +209,8 @@ class ContinuousApproximator:
         summary = None
         summary_dim = 0
         if self.summary_network is not None:
-            summary = self.summary_network
-            if hasattr(summary, "build"):
-                summary = summary.build(arrays[SV].shape[1:], k_sum)
-            summary_dim = int(np.shape(jax.eval_shape(lambda x: summary(x), arrays[SV][0]))[-1])
+            summary = self.summary_network.build(arrays[SV].shape[1:], k_sum)
+            summary_dim = summary.summary_dim
         cond_dim = (arrays[IC].shape[-1] if IC in arrays else 0) + summary_dim
         inference = self.inference_network.build(arrays[IV].shape[-1], cond_dim, k_inf)
         self.nets = Networks(inference, summary)

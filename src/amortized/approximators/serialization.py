@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..adapters import Adapter
-from ..networks import INFERENCE_NETWORKS
+from ..networks import INFERENCE_NETWORKS, SUMMARY_NETWORKS
+from ..networks.summary_base import SummaryNetwork
 from .continuous import ContinuousApproximator
 from .core import Networks
 
@@ -41,13 +42,21 @@ class ModelFileError(ValueError):
 def _network_entry(net) -> dict[str, Any] | None:
     if net is None:
         return None
-    name = type(net).__name__
-    return {
-        "class": name,
-        "config": net.config,
-        "dim": getattr(net, "dim", None),
-        "cond_dim": getattr(net, "cond_dim", None),
-    }
+    entry = {"class": type(net).__name__, "config": net.config}
+    if isinstance(net, SummaryNetwork):
+        return entry | {"input_shape": list(net.input_shape)}
+    return entry | {"dim": net.dim, "cond_dim": net.cond_dim}
+
+
+def _rebuild(entry: dict[str, Any], registry: dict[str, type]):
+    """(unbuilt network, built skeleton) from a manifest entry."""
+    if entry["class"] not in registry:
+        raise ModelFileError(f"load: unknown network {entry['class']!r}; known: {sorted(registry)}")
+    net = registry[entry["class"]](**entry["config"])
+    key = jax.random.key(0)
+    if "input_shape" in entry:
+        return net, net.build(tuple(entry["input_shape"]), key)
+    return net, net.build(entry["dim"], entry["cond_dim"], key)
 
 
 def save_approximator(
@@ -57,8 +66,6 @@ def save_approximator(
 ) -> Path:
     """Write ``approximator`` (trained) to ``path``; returns the path."""
     approximator._require_trained("save")
-    if approximator.summary_network is not None:
-        raise NotImplementedError("save: approximators with a summary network cannot be saved yet")
     from .. import __version__
 
     buf = io.BytesIO()
@@ -69,6 +76,7 @@ def save_approximator(
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "inference_network": _network_entry(approximator.nets.inference),
+        "summary_network": _network_entry(approximator.nets.summary),
         "adapter": None if approximator.adapter is None else approximator.adapter.get_config(),
         "standardize": approximator.standardize_keys,
         "stats": {
@@ -131,19 +139,18 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
 def load_approximator(path: str | os.PathLike) -> tuple[ContinuousApproximator, dict[str, Any]]:
     """Rebuild a saved approximator; returns it and the manifest's ``extra`` dict."""
     manifest, weights = read_manifest(path)
-    entry = manifest["inference_network"]
-    if entry["class"] not in INFERENCE_NETWORKS:
-        raise ModelFileError(
-            f"load: unknown inference network {entry['class']!r}; known: "
-            f"{sorted(INFERENCE_NETWORKS)}"
-        )
-    cls = INFERENCE_NETWORKS[entry["class"]]
-    network = cls(**entry["config"])
+    network, inference = _rebuild(manifest["inference_network"], INFERENCE_NETWORKS)
+    summary_network = summary = None
+    if manifest.get("summary_network"):
+        summary_network, summary = _rebuild(manifest["summary_network"], SUMMARY_NETWORKS)
     adapter = None if manifest["adapter"] is None else Adapter.from_config(manifest["adapter"])
     approx = ContinuousApproximator(
-        inference_network=network, adapter=adapter, standardize=manifest["standardize"] or None
+        inference_network=network,
+        summary_network=summary_network,
+        adapter=adapter,
+        standardize=manifest["standardize"] or None,
     )
-    skeleton = Networks(network.build(entry["dim"], entry["cond_dim"], jax.random.key(0)), None)
+    skeleton = Networks(inference, summary)
     try:
         approx.nets = eqx.tree_deserialise_leaves(io.BytesIO(weights), skeleton)
     except Exception as e:

@@ -55,7 +55,9 @@ class BasicWorkflow:
         ``summary_variables`` when not given.
     inference_network : InferenceNetwork or {"coupling_flow", "flow_matching"},
         default CouplingFlow()
-    summary_network : equinox.Module, optional
+    summary_network : SummaryNetwork, optional
+        E.g. ``bf.networks.SetTransformer()`` for exchangeable data routed to
+        ``summary_variables``.
     initial_learning_rate : float, default 5e-4
         Peak learning rate of the default AdamW warmup-cosine schedule.
     optimizer : optax.GradientTransformation, optional
@@ -228,6 +230,11 @@ class BasicWorkflow:
         """Posterior log density of the parameters in ``data`` given its conditions,
         in the original parameter space: ``(num_datasets,)``."""
         return self.approximator.log_prob(data)
+
+    @strict
+    def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
+        return self.approximator.summarize(data)
 
     # -- persistence -------------------------------------------------------------------
     @strict

@@ -1,0 +1,75 @@
+"""DeepSet: permutation-invariant summary by per-element encoding and pooling.
+
+s(x) = rho([mean_i phi(x_i), max_i phi(x_i)])   (padded rows excluded from both pools)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import strict
+from .base import encode_config
+from .mlp import MLP
+from .summary_base import SummaryNetwork, masked_mean
+
+
+class DeepSet(SummaryNetwork):
+    """Exchangeable sets ``(N, features)`` to ``summary_dim`` numbers.
+
+    Parameters
+    ----------
+    summary_dim : int, default 16
+    widths_equivariant : sequence of int, default (64, 64)
+        The per-element network phi.
+    widths_invariant : sequence of int, default (64, 64)
+        The network rho after pooling.
+    activation : str, default "silu"
+    dropout : float, default 0.05
+
+    >>> net = DeepSet(summary_dim=8)
+    """
+
+    phi: MLP | None
+    rho: MLP | None
+
+    @strict
+    def __init__(
+        self,
+        summary_dim: int = 16,
+        widths_equivariant: Sequence[int] = (64, 64),
+        widths_invariant: Sequence[int] = (64, 64),
+        activation: str = "silu",
+        dropout: float = 0.05,
+        input_shape: tuple = (),
+        key: jax.Array | None = None,
+    ):
+        self.config_json = encode_config(
+            summary_dim=int(summary_dim),
+            widths_equivariant=list(widths_equivariant),
+            widths_invariant=list(widths_invariant),
+            activation=activation,
+            dropout=float(dropout),
+        )
+        self.input_shape = tuple(input_shape)
+        if not self.input_shape:
+            self.phi = self.rho = None
+            return
+        k1, k2 = jax.random.split(key)
+        width = int(widths_equivariant[-1])
+        self.phi = MLP(self.input_shape[-1], width, widths_equivariant, activation, dropout, key=k1)
+        self.rho = MLP(2 * width, int(summary_dim), widths_invariant, activation, dropout, key=k2)
+
+    def __call__(self, x, key=None, mask=None):
+        k1, k2 = (None, None) if key is None else jax.random.split(key)
+        keys = None if k1 is None else jax.random.split(k1, x.shape[0])
+        h = (
+            jax.vmap(lambda r: self.phi(r))(x)
+            if keys is None
+            else jax.vmap(lambda r, k: self.phi(r, k))(x, keys)
+        )
+        hmax = h if mask is None else jnp.where(mask.astype(bool)[:, None], h, -jnp.inf)
+        pooled = jnp.concatenate([masked_mean(h, mask), jnp.max(hmax, axis=0)])
+        return self.rho(pooled, k2)

@@ -1,0 +1,133 @@
+"""SetTransformer (Lee et al. 2019): attention over the elements of a set, then pooling by
+multihead attention (PMA) to a fixed-size summary.
+
+Block i (width d_i): self-attention SAB(X) = MAB(X, X), or with inducing points
+ISAB(X) = MAB(X, MAB(I, X)) (cost linear in N). Summary: Linear(PMA(H)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+
+from .._validation import strict
+from .base import encode_config
+from .summary_base import MAB, PMA, SummaryNetwork
+
+
+class _Block(eqx.Module):
+    proj: eqx.nn.Linear
+    mab: MAB
+    induced: MAB | None
+    inducing: jax.Array | None
+
+    def __init__(self, in_dim, dim, heads, mlp_widths, dropout, num_inducing, *, key):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        self.proj = eqx.nn.Linear(in_dim, dim, key=k1)
+        self.mab = MAB(dim, heads, mlp_widths, dropout, key=k2)
+        if num_inducing:
+            self.inducing = 0.1 * jax.random.normal(k3, (num_inducing, dim))
+            self.induced = MAB(dim, heads, mlp_widths, dropout, key=k4)
+        else:
+            self.inducing = self.induced = None
+
+    def __call__(self, x, mask=None, key=None):
+        k1, k2 = (None, None) if key is None else jax.random.split(key)
+        h = jax.vmap(self.proj)(x)
+        if self.induced is None:
+            return self.mab(h, h, mask, k1)
+        summary = self.induced(self.inducing, h, mask, k2)
+        return self.mab(h, summary, None, k1)
+
+
+class SetTransformer(SummaryNetwork):
+    """Exchangeable sets ``(N, features)`` to ``summary_dim`` numbers.
+
+    Parameters
+    ----------
+    summary_dim : int, default 16
+    embed_dims : sequence of int, default (64, 64)
+        Width of each attention block (one block per entry).
+    num_heads : sequence of int, default (4, 4)
+    mlp_widths : sequence of int, default (128,)
+        Hidden widths of the feed-forward part of each block.
+    num_inducing_points : int, optional
+        Use induced set attention (ISAB) with this many inducing points.
+    num_seeds : int, default 1
+        Seeds of the pooling attention; their outputs are concatenated.
+    dropout : float, default 0.05
+
+    >>> net = SetTransformer(summary_dim=10, num_inducing_points=16)
+    """
+
+    blocks: tuple[_Block, ...] | None
+    pool: PMA | None
+    head: eqx.nn.Linear | None
+
+    @strict
+    def __init__(
+        self,
+        summary_dim: int = 16,
+        embed_dims: Sequence[int] = (64, 64),
+        num_heads: Sequence[int] = (4, 4),
+        mlp_widths: Sequence[int] = (128,),
+        num_inducing_points: int | None = None,
+        num_seeds: int = 1,
+        dropout: float = 0.05,
+        input_shape: tuple = (),
+        key: jax.Array | None = None,
+    ):
+        embed_dims, num_heads = list(embed_dims), list(num_heads)
+        if len(embed_dims) != len(num_heads) or not embed_dims:
+            raise ValueError(
+                f"SetTransformer: embed_dims and num_heads need the same non-zero "
+                f"length, got {embed_dims} and {num_heads}"
+            )
+        for d, h in zip(embed_dims, num_heads, strict=True):
+            if d % h:
+                raise ValueError(
+                    f"SetTransformer: each embed dim must be divisible by its "
+                    f"number of heads, got {d} and {h}"
+                )
+        self.config_json = encode_config(
+            summary_dim=int(summary_dim),
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            mlp_widths=list(mlp_widths),
+            num_inducing_points=num_inducing_points,
+            num_seeds=int(num_seeds),
+            dropout=float(dropout),
+        )
+        self.input_shape = tuple(input_shape)
+        if not self.input_shape:
+            self.blocks = self.pool = self.head = None
+            return
+        keys = jax.random.split(key, len(embed_dims) + 2)
+        dims = [self.input_shape[-1]] + embed_dims
+        self.blocks = tuple(
+            _Block(
+                dims[i],
+                dims[i + 1],
+                num_heads[i],
+                mlp_widths,
+                dropout,
+                num_inducing_points,
+                key=keys[i],
+            )
+            for i in range(len(embed_dims))
+        )
+        self.pool = PMA(dims[-1], int(num_seeds), num_heads[-1], mlp_widths, dropout, key=keys[-2])
+        self.head = eqx.nn.Linear(dims[-1] * int(num_seeds), int(summary_dim), key=keys[-1])
+
+    def __call__(self, x, key=None, mask=None):
+        keys = (
+            [None] * (len(self.blocks) + 1)
+            if key is None
+            else list(jax.random.split(key, len(self.blocks) + 1))
+        )
+        h = x
+        for block, k in zip(self.blocks, keys[:-1], strict=True):
+            h = block(h, mask, k)
+        return self.head(self.pool(h, mask, keys[-1]))

@@ -1,0 +1,104 @@
+"""The abstract summary network and the attention blocks the set and time-series networks share.
+
+A summary network maps one dataset ``x`` of shape ``(N, features)`` (a set, or a series of
+length N) to a vector ``(summary_dim,)``; the approximator vmaps it over datasets and trains
+it jointly with the inference network. Like inference networks it is constructed from its
+options and built once the input shape is known: ``build(input_shape, key)``.
+
+``mask`` (``(N,)``, 1 for observed rows, 0 for padding) is accepted by every summary network
+so that padded rows do not enter attention or pooling.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .mlp import MLP
+
+
+class SummaryNetwork(eqx.Module):
+    config_json: str = eqx.field(static=True)
+    input_shape: tuple = eqx.field(static=True)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
+
+    @property
+    def summary_dim(self) -> int:
+        return int(self.config["summary_dim"])
+
+    @property
+    def is_built(self) -> bool:
+        return bool(self.input_shape)
+
+    def build(self, input_shape: tuple[int, ...], key: jax.Array) -> SummaryNetwork:
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__}: expects one dataset of shape (N, features), i.e. "
+                f"summary_variables of shape (batch, N, features); got per-dataset shape "
+                f"{tuple(input_shape)}. Use Adapter.as_set or as_time_series for (batch, N)."
+            )
+        return type(self)(**self.config, input_shape=tuple(int(s) for s in input_shape), key=key)
+
+    def __call__(
+        self, x: jax.Array, key: jax.Array | None = None, mask: jax.Array | None = None
+    ) -> jax.Array:
+        raise NotImplementedError  # abstract
+
+
+def masked_mean(h: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Mean over rows of ``h`` ``(N, d)``, counting only rows where ``mask`` is 1."""
+    if mask is None:
+        return jnp.mean(h, axis=0)
+    w = mask.astype(h.dtype)[:, None]
+    return jnp.sum(h * w, axis=0) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+class MAB(eqx.Module):
+    """Multihead attention block: H = LN(Q + MHA(Q, K)); out = LN(H + MLP(H))."""
+
+    attn: eqx.nn.MultiheadAttention
+    ff: MLP
+    ln1: eqx.nn.LayerNorm
+    ln2: eqx.nn.LayerNorm
+
+    def __init__(self, dim: int, num_heads: int, mlp_widths, dropout: float, *, key):
+        k1, k2 = jax.random.split(key)
+        self.attn = eqx.nn.MultiheadAttention(num_heads, dim, key=k1)
+        self.ff = MLP(dim, dim, widths=mlp_widths, dropout=dropout, key=k2)
+        self.ln1 = eqx.nn.LayerNorm(dim)
+        self.ln2 = eqx.nn.LayerNorm(dim)
+
+    def __call__(self, q, kv, kv_mask=None, key=None):
+        attn_mask = None
+        if kv_mask is not None:
+            attn_mask = jnp.broadcast_to(kv_mask.astype(bool)[None, :], (q.shape[0], kv.shape[0]))
+        h = jax.vmap(self.ln1)(q + self.attn(q, kv, kv, mask=attn_mask))
+        keys = None if key is None else jax.random.split(key, h.shape[0])
+        ff = (
+            jax.vmap(lambda r: self.ff(r))(h)
+            if keys is None
+            else jax.vmap(lambda r, k: self.ff(r, k))(h, keys)
+        )
+        return jax.vmap(self.ln2)(h + ff)
+
+
+class PMA(eqx.Module):
+    """Pooling by multihead attention: learned seeds attend to the (masked) rows."""
+
+    seeds: jax.Array
+    mab: MAB
+
+    def __init__(self, dim, num_seeds, num_heads, mlp_widths, dropout, *, key):
+        k1, k2 = jax.random.split(key)
+        self.seeds = 0.1 * jax.random.normal(k1, (num_seeds, dim))
+        self.mab = MAB(dim, num_heads, mlp_widths, dropout, key=k2)
+
+    def __call__(self, h, mask=None, key=None):
+        return self.mab(self.seeds, h, mask, key).reshape(-1)

@@ -1,0 +1,115 @@
+"""TimeSeriesTransformer: self-attention over time steps with a time embedding, pooled by
+attention to a fixed-size summary.
+
+h_t = W x_t + E(t), where E is a sinusoidal embedding of the step index t (or of an explicit
+time column, ``time_axis``); blocks H <- MAB(H, H); summary = Linear(PMA(H)).
+Padded steps (``mask`` 0) are excluded from attention and pooling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._validation import strict
+from .base import encode_config
+from .summary_base import MAB, PMA, SummaryNetwork
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> jax.Array:
+    """``(T,) -> (T, dim)``: sin and cos of t at ``dim // 2`` geometric frequencies."""
+    half = dim // 2
+    freqs = jnp.exp(-jnp.log(max_period) * jnp.arange(half) / max(half, 1))
+    ang = t[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], axis=-1)
+
+
+class TimeSeriesTransformer(SummaryNetwork):
+    """Time series ``(T, features)`` to ``summary_dim`` numbers.
+
+    Parameters
+    ----------
+    summary_dim : int, default 16
+    embed_dims : sequence of int, default (64, 64)
+        One attention block per entry; all entries must be equal.
+    num_heads : sequence of int, default (4, 4)
+    mlp_widths : sequence of int, default (128,)
+    time_embed_dim : int, default 16
+    time_axis : int, optional
+        Feature column holding the observation times; it is embedded and removed from the
+        features. Without it the step index 0, 1, ... is the time.
+    dropout : float, default 0.05
+
+    >>> net = TimeSeriesTransformer(summary_dim=12)
+    """
+
+    embed: eqx.nn.Linear | None
+    time_proj: eqx.nn.Linear | None
+    blocks: tuple[MAB, ...] | None
+    pool: PMA | None
+    head: eqx.nn.Linear | None
+
+    @strict
+    def __init__(
+        self,
+        summary_dim: int = 16,
+        embed_dims: Sequence[int] = (64, 64),
+        num_heads: Sequence[int] = (4, 4),
+        mlp_widths: Sequence[int] = (128,),
+        time_embed_dim: int = 16,
+        time_axis: int | None = None,
+        dropout: float = 0.05,
+        input_shape: tuple = (),
+        key: jax.Array | None = None,
+    ):
+        embed_dims, num_heads = list(embed_dims), list(num_heads)
+        if len(set(embed_dims)) != 1 or len(embed_dims) != len(num_heads):
+            raise ValueError(
+                f"TimeSeriesTransformer: embed_dims must be equal entries, one per "
+                f"entry of num_heads; got {embed_dims} and {num_heads}"
+            )
+        self.config_json = encode_config(
+            summary_dim=int(summary_dim),
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            mlp_widths=list(mlp_widths),
+            time_embed_dim=int(time_embed_dim),
+            time_axis=time_axis,
+            dropout=float(dropout),
+        )
+        self.input_shape = tuple(input_shape)
+        if not self.input_shape:
+            self.embed = self.time_proj = self.blocks = self.pool = self.head = None
+            return
+        d = embed_dims[0]
+        features = self.input_shape[-1] - (time_axis is not None)
+        keys = jax.random.split(key, len(embed_dims) + 4)
+        self.embed = eqx.nn.Linear(features, d, key=keys[0])
+        self.time_proj = eqx.nn.Linear(int(time_embed_dim), d, key=keys[1])
+        self.blocks = tuple(
+            MAB(d, h, mlp_widths, dropout, key=k)
+            for h, k in zip(num_heads, keys[2:-2], strict=True)
+        )
+        self.pool = PMA(d, 1, num_heads[-1], mlp_widths, dropout, key=keys[-2])
+        self.head = eqx.nn.Linear(d, int(summary_dim), key=keys[-1])
+
+    def __call__(self, x, key=None, mask=None):
+        axis = self.config["time_axis"]
+        if axis is None:
+            t = jnp.arange(x.shape[0], dtype=x.dtype)
+        else:
+            t = x[:, axis]
+            x = jnp.delete(x, axis % x.shape[-1], axis=-1, assume_unique_indices=True)
+        emb = sinusoidal_embedding(t, self.time_proj.in_features)
+        h = jax.vmap(self.embed)(x) + jax.vmap(self.time_proj)(emb)
+        keys = (
+            [None] * (len(self.blocks) + 1)
+            if key is None
+            else list(jax.random.split(key, len(self.blocks) + 1))
+        )
+        for block, k in zip(self.blocks, keys[:-1], strict=True):
+            h = block(h, h, mask, k)
+        return self.head(self.pool(h, mask, keys[-1]))
