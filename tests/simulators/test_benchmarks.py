@@ -26,10 +26,10 @@ def test_bernoulli_glm_design_and_statistics_match_sbibm():
 def test_tasks_shapes_and_observation_shapes(name):
     out = benchmarks.get_task(name).sample(3, seed=0)
     obs_file = "observation_raw.csv" if name == "bernoulli_glm_raw" else "observation.csv"
-    task_dir = "bernoulli_glm" if name == "bernoulli_glm_raw" else name
+    task_dir = {"bernoulli_glm_raw": "bernoulli_glm", "slcp_set": "slcp"}.get(name, name)
     obs = _csv(sbibm_path() / task_dir / "num_observation_1" / obs_file)
     ref = _csv(sbibm_path() / task_dir / "num_observation_1" / "true_parameters.csv")
-    assert out["x"].shape[1:] == obs.shape[1:]
+    assert out["x"].reshape(3, -1).shape[1:] == obs.shape[1:]
     assert out["theta"].shape[1:] == ref.shape[1:]
 
 
@@ -52,3 +52,12 @@ def test_two_moons_matches_reference_likelihood_geometry():
 def test_unknown_task():
     with pytest.raises(KeyError, match="available"):
         benchmarks.get_task("nope")
+
+
+def test_slcp_set_is_the_flat_slcp_reshaped():
+    flat = benchmarks.slcp().sample(5, seed=4)
+    as_set = benchmarks.slcp(as_set=True).sample(5, seed=4)
+    np.testing.assert_array_equal(as_set["x"].reshape(5, 8), flat["x"])
+    # the sbibm observation layout is (x1, y1, x2, y2, ...): row i of the set is draw i
+    obs = _csv(sbibm_path() / "slcp" / "num_observation_1" / "observation.csv")
+    assert obs.reshape(4, 2).shape == as_set["x"].shape[1:]

@@ -65,9 +65,10 @@ def gaussian_linear_uniform(dim: int = 10, noise_var: float = 0.1) -> Simulator:
     return _batched(prior, likelihood)
 
 
-def slcp() -> Simulator:
+def slcp(as_set: bool = False) -> Simulator:
     """theta ~ U(-3, 3)^5; 4 draws of N(m, S), m = theta[:2], s_i = theta[2+i]^2,
-    rho = tanh(theta[4]); x is the 4 draws flattened to 8 numbers (sbibm slcp)."""
+    rho = tanh(theta[4]); x is the 4 draws flattened to 8 numbers (sbibm slcp), or with
+    ``as_set`` the exchangeable draws themselves, ``(4, 2)``, for a summary network."""
 
     def prior(batch_size, rng):
         return {"theta": rng.uniform(-3.0, 3.0, size=(batch_size, 5))}
@@ -83,7 +84,7 @@ def slcp() -> Simulator:
         chol = np.linalg.cholesky(cov)
         eps = rng.normal(size=(n, 4, 2))
         draws = theta[:, None, :2] + np.einsum("nij,nkj->nki", chol, eps)
-        return {"x": draws.reshape(n, 8)}
+        return {"x": draws if as_set else draws.reshape(n, 8)}
 
     return _batched(prior, likelihood)
 
@@ -146,6 +147,7 @@ TASKS: dict[str, Callable[[], Simulator]] = {
     "gaussian_linear": gaussian_linear,
     "gaussian_linear_uniform": gaussian_linear_uniform,
     "slcp": slcp,
+    "slcp_set": lambda: slcp(as_set=True),
     "gaussian_mixture": gaussian_mixture,
     "bernoulli_glm": bernoulli_glm,
     "bernoulli_glm_raw": lambda: bernoulli_glm(raw=True),
