@@ -247,7 +247,8 @@ class ContinuousApproximator:
         epochs = check_positive_int("fit", "epochs", epochs)
         batch_size = check_positive_int("fit", "batch_size", batch_size)
         key = as_key(seed)
-        key, k_build, k_fit = jax.random.split(key, 3)
+        _, k_build, k_fit = jax.random.split(key, 3)
+        k_sim = jax.random.fold_in(k_build, 1)  # online simulation seeds, apart from build
         if (dataset is None) == (simulate is None):
             raise ValueError("fit: give exactly one of dataset (offline) or simulate (online)")
         if dataset is not None:
@@ -261,7 +262,7 @@ class ContinuousApproximator:
                 "fit_online", "num_batches_per_epoch", num_batches_per_epoch
             )
             steps_per_epoch = num_batches_per_epoch
-            seeds = np.random.default_rng(int(jax.random.randint(k_build, (), 0, 2**31 - 1)))
+            seeds = np.random.default_rng(int(jax.random.randint(k_sim, (), 0, 2**31 - 1)))
             train = self.to_network_arrays(
                 simulate(num_batches_per_epoch * batch_size, int(seeds.integers(2**31))),
                 where="simulated data",
