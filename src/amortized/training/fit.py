@@ -9,6 +9,7 @@ a CPU: a per-step Python loop costs about twice as much here.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -109,9 +110,12 @@ def fit(
     (the same arrays for offline training, fresh simulations for online training).
 
     Returns the trained networks (the best by validation loss with ``restore_best``) and the
-    history ``{"loss": [...], "val_loss": [...]}`` (per epoch means; JSON-serializable).
+    history ``{"loss": [...], "val_loss": [...], "epoch_seconds": [...]}`` (per-epoch means
+    and the wall time of each epoch's training steps, the first including compilation;
+    JSON-serializable).
     """
     history = history if history is not None else {"loss": [], "val_loss": []}
+    history.setdefault("epoch_seconds", [])
     opt_state = optimizer.init(eqx.filter(nets, eqx.is_inexact_array))
     best, best_val = nets, np.inf
     # one validation key for all epochs, so that stochastic losses are comparable
@@ -119,6 +123,7 @@ def fit(
     show = progress and sys.stderr.isatty()
     bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not show, leave=True)
     for epoch in bar:
+        started = time.perf_counter()
         data = epoch_data(epoch)
         n = _num_rows(data)
         bs = min(batch_size, n)
@@ -126,7 +131,8 @@ def fit(
         nets, opt_state, losses = _train_epoch(
             nets, opt_state, stats, data, k_epoch, loss_fn, optimizer, n // bs, bs
         )
-        losses = np.asarray(losses)
+        losses = np.asarray(losses)  # waits for the epoch to finish
+        history["epoch_seconds"].append(time.perf_counter() - started)
         _check_finite(losses, epoch, learning_rate)
         history["loss"].append(float(losses.mean()))
         post = {"loss": f"{history['loss'][-1]:.4f}"}
