@@ -24,18 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from amortized.simulators.benchmarks import SBIBM_TASKS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SBIBM = ROOT.parent / "shared" / "benchmarks" / "sbibm"
 RESULTS = HERE / "results"
-TASKS = [
-    "two_moons",
-    "gaussian_linear",
-    "gaussian_linear_uniform",
-    "slcp",
-    "gaussian_mixture",
-    "bernoulli_glm",
-]
+TASKS = list(SBIBM_TASKS)
 NPE_10K = {
     "two_moons": 0.606,
     "gaussian_linear": 0.552,

@@ -14,14 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_MODELS = (
-    "two_moons",
-    "gaussian_linear",
-    "gaussian_linear_uniform",
-    "slcp",
-    "gaussian_mixture",
-    "bernoulli_glm",
-)
+from .simulators.benchmarks import SBIBM_TASKS as DEMO_MODELS
 
 
 def _find_reference(model: str, observation: int = 1) -> Path | None:

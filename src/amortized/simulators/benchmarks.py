@@ -142,6 +142,16 @@ def bernoulli_glm(raw: bool = False) -> Simulator:
     return _batched(prior, likelihood)
 
 
+# the sbibm tasks with reference posteriors in shared/benchmarks/sbibm, in benchmark order
+SBIBM_TASKS = (
+    "two_moons",
+    "gaussian_linear",
+    "gaussian_linear_uniform",
+    "slcp",
+    "gaussian_mixture",
+    "bernoulli_glm",
+)
+
 TASKS: dict[str, Callable[[], Simulator]] = {
     "two_moons": two_moons,
     "gaussian_linear": gaussian_linear,
