@@ -181,7 +181,7 @@ def write_markdown() -> None:
         return
     lines = [
         "| task | budget | network | epochs | batch | C2ST mean (obs) | NPE 10^4 | target "
-        "| s/epoch | 10k draws x obs (s) | machine |",
+        "| s/epoch* | 10k draws per obs, all obs, incl. compile (s)* | machine |",
         "|---" * 11 + "|",
     ]
     for r in sorted(rows, key=lambda r: (r["budget"], TASKS.index(r["task"]), r["network"])):
