@@ -167,7 +167,8 @@ class ContinuousApproximator:
                 raise TypeError(f"{where}: {k!r} must be numeric, got dtype {v.dtype}")
             check_finite(where, k, v)
             out[k] = v
-        batch_size_of(where, out) if out else None
+        if out:
+            batch_size_of(where, out)  # raises when the keys disagree in batch size
         for k in (IV, IC):
             if k in out and out[k].ndim != 2:
                 raise ValueError(

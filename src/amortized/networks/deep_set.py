@@ -64,12 +64,7 @@ class DeepSet(SummaryNetwork):
 
     def __call__(self, x, key=None, mask=None):
         k1, k2 = (None, None) if key is None else jax.random.split(key)
-        keys = None if k1 is None else jax.random.split(k1, x.shape[0])
-        h = (
-            jax.vmap(lambda r: self.phi(r))(x)
-            if keys is None
-            else jax.vmap(lambda r, k: self.phi(r, k))(x, keys)
-        )
+        h = self.phi.rows(x, k1)
         hmax = h if mask is None else jnp.where(mask.astype(bool)[:, None], h, -jnp.inf)
         pooled = jnp.concatenate([masked_mean(h, mask), jnp.max(hmax, axis=0)])
         return self.rho(pooled, k2)

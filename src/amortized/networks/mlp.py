@@ -109,6 +109,13 @@ class MLP(eqx.Module):
             h = h + z if (self.residual and i > 0 and h.shape == z.shape) else z
         return self.out(h)
 
+    def rows(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Apply to each row of ``x`` ``(N, in)``; with a key, each row gets its own
+        dropout key."""
+        if key is None:
+            return jax.vmap(lambda r: self(r))(x)
+        return jax.vmap(lambda r, k: self(r, k))(x, jax.random.split(key, x.shape[0]))
+
 
 def fourier_time_embedding(t: jax.Array, dim: int) -> jax.Array:
     """[t, sin(2 pi f_k t), cos(2 pi f_k t)] for ``dim // 2`` geometric frequencies."""

@@ -80,12 +80,7 @@ class MAB(eqx.Module):
         if kv_mask is not None:
             attn_mask = jnp.broadcast_to(kv_mask.astype(bool)[None, :], (q.shape[0], kv.shape[0]))
         h = jax.vmap(self.ln1)(q + self.attn(q, kv, kv, mask=attn_mask))
-        keys = None if key is None else jax.random.split(key, h.shape[0])
-        ff = (
-            jax.vmap(lambda r: self.ff(r))(h)
-            if keys is None
-            else jax.vmap(lambda r, k: self.ff(r, k))(h, keys)
-        )
+        ff = self.ff.rows(h, key)
         return jax.vmap(self.ln2)(h + ff)
 
 
