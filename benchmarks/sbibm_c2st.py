@@ -129,13 +129,19 @@ def run_task(
     sample_s = time.perf_counter() - t1
     jobs_in = [(refs[i], draws[i]) for i in range(len(observations))]
     t2 = time.perf_counter()
+    scores = []
+    # Printed as each observation finishes: a 10-D C2ST takes minutes per observation.
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(jobs) as ex:
-            scores = list(ex.map(_c2st_job, jobs_in))
+            for k, score in zip(observations, ex.map(_c2st_job, jobs_in), strict=True):
+                scores.append(score)
+                print(f"  {task} observation {k}: C2ST {score:.3f}", flush=True)
     else:
-        scores = [_c2st_job(j) for j in jobs_in]
+        for k, job in zip(observations, jobs_in, strict=True):
+            scores.append(_c2st_job(job))
+            print(f"  {task} observation {k}: C2ST {scores[-1]:.3f}", flush=True)
     c2st_s = time.perf_counter() - t2
     if as_set:
         net_name = f"{net_name} + SetTransformer (x as a set)"

@@ -1,7 +1,12 @@
 """The ``amortized`` command.
 
-``amortized demo`` trains on a built-in model, checks the posterior on held-out simulations
-and (for sbibm tasks) against the sbibm reference draws, and writes a report folder.
+- ``amortized demo``: train on a built-in model, diagnose on held-out simulations (and, for
+  sbibm tasks, against the sbibm reference draws) and write the report folder;
+- ``amortized diagnose MODEL.amz``: print the diagnostics table and ratings of a saved workflow;
+- ``amortized report MODEL.amz``: write the report folder of a saved workflow.
+
+A saved workflow does not contain its simulator; built-in models are found from the name the
+demo stores with the model (or ``--model``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .simulators.benchmarks import SBIBM_TASKS as DEMO_MODELS
+from .simulators.benchmarks import TASKS
 
 
 def _find_reference(model: str, observation: int = 1) -> Path | None:
@@ -26,26 +32,27 @@ def _find_reference(model: str, observation: int = 1) -> Path | None:
     return None
 
 
-def _loss_figure(history: dict, path: Path) -> None:
-    import matplotlib
+def _sbibm_c2st(wf, model: str, seed: int) -> float | None:
+    import amortized as bf
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    ax.plot(epochs, history["loss"], label="training")
-    if history.get("val_loss"):
-        ax.plot(epochs, history["val_loss"], label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (negative log-likelihood)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ref_dir = _find_reference(model)
+    if ref_dir is None:
+        return None
+    ref = np.loadtxt(ref_dir / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
+    obs = np.loadtxt(ref_dir / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
+    approx = wf.sample(conditions={"x": obs}, num_samples=len(ref), seed=seed)["theta"][0]
+    return round(bf.diagnostics.c2st(ref, approx), 4)
 
 
-def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: bool) -> dict:
+def demo(
+    model: str,
+    out: Path,
+    budget: int,
+    epochs: int,
+    seed: int,
+    progress: bool,
+    test_datasets: int = 300,
+) -> dict:
     import amortized as bf
 
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +65,8 @@ def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: b
     )
     print(f"simulating {budget} datasets of {model} ...", flush=True)
     train = wf.simulate(budget, seed=seed)
-    history = wf.fit_offline(
+    print(f"training a spline CouplingFlow for {epochs} epochs ...", flush=True)
+    wf.fit_offline(
         train,
         epochs=epochs,
         batch_size=128,
@@ -67,85 +75,149 @@ def demo(model: str, out: Path, budget: int, epochs: int, seed: int, progress: b
         progress=progress,
     )
     t_train = time.perf_counter() - t0
-    wf.save(out / "model.amz")
-
-    # held-out check: posterior z-scores and central 90% interval coverage
-    test = wf.simulate(300, seed=seed + 2)
-    t1 = time.perf_counter()
-    draws = wf.sample(conditions={"x": test["x"]}, num_samples=500, seed=seed + 3)["theta"]
-    t_sample = time.perf_counter() - t1
-    lo, hi = np.quantile(draws, [0.05, 0.95], axis=1)
-    coverage = np.mean((test["theta"] >= lo) & (test["theta"] <= hi), axis=0)
-    prior_sd = train["theta"].std(axis=0)
-    post_sd = draws.std(axis=1)
-    contraction = 1.0 - np.mean(post_sd**2, axis=0) / prior_sd**2
-    nrmse = np.sqrt(np.mean((np.median(draws, axis=1) - test["theta"]) ** 2, axis=0)) / (
-        train["theta"].max(axis=0) - train["theta"].min(axis=0)
+    wf.save(out / "model.amz", metadata={"model": model})
+    config = {"model": model, "simulation budget": budget, "training seconds": round(t_train, 1)}
+    c2st = _sbibm_c2st(wf, model, seed + 4)
+    if c2st is not None:
+        config["C2ST vs. sbibm reference, observation 1 (0.5 best)"] = c2st
+    print(f"diagnosing on {test_datasets} held-out simulations ...", flush=True)
+    wf.report(
+        out,
+        test_data=test_datasets,
+        configuration=config,
+        seed=seed + 2,
+        title=f"amortized demo: {model}",
     )
+    rep = json.loads((out / "report.json").read_text())
+    _print_summary(rep)
+    print(f"report written to {out}/ (report.md, report.html, report.json, figures)")
+    return rep
 
-    result = {
-        "model": model,
-        "budget": budget,
-        "epochs": epochs,
-        "seed": seed,
-        "train_seconds": round(t_train, 2),
-        "sample_seconds_300x500": round(t_sample, 3),
-        "coverage_90": coverage.round(3).tolist(),
-        "contraction": contraction.round(3).tolist(),
-        "nrmse": nrmse.round(3).tolist(),
-        "final_loss": history["loss"][-1],
-        "final_val_loss": history["val_loss"][-1],
-    }
-    ref_dir = _find_reference(model)
-    if ref_dir is not None:
-        ref = np.loadtxt(ref_dir / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
-        obs = np.loadtxt(ref_dir / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
-        approx = wf.sample(conditions={"x": obs}, num_samples=len(ref), seed=seed + 4)["theta"][0]
-        result["c2st_observation_1"] = round(bf.diagnostics.c2st(ref, approx), 4)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    (out / "summary.json").write_text(json.dumps(result, indent=1))
-    _loss_figure(history, out / "loss.png")
-    lines = [
-        f"# amortized demo: {model}",
-        "",
-        f"Trained a spline CouplingFlow on {budget} simulations for {epochs} epochs "
-        f"in {t_train:.1f} s.",
-        "",
-        "![loss](loss.png)",
-        "",
-        "| parameter | 90% coverage | contraction | NRMSE |",
-        "|---|---|---|---|",
-    ]
-    for i, (c, k, e) in enumerate(zip(coverage, contraction, nrmse, strict=True)):
-        lines.append(f"| theta[{i}] | {c:.3f} | {k:.3f} | {e:.3f} |")
-    if "c2st_observation_1" in result:
-        lines += [
-            "",
-            f"C2ST against the sbibm reference posterior (observation 1): "
-            f"{result['c2st_observation_1']:.3f} (0.5 is perfect).",
-        ]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps(result, indent=1))
+
+def _print_summary(rep: dict) -> None:
+    for var, r in rep["ratings"].items():
+        print(f"  {var}: {r['summary']}")
+    print("next steps:")
+    for i, s in enumerate(rep["next_steps"], 1):
+        print(f"  {i}. {s}")
+
+
+def _load(path: Path, model: str | None):
+    import amortized as bf
+
+    if not path.exists():
+        raise SystemExit(f"amortized: no saved workflow at {path}")
+    wf = bf.load(path)
+    name = model or wf.metadata.get("model")
+    if name is None:
+        raise SystemExit(
+            f"amortized: {path} does not name its simulator; pass --model (one of {sorted(TASKS)})"
+        )
+    if name not in TASKS:
+        raise SystemExit(f"amortized: unknown --model {name!r}; choose from {sorted(TASKS)}")
+    wf.simulator = bf.simulators.benchmarks.get_task(name)
+    return wf, name
+
+
+def diagnose_cmd(args) -> int:
+    wf, _ = _load(args.path, args.model)
+    table = wf.compute_default_diagnostics(
+        args.test_datasets, num_samples=args.num_samples, seed=args.seed
+    )
+    from .diagnostics import rate_diagnostics
+
+    ratings = rate_diagnostics(table)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "metrics": json.loads(table.to_json()),
+                    "ratings": {r.variable: r.summary for r in ratings},
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        for r in ratings:
+            print(f"{r.variable}: {r.summary}")
+    return 0
+
+
+def report_cmd(args) -> int:
+    wf, name = _load(args.path, args.model)
+    out = args.out or args.path.with_suffix("").with_name(args.path.stem + "-report")
+    wf.report(
+        out,
+        test_data=args.test_datasets,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        configuration={"model": name, "saved workflow": str(args.path)},
+    )
+    _print_summary(json.loads((out / "report.json").read_text()))
     print(f"report written to {out}/")
-    return result
+    return 0
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amortized", description="Amortized Bayesian inference.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train on a built-in model and write a report folder")
+    p = sub.add_parser("demo", help="train on a built-in model, diagnose, write a report folder")
     p.add_argument("--model", default="two_moons", choices=DEMO_MODELS)
-    p.add_argument("--out", default="amortized-demo", type=Path)
-    p.add_argument("--budget", default=10_000, type=int, help="number of simulations")
-    p.add_argument("--epochs", default=60, type=int)
+    p.add_argument("--out", default="amortized-demo", type=Path, help="report folder")
+    p.add_argument("--budget", default=10_000, type=_positive, help="number of simulations")
+    p.add_argument("--epochs", default=60, type=_positive)
+    p.add_argument(
+        "--test-datasets",
+        default=300,
+        type=_positive,
+        help="held-out simulations for the diagnostics",
+    )
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for name, text in (
+        ("diagnose", "print the diagnostics of a saved workflow"),
+        ("report", "write the report folder of a saved workflow"),
+    ):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("path", type=Path, help="saved workflow (.amz)")
+        q.add_argument(
+            "--model",
+            default=None,
+            help="built-in simulator (default: the one stored with the model)",
+        )
+        q.add_argument("--test-datasets", default=300, type=_positive)
+        q.add_argument("--num-samples", default=1000, type=_positive)
+        q.add_argument("--seed", default=0, type=int)
+        if name == "diagnose":
+            q.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            q.add_argument(
+                "--out",
+                default=None,
+                type=Path,
+                help="report folder (default: <model>-report beside the file)",
+            )
     args = parser.parse_args(argv)
     if args.command == "demo":
-        if args.budget <= 0 or args.epochs <= 0:
-            parser.error("--budget and --epochs must be positive")
-        demo(args.model, args.out, args.budget, args.epochs, args.seed, not args.no_progress)
-    return 0
+        demo(
+            args.model,
+            args.out,
+            args.budget,
+            args.epochs,
+            args.seed,
+            not args.no_progress,
+            args.test_datasets,
+        )
+        return 0
+    return {"diagnose": diagnose_cmd, "report": report_cmd}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,52 @@
-"""Diagnostics: metrics as pure functions over arrays."""
+"""Diagnostics: metrics as pure functions over arrays, ratings, plots and the report.
 
+Arrays: ``estimates (num_datasets, num_samples, dim)`` or ``{name: (num_datasets,
+num_samples, *shape)}``; ``targets (num_datasets, dim)`` or ``{name: (num_datasets, *shape)}``.
+"""
+
+from . import plots
+from ._arrays import Metric
 from .c2st import c2st
+from .contraction import posterior_contraction, posterior_z_scores
+from .coverage import calibration_error, expected_coverage
+from .default import DEFAULT_METRICS, default_diagnostics
+from .diagnose import Diagnosis, default_figures, diagnose
+from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
+from .mmd import mmd
+from .ratings import THRESHOLDS, Thresholds, inspect_history, next_steps, rate_diagnostics
+from .recovery import nrmse, recovery_correlation
+from .report import build_report, write_report
+from .sbc import fractional_ranks, sbc_ranks
+from .tarp import tarp
 
-__all__ = ["c2st"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "THRESHOLDS",
+    "Diagnosis",
+    "EcdfBands",
+    "Metric",
+    "Thresholds",
+    "build_report",
+    "c2st",
+    "calibration_error",
+    "default_diagnostics",
+    "default_figures",
+    "diagnose",
+    "ecdf_bands",
+    "expected_coverage",
+    "fractional_ranks",
+    "gamma_statistic",
+    "inspect_history",
+    "log_gamma",
+    "mmd",
+    "next_steps",
+    "nrmse",
+    "plots",
+    "posterior_contraction",
+    "posterior_z_scores",
+    "rate_diagnostics",
+    "recovery_correlation",
+    "sbc_ranks",
+    "tarp",
+    "write_report",
+]

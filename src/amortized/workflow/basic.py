@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import diagnostics
 from .._validation import check_positive_int, strict
 from ..adapters import Adapter
 from ..approximators import ContinuousApproximator
@@ -106,6 +108,7 @@ class BasicWorkflow:
                 f"{initial_learning_rate}"
             )
         self.simulator = simulator
+        self.metadata: dict[str, Any] = {}
         self.initial_learning_rate = float(initial_learning_rate)
         self.optimizer = optimizer
         self.approximator = ContinuousApproximator(
@@ -236,12 +239,137 @@ class BasicWorkflow:
         """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
         return self.approximator.summarize(data)
 
+    # -- diagnostics -------------------------------------------------------------------
+    def _held_out(self, where, test_data, num_samples, variable_keys, seed):
+        """Posterior draws for held-out simulations and their true values."""
+        if not isinstance(test_data, Mapping):
+            n = check_positive_int(where, "test_data (a number of simulations)", test_data)
+            test_data = self.simulate(n, seed=None if seed is None else seed + 104729)
+        draws = self.sample(num_samples=num_samples, conditions=test_data, seed=seed)
+        keys = (
+            list(draws)
+            if variable_keys is None
+            else ([variable_keys] if isinstance(variable_keys, str) else list(variable_keys))
+        )
+        unknown = [k for k in keys if k not in draws]
+        if unknown:
+            raise KeyError(
+                f"{where}: variable_keys {unknown} are not inference variables; "
+                f"available: {sorted(draws)}"
+            )
+        missing = [k for k in keys if k not in test_data]
+        if missing:
+            raise KeyError(
+                f"{where}: test_data lacks the true values of {missing} (needed to diagnose "
+                f"the posterior); keys given: {sorted(test_data)}"
+            )
+        return {k: draws[k] for k in keys}, {k: np.asarray(test_data[k]) for k in keys}
+
+    @strict
+    def compute_default_diagnostics(
+        self,
+        test_data: Mapping[str, Any] | int,
+        num_samples: int = 1000,
+        variable_keys: str | Sequence[str] | None = None,
+        variable_names: Sequence[str] | None = None,
+        test_quantities: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ):
+        """Default diagnostics on held-out simulations ``test_data`` (a dict with the true
+        parameters, or a number of fresh simulations): a pandas DataFrame with one row per
+        metric (:data:`amortized.diagnostics.DEFAULT_METRICS`) and one column per variable.
+        ``test_quantities`` ``{name: f(params) -> (m,)}`` are diagnosed like parameters."""
+        draws, targets = self._held_out(
+            "compute_default_diagnostics", test_data, num_samples, variable_keys, seed
+        )
+        return diagnostics.default_diagnostics(draws, targets, variable_names, test_quantities)
+
+    @strict
+    def plot_default_diagnostics(
+        self,
+        test_data: Mapping[str, Any] | int,
+        num_samples: int = 1000,
+        variable_keys: str | Sequence[str] | None = None,
+        variable_names: Sequence[str] | None = None,
+        test_quantities: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> dict:
+        """``{"losses", "recovery", "calibration_ecdf", "coverage", "z_score_contraction"}``
+        as matplotlib Figures for held-out simulations ``test_data``."""
+        draws, targets = self._held_out(
+            "plot_default_diagnostics", test_data, num_samples, variable_keys, seed
+        )
+        return diagnostics.default_figures(
+            draws, targets, self.history or None, variable_names, test_quantities
+        )
+
+    @strict
+    def report(
+        self,
+        path: str | os.PathLike,
+        test_data: Mapping[str, Any] | int = 300,
+        num_samples: int = 1000,
+        variable_keys: str | Sequence[str] | None = None,
+        test_quantities: Mapping[str, Any] | None = None,
+        configuration: Mapping[str, Any] | None = None,
+        title: str = "Diagnostic report",
+        seed: int | None = None,
+    ) -> Path:
+        """Diagnose on ``test_data`` (default: 300 fresh simulations) and write the report
+        folder ``path`` (figures, metrics.csv, history.json, report.md/.json/.html; see
+        :mod:`amortized.diagnostics.report`). Returns the folder."""
+        draws, targets = self._held_out("report", test_data, num_samples, variable_keys, seed)
+        history = self.history or None
+        dx = diagnostics.diagnose(draws, targets, history, test_quantities=test_quantities)
+        figs = diagnostics.default_figures(
+            draws, targets, history or {"loss": [float("nan")]}, test_quantities=test_quantities
+        )
+        figs["loss"] = figs.pop("losses")
+        config = self._configuration()
+        config["inference variables"] = ", ".join(draws)
+        config.update(
+            {
+                "test datasets": dx.table.attrs["num_datasets"],
+                "posterior draws per dataset": num_samples,
+            }
+        )
+        config.update(dict(configuration or {}))
+        rep = diagnostics.build_report(
+            dx.table, dx.ratings, history, dx.history_check, dx.next_steps, config, title=title
+        )
+        try:
+            return diagnostics.write_report(path, rep, figs, dx.table, history)
+        finally:
+            for f in figs.values():
+                f.clear()
+
+    def _configuration(self) -> dict[str, Any]:
+        net = self.inference_network
+        summary = self.approximator.summary_network
+        hist = self.history or {}
+        return {
+            "inference network": f"{type(net).__name__} {net.config_json}",
+            "summary network": "none"
+            if summary is None
+            else f"{type(summary).__name__} {summary.config_json}",
+            "epochs trained": len(hist.get("loss", [])),
+            "initial learning rate": self.initial_learning_rate,
+        }
+
     # -- persistence -------------------------------------------------------------------
     @strict
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the trained approximator (networks, adapter, statistics, history)."""
+    def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
+        """Save the trained approximator (networks, adapter, statistics, history) and
+        optional JSON-serializable ``metadata`` (restored as ``workflow.metadata``)."""
+        meta = dict(metadata or {})
+        try:
+            json.dumps(meta)
+        except TypeError as err:
+            raise TypeError(f"save: metadata must be JSON-serializable ({err})") from None
         return save_approximator(
-            self.approximator, path, extra={"initial_learning_rate": self.initial_learning_rate}
+            self.approximator,
+            path,
+            extra={"initial_learning_rate": self.initial_learning_rate, "metadata": meta},
         )
 
     @classmethod
@@ -253,6 +381,7 @@ class BasicWorkflow:
         wf.initial_learning_rate = float(extra.get("initial_learning_rate", 5e-4))
         wf.optimizer = None
         wf.approximator = approximator
+        wf.metadata = dict(extra.get("metadata", {}))
         return wf
 
 

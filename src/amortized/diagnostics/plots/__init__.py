@@ -1,0 +1,18 @@
+"""Diagnostic plots; each returns a matplotlib Figure (no pyplot state is touched)."""
+
+from .calibration_ecdf import calibration_ecdf
+from .coverage import coverage
+from .loss import loss
+from .pairs import pairs_posterior, pairs_samples
+from .recovery import recovery
+from .z_score_contraction import z_score_contraction
+
+__all__ = [
+    "calibration_ecdf",
+    "coverage",
+    "loss",
+    "pairs_posterior",
+    "pairs_samples",
+    "recovery",
+    "z_score_contraction",
+]

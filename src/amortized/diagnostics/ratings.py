@@ -1,0 +1,292 @@
+"""Programmatic interpretation of the diagnostics: labels per variable, a check of the
+training history, and an ordered list of next steps. No thresholds live anywhere else.
+
+Calibration (from ``calibration_error`` ``e`` and ``log_gamma`` ``g`` over ``n`` datasets;
+``floor = 0.3 / sqrt(n)`` is about the median error of an exact posterior, so the limits grow
+when few datasets make noise alone exceed them):
+
+- excellent: ``e <= max(0.03, 2 floor)`` and ``g >= 0``;
+- fair: ``e <= max(0.07, 4 floor)``; poor otherwise.
+
+Calibration issues (listed whatever the label, each needing both a material and a
+significant deviation from what a calibrated posterior gives):
+
+- biased: ``|rank_mean - 0.5| > max(0.05, 3 sqrt(1 / (12 n)))``; "overestimates" when the
+  truth ranks low among the draws (rank_mean < 0.5);
+- overconfident / underconfident: ``|log z_score_variance| > max(log 1.3, 3 sqrt(2 / n))``.
+  For a calibrated posterior of any shape the z-scores have mean 0 and variance 1; a posterior
+  too narrow by a factor ``c`` gives variance ``1 / c^2``, while a pure shift leaves it at 1
+  (unlike the spread of the ranks, which a shift also changes), so bias and dispersion are
+  told apart. Where the z-scores say nothing (e.g. a bimodal posterior, whose standard
+  deviation spans both modes), an unbiased posterior is also called overconfident
+  (underconfident) when ``coverage_gap < -max(0.05, 0.9 / sqrt(n))`` (``> +...``).
+
+Recovery from NRMSE: excellent <= 0.05 < good <= 0.10 < fair <= 0.20 < poor.
+Contraction: high >= 0.8 > medium >= 0.4 > low; "overconfident" when high meets poor
+calibration.
+
+Training history (losses may be negative, so differences are scaled by
+``max(|final training loss|, 1)``):
+
+- non-finite losses;
+- overfitting: final validation minus final training loss > 0.10 of the scale, or the final
+  validation loss above its best by > 0.05 of the scale;
+- under-training: the training loss fell by > 0.02 of the scale over the last 20% of epochs
+  (still improving), or fewer than 5 epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+REQUIRED_ROWS = (
+    "nrmse",
+    "log_gamma",
+    "calibration_error",
+    "rank_mean",
+    "z_score_variance",
+    "coverage_gap",
+    "contraction",
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every threshold used by the ratings (see the module docstring)."""
+
+    calibration_excellent: float = 0.03
+    calibration_fair: float = 0.07
+    calibration_floor: float = 0.3
+    bias_rank_mean: float = 0.05
+    dispersion_ratio: float = 1.3
+    coverage_gap: float = 0.05
+    coverage_gap_se: float = 0.3
+    significance_se: float = 3.0
+    nrmse_excellent: float = 0.05
+    nrmse_good: float = 0.10
+    nrmse_fair: float = 0.20
+    contraction_high: float = 0.8
+    contraction_medium: float = 0.4
+    overfit_gap: float = 0.10
+    overfit_rise: float = 0.05
+    undertrained_improvement: float = 0.02
+    undertrained_window: float = 0.2
+    min_epochs: int = 5
+
+
+THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class VariableRating:
+    variable: str
+    calibration: str
+    calibration_issues: tuple[str, ...]
+    recovery: str
+    contraction: str
+
+    @property
+    def summary(self) -> str:
+        issues = f" ({', '.join(self.calibration_issues)})" if self.calibration_issues else ""
+        return (
+            f"{self.calibration} calibration{issues}; {self.recovery} recovery; "
+            f"{self.contraction} contraction"
+        )
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """Findings on a training history; ``checked`` lists what could be checked."""
+
+    nonfinite: bool
+    overfitting: bool | None
+    undertrained: bool
+    gap: float | None
+    rise: float | None
+    improvement: float | None
+    num_epochs: int
+    messages: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _num_datasets(table) -> int:
+    if "num_datasets" not in table.attrs:
+        raise KeyError(
+            "rate_diagnostics: the table has no attrs['num_datasets']; build it with "
+            "default_diagnostics or workflow.compute_default_diagnostics"
+        )
+    return int(table.attrs["num_datasets"])
+
+
+def rate_diagnostics(table, thresholds: Thresholds = THRESHOLDS) -> list[VariableRating]:
+    """One :class:`VariableRating` per column of a :func:`default_diagnostics` table."""
+    missing = [r for r in REQUIRED_ROWS if r not in table.index]
+    if missing:
+        raise KeyError(
+            f"rate_diagnostics: the table lacks rows {missing}; it has {list(table.index)}"
+        )
+    t = thresholds
+    n = _num_datasets(table)
+    floor = t.calibration_floor / np.sqrt(n)
+    out = []
+    for var in table.columns:
+        col = table[var]
+        err, lg = float(col["calibration_error"]), float(col["log_gamma"])
+        if err <= max(t.calibration_excellent, 2 * floor) and lg >= 0:
+            cal = "excellent"
+        elif err <= max(t.calibration_fair, 4 * floor):
+            cal = "fair"
+        else:
+            cal = "poor"
+        issues = []
+        bias = float(col["rank_mean"]) - 0.5
+        if abs(bias) > max(t.bias_rank_mean, t.significance_se * np.sqrt(1 / (12 * n))):
+            issues.append("biased (overestimates)" if bias < 0 else "biased (underestimates)")
+        disp = float(np.log(max(float(col["z_score_variance"]), 1e-300)))
+        gap = float(col["coverage_gap"])
+        gap_limit = max(t.coverage_gap, t.significance_se * t.coverage_gap_se / np.sqrt(n))
+        if abs(disp) > max(np.log(t.dispersion_ratio), t.significance_se * np.sqrt(2 / n)):
+            issues.append("overconfident" if disp > 0 else "underconfident")
+        elif not issues and abs(gap) > gap_limit:
+            issues.append("overconfident" if gap < 0 else "underconfident")
+        e = float(col["nrmse"])
+        rec = (
+            "excellent"
+            if e <= t.nrmse_excellent
+            else "good"
+            if e <= t.nrmse_good
+            else "fair"
+            if e <= t.nrmse_fair
+            else "poor"
+        )
+        c = float(col["contraction"])
+        con = (
+            "high" if c >= t.contraction_high else "medium" if c >= t.contraction_medium else "low"
+        )
+        if con == "high" and cal == "poor":
+            con = "overconfident"
+        out.append(VariableRating(str(var), cal, tuple(issues), rec, con))
+    return out
+
+
+def inspect_history(
+    history: Mapping[str, Sequence[float]], thresholds: Thresholds = THRESHOLDS
+) -> HistoryCheck:
+    """Check a training history ``{"loss": [...], "val_loss": [...]}`` (see module doc)."""
+    if not isinstance(history, Mapping) or "loss" not in history:
+        raise KeyError(
+            f"inspect_history: history needs a 'loss' list, got "
+            f"{sorted(history) if isinstance(history, Mapping) else type(history).__name__}"
+        )
+    t = thresholds
+    loss = np.asarray(history["loss"], np.float64)
+    val = np.asarray(history.get("val_loss") or [], np.float64)
+    if loss.size == 0:
+        raise ValueError("inspect_history: the history has no epochs (empty 'loss')")
+    msgs = []
+    nonfinite = bool(not np.all(np.isfinite(loss)) or not np.all(np.isfinite(val)))
+    if nonfinite:
+        msgs.append("non-finite losses in the training history")
+    finite = loss[np.isfinite(loss)]
+    scale = max(abs(float(finite[-1])) if finite.size else 1.0, 1.0)
+    gap = rise = None
+    overfitting = None
+    if val.size and np.all(np.isfinite(val)) and np.isfinite(loss[-1]):
+        gap = float(val[-1] - loss[-1]) / scale
+        rise = float(val[-1] - val.min()) / scale
+        overfitting = gap > t.overfit_gap or rise > t.overfit_rise
+        if overfitting:
+            msgs.append(
+                f"overfitting: final validation loss exceeds the training loss by "
+                f"{gap:.3f} and its best by {rise:.3f} (in units of max(|loss|, 1))"
+            )
+    elif not val.size:
+        msgs.append("overfitting not checked: the history has no validation loss")
+    improvement = None
+    if len(loss) < t.min_epochs:
+        undertrained = True
+        msgs.append(f"only {len(loss)} epochs: too few to judge convergence")
+    else:
+        start = int(np.floor(len(loss) * (1 - t.undertrained_window)))
+        start = min(start, len(loss) - 2)
+        improvement = float(loss[start] - loss[-1]) / scale
+        undertrained = bool(np.isfinite(improvement) and improvement > t.undertrained_improvement)
+        if undertrained:
+            msgs.append(
+                f"still improving: the training loss fell by {improvement:.3f} over the last "
+                f"{len(loss) - start} epochs"
+            )
+    return HistoryCheck(
+        nonfinite, overfitting, undertrained, gap, rise, improvement, len(loss), tuple(msgs)
+    )
+
+
+def next_steps(ratings: Sequence[VariableRating], history: HistoryCheck | None) -> list[str]:
+    """An ordered list of actions, most urgent first."""
+    steps = []
+    if history is not None:
+        if history.nonfinite:
+            steps.append(
+                "Fix the non-finite losses first: lower the learning rate, check the simulator "
+                "for extreme or non-finite outputs, and standardize or transform (log, "
+                "constrain) wide-ranging variables."
+            )
+        if history.undertrained:
+            steps.append("Train longer (more epochs): the training loss is still falling.")
+        if history.overfitting:
+            steps.append(
+                "Reduce overfitting: simulate more training data (or train online), or use "
+                "a smaller network or stronger regularization."
+            )
+    poor = [r.variable for r in ratings if r.calibration == "poor"]
+    over = [r.variable for r in ratings if "overconfident" in r.calibration_issues]
+    under = [r.variable for r in ratings if "underconfident" in r.calibration_issues]
+    biased = [r.variable for r in ratings if any("biased" in i for i in r.calibration_issues)]
+    if over:
+        steps.append(
+            f"Posteriors of {over} are too narrow (overconfident): do not use them for "
+            "decisions yet; train longer or on more simulations, and check that the summary "
+            "network sees all informative data."
+        )
+    if biased:
+        steps.append(
+            f"Posteriors of {biased} are shifted (biased): train longer or on more "
+            "simulations; check the adapter's transforms and that the conditions carry the "
+            "information about these parameters."
+        )
+    if under:
+        steps.append(
+            f"Posteriors of {under} are too wide (underconfident): usable but conservative; "
+            "more training or a more expressive network would sharpen them."
+        )
+    rest = [v for v in poor if v not in over + biased + under]
+    if rest:
+        steps.append(
+            f"Calibration of {rest} is poor: inspect the calibration ECDF and coverage plots."
+        )
+    weak = [
+        r.variable for r in ratings if r.recovery in ("fair", "poor") and r.calibration != "poor"
+    ]
+    if weak:
+        steps.append(
+            f"Recovery of {weak} is weak although calibration holds: the data may not "
+            "identify them (check contraction), or a larger summary network / more informative "
+            "summaries may help."
+        )
+    low = [r.variable for r in ratings if r.contraction == "low"]
+    if low:
+        steps.append(
+            f"Little is learned about {low} (low contraction): expected if the data are "
+            "uninformative about them; otherwise revisit the observation model or summaries."
+        )
+    if not steps:
+        steps.append(
+            "All diagnostics pass: apply the approximator to observed data, and check that "
+            "those data lie within the training distribution."
+        )
+    return steps
