@@ -162,6 +162,10 @@ def build_report(
     }
 
 
+def _cell(x: Any) -> str:
+    return str(x).replace("|", "\\|")
+
+
 def _markdown(rep: dict) -> str:
     lines = [
         f"# {rep['title']}",
@@ -175,7 +179,7 @@ def _markdown(rep: dict) -> str:
         "| setting | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v} |" for k, v in rep["configuration"].items()]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rep["configuration"].items()]
     lines += ["", "## Summary", "", "| variable | rating |", "|---|---|"]
     lines += [f"| {v} | {r['summary']} |" for v, r in rep["ratings"].items()]
     lines += ["", "## Next steps", ""]
@@ -201,7 +205,9 @@ def _markdown(rep: dict) -> str:
     ]
     for m, vals in rep["metrics"].items():
         cells = ["n/a" if vals[v] is None else f"{vals[v]:.4g}" for v in variables]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {rep['metric_descriptions'][m]} |")
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {_cell(rep['metric_descriptions'][m])} |"
+        )
     h = rep["history"]
     lines += [
         "",
