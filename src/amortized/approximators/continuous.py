@@ -285,7 +285,8 @@ class ContinuousApproximator:
         )
         if not self.is_trained:
             self.build(train, k_build)
-        if optimizer is None:
+        flat = optimizer is None  # a user's optimizer may depend on the parameter tree
+        if flat:
             optimizer = default_optimizer(learning_rate, epochs * steps_per_epoch)
         self.nets, self.history = fit(
             self.nets,
@@ -301,6 +302,7 @@ class ContinuousApproximator:
             restore_best=restore_best,
             progress=progress,
             history=self.history,
+            flat_params=flat,
         )
         return self.history
 

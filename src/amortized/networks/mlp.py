@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = {
     "silu": jax.nn.silu,
@@ -20,6 +21,30 @@ ACTIVATIONS = {
     "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
     "elu": jax.nn.elu,
 }
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """An invertible 32-bit integer hash with good avalanche (the "lowbias32" constants)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def dropout_keep_mask(key: jax.Array, layer: int, shape: tuple[int, ...], rate: float):
+    """Bernoulli(1 - rate) keep mask from a counter-based hash of (key, layer, position).
+
+    Dropout needs masks that are independent across rows, layers and steps, not
+    cryptographic randomness; hashing the key's bits with the element index costs a few
+    integer operations per element, where drawing the mask with threefry made dropout the
+    most expensive part of a coupling-flow training step on CPU (3 ms of 9).
+    """
+    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    seed = _mix32(words[0] ^ _mix32(words[-1] + jnp.uint32(layer)))
+    idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
+    bits = _mix32(_mix32(idx ^ seed) + seed)
+    return bits >= jnp.uint32(min(int(rate * 2**32), 2**32 - 1))
 
 
 def _activation(name: str):
@@ -98,8 +123,7 @@ class MLP(eqx.Module):
         for i, layer in enumerate(self.layers):
             inp = h
             if key is not None and self.dropout > 0 and i > 0:
-                key, sub = jax.random.split(key)
-                keep = jax.random.bernoulli(sub, 1.0 - self.dropout, inp.shape)
+                keep = dropout_keep_mask(key, i, inp.shape, self.dropout)
                 inp = jnp.where(keep, inp / (1.0 - self.dropout), 0.0)
             a = layer(inp)
             if modulations is not None:

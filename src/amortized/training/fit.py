@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 LossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array, bool], jax.Array]
@@ -31,9 +32,22 @@ def _num_rows(data: Mapping[str, jax.Array]) -> int:
     return int(next(iter(data.values())).shape[0])
 
 
+def _flat(params, flat: bool):
+    """The parameters as one vector (and the map back) when ``flat``; else unchanged."""
+    if flat:
+        return ravel_pytree(params)
+    return params, lambda p: p
+
+
 @eqx.filter_jit
-def _train_epoch(nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size):
+def _train_epoch(
+    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat
+):
     params, static = eqx.partition(nets, eqx.is_inexact_array)
+    # The default optimizer updates one flat vector: its elementwise updates then run as a
+    # few large fused operations instead of a few per parameter array (2.4 ms of an 8 ms
+    # coupling-flow step on CPU went to per-array optimizer work).
+    params, unravel = _flat(params, flat)
     n = _num_rows(data)
     k_perm, k_steps = jax.random.split(key)
     idx = jax.random.permutation(k_perm, n)[: num_batches * batch_size]
@@ -45,7 +59,7 @@ def _train_epoch(nets, opt_state, stats, data, key, loss_fn, optimizer, num_batc
         batch = {name: a[ib] for name, a in data.items()}
 
         def objective(p):
-            return loss_fn(eqx.combine(p, static), stats, batch, k, True)
+            return loss_fn(eqx.combine(unravel(p), static), stats, batch, k, True)
 
         value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -54,7 +68,7 @@ def _train_epoch(nets, opt_state, stats, data, key, loss_fn, optimizer, num_batc
     (params, opt_state), losses = jax.lax.scan(
         step, (params, opt_state), (idx, jax.random.split(k_steps, num_batches))
     )
-    return eqx.combine(params, static), opt_state, losses
+    return eqx.combine(unravel(params), static), opt_state, losses
 
 
 @eqx.filter_jit
@@ -105,6 +119,7 @@ def fit(
     restore_best: bool = False,
     progress: bool = True,
     history: dict[str, list] | None = None,
+    flat_params: bool = False,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -112,11 +127,12 @@ def fit(
     Returns the trained networks (the best by validation loss with ``restore_best``) and the
     history ``{"loss": [...], "val_loss": [...], "epoch_seconds": [...]}`` (per-epoch means
     and the wall time of each epoch's training steps, the first including compilation;
-    JSON-serializable).
+    JSON-serializable). ``flat_params``: the optimizer sees all parameters as one vector
+    (faster; only for optimizers that do not depend on the parameter tree's structure).
     """
     history = history if history is not None else {"loss": [], "val_loss": []}
     history.setdefault("epoch_seconds", [])
-    opt_state = optimizer.init(eqx.filter(nets, eqx.is_inexact_array))
+    opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
     best, best_val = nets, np.inf
     # one validation key for all epochs, so that stochastic losses are comparable
     key, k_val = jax.random.split(key)
@@ -129,7 +145,7 @@ def fit(
         bs = min(batch_size, n)
         key, k_epoch = jax.random.split(key)
         nets, opt_state, losses = _train_epoch(
-            nets, opt_state, stats, data, k_epoch, loss_fn, optimizer, n // bs, bs
+            nets, opt_state, stats, data, k_epoch, loss_fn, optimizer, n // bs, bs, flat_params
         )
         losses = np.asarray(losses)  # waits for the epoch to finish
         history["epoch_seconds"].append(time.perf_counter() - started)
