@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 import amortized as bf
-from amortized.networks import DeepSet, SetTransformer, TimeSeriesTransformer
+from amortized.networks import (
+    ConvolutionalNetwork,
+    DeepSet,
+    SetTransformer,
+    TimeSeriesNetwork,
+    TimeSeriesTransformer,
+)
 
 SMALL = {
     "deep_set": DeepSet(summary_dim=4, widths_equivariant=[16], widths_invariant=[16]),
@@ -27,8 +33,13 @@ SMALL = {
     "time_series_transformer": TimeSeriesTransformer(
         summary_dim=4, embed_dims=[16], num_heads=[2], mlp_widths=[16], time_embed_dim=8
     ),
+    "time_series_network": TimeSeriesNetwork(summary_dim=4, filters=[8], recurrent_dim=8),
+    "time_series_network_uni": TimeSeriesNetwork(
+        summary_dim=4, filters=[8, 8], recurrent_dim=8, bidirectional=False
+    ),
 }
-SETS = [k for k in SMALL if k != "time_series_transformer"]
+SERIES = ["time_series_transformer", "time_series_network", "time_series_network_uni"]
+SETS = [k for k in SMALL if k not in SERIES]
 
 
 def built(name, features=3, seed=0):
@@ -59,7 +70,7 @@ def test_padding_with_mask_does_not_change_the_summary(name):
 def test_time_series_transformer_is_order_sensitive_and_shapes(name):
     net, x = built(name), data()
     assert net(x).shape == (4,)
-    if name == "time_series_transformer":
+    if name in SERIES:
         assert not np.allclose(net(x[::-1]), net(x), atol=1e-4)
 
 
@@ -120,3 +131,51 @@ def test_bad_options_and_shapes():
         bf.ContinuousApproximator(
             inference_network=bf.networks.CouplingFlow(), summary_network=object()
         )
+
+
+def test_time_series_network_ignores_leading_padding_too():
+    # zeroed padded steps look like the convolutions' zero border, and the GRUs skip them
+    net, x = built("time_series_network"), data(8)
+    padded = jnp.concatenate([50.0 * jnp.ones((4, 3)), x])
+    mask = jnp.concatenate([jnp.zeros(4), jnp.ones(8)])
+    np.testing.assert_allclose(net(padded, mask=mask), net(x), atol=1e-5)
+
+
+def test_convolutional_network_on_images():
+    net = ConvolutionalNetwork(summary_dim=4, widths=[8, 16], mlp_widths=[16])
+    built_net = net.build((12, 12, 2), jax.random.key(0))
+    img = jax.random.normal(jax.random.key(1), (12, 12, 2))
+    assert built_net(img).shape == (4,)
+    params, static = eqx.partition(built_net, eqx.is_inexact_array)
+
+    def loss(p):
+        return jnp.sum(eqx.combine(p, static)(img, key=jax.random.key(3)) ** 2)
+
+    flat, _ = jax.tree_util.tree_flatten_with_path(jax.grad(loss)(params))
+    dead = [jax.tree_util.keystr(p) for p, g in flat if g.size and not np.any(g != 0)]
+    assert not dead, dead
+    with pytest.raises(ValueError, match=r"\(height, width, channels\).*expand_dims"):
+        net.build((12, 12), jax.random.key(0))
+    with pytest.raises(ValueError, match="no summary_mask"):
+        built_net(img, mask=jnp.ones(12))
+
+
+def test_convolutional_network_in_a_workflow():
+    # images of a blob whose brightness is the parameter: the CNN summary carries it
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0, 1, size=(256, 1))
+    imgs = b[:, :, None, None] * np.ones((256, 1, 8, 8)) + 0.1 * rng.normal(size=(256, 1, 8, 8))
+    wf = bf.BasicWorkflow(
+        inference_network=bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [16]}),
+        summary_network=ConvolutionalNetwork(summary_dim=2, widths=[4], mlp_widths=[8]),
+        inference_variables="b",
+        summary_variables="img",
+    )
+    data = {"b": b, "img": np.moveaxis(imgs, 1, -1)}
+    wf.fit_offline(data, epochs=2, batch_size=64, seed=1, progress=False)
+    assert wf.summarize({"img": data["img"][:3]}).shape == (3, 2)
+    assert wf.sample(conditions={"img": data["img"][:2]}, num_samples=5, seed=0)["b"].shape == (
+        2,
+        5,
+        1,
+    )

@@ -46,7 +46,12 @@ TRANSFORMS: dict[str, type[Transform]] = {
     )
 }
 
-NETWORK_KEYS = ("inference_variables", "inference_conditions", "summary_variables")
+NETWORK_KEYS = (
+    "inference_variables",
+    "inference_conditions",
+    "summary_variables",
+    "summary_mask",
+)
 
 
 class Adapter:
@@ -119,11 +124,14 @@ class Adapter:
         inference_variables: str | Sequence[str],
         inference_conditions: str | Sequence[str] | None = None,
         summary_variables: str | Sequence[str] | None = None,
+        summary_mask: str | None = None,
     ) -> Adapter:
-        """Cast to float32 and concatenate each group of names into its network key."""
+        """Cast to float32 and concatenate each group of names into its network key;
+        ``summary_mask`` names the ``(batch, N)`` 0/1 array marking observed rows of padded
+        sets or series."""
         adapter = cls().convert_dtype("float64", "float32")
         groups = zip(
-            NETWORK_KEYS,
+            NETWORK_KEYS[:3],
             (inference_variables, inference_conditions, summary_variables),
             strict=True,
         )
@@ -131,6 +139,10 @@ class Adapter:
             if names is None:
                 continue
             adapter.concatenate(as_keys(names, f"BasicWorkflow({into}=)"), into=into)
+        if summary_mask is not None:
+            if summary_variables is None:
+                raise ValueError("summary_mask needs summary_variables")
+            adapter.rename(summary_mask, "summary_mask")
         return adapter
 
     # -- applying ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
 from ..training import default_optimizer, fit
 from . import core
-from .core import IC, IV, SV, Networks
+from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
 
 STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
@@ -111,8 +111,12 @@ class ContinuousApproximator:
                     f"ContinuousApproximator: standardize entries must be among "
                     f"{list(STANDARDIZE_CHOICES)}, got {k!r}"
                 )
+        if SM in keys:
+            raise ValueError("ContinuousApproximator: 'summary_mask' is a mask, not standardized")
         self.standardize_keys = (
-            list(NETWORK_KEYS) if "all" in keys else [k for k in keys if k is not None]
+            [k for k in NETWORK_KEYS if k != SM]
+            if "all" in keys
+            else [k for k in keys if k is not None]
         )
         self.inference_network = inference_network
         self.summary_network = summary_network
@@ -186,6 +190,8 @@ class ContinuousApproximator:
                 f"{where}: a summary_network is set but no 'summary_variables' arrived; "
                 f"keys are {sorted(out)}"
             )
+        if SM in out:
+            _check_mask(where, out)
         if self.is_trained:
             self._check_shapes(out, where)
         return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
@@ -193,7 +199,7 @@ class ContinuousApproximator:
     def _check_shapes(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
         for k, v in arrays.items():
             expected = self._shapes.get(k)
-            if expected is not None and tuple(v.shape[1:]) != expected and k != SV:
+            if expected is not None and tuple(v.shape[1:]) != expected and k not in (SV, SM):
                 raise ValueError(
                     f"{where}: {k!r} has shape {tuple(v.shape)}; this approximator was trained "
                     f"with shape (batch, {', '.join(map(str, expected))})"
@@ -206,7 +212,7 @@ class ContinuousApproximator:
     def build(self, arrays: Mapping[str, jax.Array], key: jax.Array) -> None:
         """Create parameters and standardization statistics from a first batch."""
         k_inf, k_sum = jax.random.split(key)
-        self.stats = compute_stats(arrays, self.standardize_keys)
+        self.stats = compute_stats(arrays, self.standardize_keys, row_masks={SV: SM})
         summary = None
         summary_dim = 0
         if self.summary_network is not None:
@@ -379,6 +385,28 @@ class ContinuousApproximator:
             raise ValueError("summarize: this approximator has no summary network")
         arrays = self.to_network_arrays(data, need_variables=False, where="summarize data")
         return np.asarray(_summaries(self.nets, self.stats, arrays))
+
+
+def _check_mask(where: str, out: Mapping[str, np.ndarray]) -> None:
+    """``summary_mask`` must be ``(B, N)`` of 0/1 matching the summary variables' rows, and
+    every dataset needs at least one observed row."""
+    mask = out[SM]
+    if SV not in out:
+        raise KeyError(f"{where}: 'summary_mask' arrived without 'summary_variables'")
+    sv = out[SV]
+    if mask.ndim != 2 or mask.shape != sv.shape[:2]:
+        raise ValueError(
+            f"{where}: 'summary_mask' must have shape (batch, N) = {sv.shape[:2]} to match "
+            f"'summary_variables' {sv.shape}, got {mask.shape}"
+        )
+    if not np.all((mask == 0) | (mask == 1)):
+        raise ValueError(f"{where}: 'summary_mask' must hold only 0 and 1")
+    empty = np.flatnonzero(mask.sum(axis=1) == 0)
+    if empty.size:
+        raise ValueError(
+            f"{where}: {empty.size} dataset(s) have no observed rows in 'summary_mask' "
+            f"(all missing), e.g. index {int(empty[0])}; remove them or observe at least one row"
+        )
 
 
 def _nonfinite_keys(data: Mapping[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from ..networks.base import InferenceNetwork
 from .standardization import Stats, log_det, standardize, unstandardize
 
 IV, IC, SV = "inference_variables", "inference_conditions", "summary_variables"
+SM = "summary_mask"
 
 
 class Networks(eqx.Module):
@@ -27,12 +28,22 @@ class Networks(eqx.Module):
 
 
 def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
-    """Learned summaries ``(B, summary_dim)`` of ``summary_variables``."""
+    """Learned summaries ``(B, summary_dim)`` of ``summary_variables``; rows where
+    ``summary_mask`` ``(B, N)`` is 0 are padding the summary network ignores."""
     x = standardize(stats, SV, batch[SV])
-    if key is None:
-        return jax.vmap(lambda xi: nets.summary(xi))(x)
-    keys = jax.random.split(key, x.shape[0])
-    return jax.vmap(lambda xi, ki: nets.summary(xi, key=ki))(x, keys)
+    mask = batch.get(SM)
+    if mask is not None:
+        # padded rows may hold anything (e.g. NaN-free fill values); zero them so that no
+        # network sees extreme values even where the mask removes them afterwards
+        x = x * mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype)
+    keys = None if key is None else jax.random.split(key, x.shape[0])
+    if mask is None:
+        if keys is None:
+            return jax.vmap(lambda xi: nets.summary(xi))(x)
+        return jax.vmap(lambda xi, ki: nets.summary(xi, key=ki))(x, keys)
+    if keys is None:
+        return jax.vmap(lambda xi, mi: nets.summary(xi, mask=mi))(x, mask)
+    return jax.vmap(lambda xi, mi, ki: nets.summary(xi, key=ki, mask=mi))(x, mask, keys)
 
 
 def conditions(nets: Networks, stats: Stats, batch, batch_size: int, key=None) -> jax.Array:

@@ -17,17 +17,23 @@ Stats = dict[str, tuple[jnp.ndarray, jnp.ndarray]]
 MIN_STD = 1e-6
 
 
-def compute_stats(batch: Mapping[str, np.ndarray], keys) -> Stats:
+def compute_stats(
+    batch: Mapping[str, np.ndarray], keys, row_masks: Mapping[str, str] | None = None
+) -> Stats:
     """Per-feature mean and standard deviation of each of ``keys`` present in ``batch``.
 
     Constant features get std 1 (not a near-zero divisor), so that e.g. a fixed design column
-    passes through unchanged.
+    passes through unchanged. ``row_masks`` ``{key: mask_key}``: rows of ``batch[key]``
+    ``(B, N, ...)`` whose ``batch[mask_key]`` ``(B, N)`` is 0 are padding and do not count.
     """
     stats = {}
     for k in keys:
         if k not in batch:
             continue
         x = np.asarray(batch[k], dtype=np.float64)
+        mask_key = (row_masks or {}).get(k)
+        if mask_key is not None and mask_key in batch:
+            x = x[np.asarray(batch[mask_key]) > 0]
         x = x.reshape(-1, x.shape[-1])
         mean = x.mean(axis=0)
         std = x.std(axis=0)

@@ -1,13 +1,15 @@
 """Networks: inference networks (normalizing flows, flow matching), summary networks for
-sets and time series, and subnets."""
+sets, time series and images, and subnets."""
 
 from .base import InferenceNetwork
+from .convolutional_network import ConvolutionalNetwork
 from .coupling_flow import CouplingFlow
 from .deep_set import DeepSet
 from .flow_matching import FlowMatching
 from .mlp import MLP, TimeMLP
 from .set_transformer import SetTransformer
 from .summary_base import SummaryNetwork
+from .time_series_network import TimeSeriesNetwork
 from .time_series_transformer import TimeSeriesTransformer
 
 INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
@@ -15,8 +17,10 @@ INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
     "FlowMatching": FlowMatching,
 }
 SUMMARY_NETWORKS: dict[str, type[SummaryNetwork]] = {
+    "ConvolutionalNetwork": ConvolutionalNetwork,
     "DeepSet": DeepSet,
     "SetTransformer": SetTransformer,
+    "TimeSeriesNetwork": TimeSeriesNetwork,
     "TimeSeriesTransformer": TimeSeriesTransformer,
 }
 
@@ -24,6 +28,7 @@ __all__ = [
     "INFERENCE_NETWORKS",
     "MLP",
     "SUMMARY_NETWORKS",
+    "ConvolutionalNetwork",
     "CouplingFlow",
     "DeepSet",
     "FlowMatching",
@@ -31,5 +36,6 @@ __all__ = [
     "SetTransformer",
     "SummaryNetwork",
     "TimeMLP",
+    "TimeSeriesNetwork",
     "TimeSeriesTransformer",
 ]

@@ -66,6 +66,10 @@ class BasicWorkflow:
         Replaces the default optimizer.
     inference_variables, inference_conditions, summary_variables : str or list of str
         Simulator output names for the default adapter.
+    summary_mask : str, optional
+        Name of a ``(batch, N)`` 0/1 output marking the observed rows of padded sets or
+        series (datasets of different sizes in one batch); padded rows are ignored by the
+        summary network and by the standardization statistics.
     standardize : "all", None or network key(s), default "all"
         Learned standardization of network inputs (see ContinuousApproximator).
     """
@@ -82,6 +86,7 @@ class BasicWorkflow:
         inference_variables: str | Sequence[str] | None = None,
         inference_conditions: str | Sequence[str] | None = None,
         summary_variables: str | Sequence[str] | None = None,
+        summary_mask: str | None = None,
         standardize: str | Sequence[str] | None = "all",
     ):
         if simulator is not None and not isinstance(simulator, Simulator):
@@ -96,10 +101,11 @@ class BasicWorkflow:
                     "inference_conditions / summary_variables) to build the default one"
                 )
             adapter = Adapter.create_default(
-                inference_variables, inference_conditions, summary_variables
+                inference_variables, inference_conditions, summary_variables, summary_mask
             )
         elif any(
-            v is not None for v in (inference_variables, inference_conditions, summary_variables)
+            v is not None
+            for v in (inference_variables, inference_conditions, summary_variables, summary_mask)
         ):
             raise ValueError("BasicWorkflow: give either an adapter or variable names, not both")
         if initial_learning_rate <= 0:

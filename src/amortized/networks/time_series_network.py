@@ -1,0 +1,118 @@
+"""TimeSeriesNetwork: 1-D convolutions over time, then a (bidirectional) GRU, for series
+``(T, features)``.
+
+h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same" padding, over time);
+forward GRU over the steps (and a backward GRU, ``bidirectional``); summary =
+Linear(final states). Padded steps (``mask`` 0) are zeroed before every convolution (so the
+convolutions see exactly the zeros of an unpadded series' border) and skipped by the GRUs
+(their state passes through unchanged), so a series padded at its end (or start) gives the
+same summary as the unpadded one. A masked gap inside a series is skipped by the GRUs, but
+the convolutions see zeros there instead of the neighbouring steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._validation import strict
+from .base import encode_config
+from .mlp import dropout_keep_mask
+from .summary_base import SummaryNetwork
+
+
+def _gru_scan(cell: eqx.nn.GRUCell, x, mask, reverse: bool):
+    def step(h, inputs):
+        xt, mt = inputs
+        return jnp.where(mt > 0, cell(xt, h), h), None
+
+    h0 = jnp.zeros((cell.hidden_size,), x.dtype)
+    h, _ = jax.lax.scan(step, h0, (x, mask), reverse=reverse)
+    return h
+
+
+class TimeSeriesNetwork(SummaryNetwork):
+    """Series ``(T, features)`` to ``summary_dim`` numbers with convolutions and a GRU.
+
+    Parameters
+    ----------
+    summary_dim : int, default 16
+    filters : sequence of int, default (32, 32)
+        Channels of each 1-D convolution over time.
+    kernel_size : int, default 3
+    recurrent_dim : int, default 64
+        GRU state size (per direction).
+    bidirectional : bool, default True
+    dropout : float, default 0.05
+        On the final states, during training.
+
+    >>> net = TimeSeriesNetwork(summary_dim=8)
+    """
+
+    convs: tuple[eqx.nn.Conv1d, ...] | None
+    forward_cell: eqx.nn.GRUCell | None
+    backward_cell: eqx.nn.GRUCell | None
+    head: eqx.nn.Linear | None
+
+    @strict
+    def __init__(
+        self,
+        summary_dim: int = 16,
+        filters: Sequence[int] = (32, 32),
+        kernel_size: int = 3,
+        recurrent_dim: int = 64,
+        bidirectional: bool = True,
+        dropout: float = 0.05,
+        input_shape: tuple = (),
+        key: jax.Array | None = None,
+    ):
+        filters = [int(f) for f in filters]
+        if any(f <= 0 for f in filters) or int(kernel_size) <= 0 or int(recurrent_dim) <= 0:
+            raise ValueError(
+                f"TimeSeriesNetwork: filters, kernel_size and recurrent_dim must be positive, "
+                f"got {filters}, {kernel_size}, {recurrent_dim}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"TimeSeriesNetwork: dropout must lie in [0, 1), got {dropout}")
+        self.config_json = encode_config(
+            summary_dim=int(summary_dim),
+            filters=filters,
+            kernel_size=int(kernel_size),
+            recurrent_dim=int(recurrent_dim),
+            bidirectional=bool(bidirectional),
+            dropout=float(dropout),
+        )
+        self.input_shape = tuple(input_shape)
+        if not self.input_shape:
+            self.convs = self.forward_cell = self.backward_cell = self.head = None
+            return
+        keys = jax.random.split(key, len(filters) + 3)
+        chans = [self.input_shape[-1], *filters]
+        self.convs = tuple(
+            eqx.nn.Conv1d(chans[i], chans[i + 1], int(kernel_size), padding="SAME", key=keys[i])
+            for i in range(len(filters))
+        )
+        self.forward_cell = eqx.nn.GRUCell(chans[-1], int(recurrent_dim), key=keys[-3])
+        self.backward_cell = (
+            eqx.nn.GRUCell(chans[-1], int(recurrent_dim), key=keys[-2]) if bidirectional else None
+        )
+        out_in = int(recurrent_dim) * (2 if bidirectional else 1)
+        self.head = eqx.nn.Linear(out_in, int(summary_dim), key=keys[-1])
+
+    def __call__(self, x, key=None, mask=None):
+        m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
+        h = x.T  # (channels, T)
+        for conv in self.convs:
+            h = jax.nn.silu(conv(h * m[None, :]))
+        h = (h * m[None, :]).T  # (T, channels)
+        states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
+        if self.backward_cell is not None:
+            states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
+        z = jnp.concatenate(states)
+        rate = self.config["dropout"]
+        if key is not None and rate > 0:
+            z = jnp.where(dropout_keep_mask(key, 0, z.shape, rate), z / (1.0 - rate), 0.0)
+        return self.head(z)
