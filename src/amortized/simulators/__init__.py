@@ -1,6 +1,16 @@
-"""Simulators: compose prior and observation functions by argument name; built-in tasks."""
+"""Simulators: compose prior and observation functions by argument name; built-in tasks;
+padding of datasets of different sizes."""
 
 from . import benchmarks
-from .simulator import SimulationError, Simulator, make_simulator
+from .ragged import bucket_length, pad_ragged
+from .simulator import SharedMetaWarning, SimulationError, Simulator, make_simulator
 
-__all__ = ["SimulationError", "Simulator", "benchmarks", "make_simulator"]
+__all__ = [
+    "SharedMetaWarning",
+    "SimulationError",
+    "Simulator",
+    "benchmarks",
+    "bucket_length",
+    "make_simulator",
+    "pad_ragged",
+]

@@ -31,6 +31,14 @@ class SimulationError(RuntimeError):
     """A simulator function raised or returned something unusable."""
 
 
+#: ``sample`` warns from this many draws on when a meta_fn makes all of them share one size.
+SHARED_META_WARN = 1024
+
+
+class SharedMetaWarning(UserWarning):
+    """Many draws of one ``sample`` call share a single ``meta_fn`` draw."""
+
+
 def _accepted_args(fn: Callable) -> tuple[set[str], bool]:
     params = inspect.signature(fn).parameters
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -150,6 +158,16 @@ class Simulator:
         meta = {}
         if self.meta_fn is not None:
             meta = self._call(self.meta_fn, {}, f"meta_fn {_fn_name(self.meta_fn)!r}")
+            if n >= SHARED_META_WARN and meta:
+                warnings.warn(
+                    f"Simulator.sample: all {n} draws share one meta_fn draw "
+                    f"({', '.join(f'{k}={np.asarray(v).tolist()}' for k, v in meta.items())}); "
+                    f"to train on varying sizes, simulate with "
+                    f"sample_ragged({n}, chunk_size=...) (one meta draw per chunk, padded "
+                    f"with a mask)",
+                    SharedMetaWarning,
+                    stacklevel=4,
+                )
         per_draw = {}  # name -> (n, ...) arrays
         shared = dict(meta)
         for k, v in fixed.items():
@@ -237,6 +255,55 @@ class Simulator:
                         "make_simulator and handle them downstream"
                     )
                 warnings.warn(msg, stacklevel=3)
+
+    def sample_ragged(
+        self,
+        num: int,
+        chunk_size: int = 32,
+        seed: int | None = None,
+        mask_key: str = "mask",
+        pad_to: int | None = None,
+        **fixed: Any,
+    ) -> dict[str, np.ndarray]:
+        """``num`` draws simulated in chunks of ``chunk_size``, each chunk with its own
+        ``meta_fn`` draw (e.g. its own number of observations N), padded into one array.
+
+        Outputs whose axis 1 changes between chunks are zero-padded to a common length and
+        ``mask_key`` ``(num, length)`` marks the observed positions (route it with
+        ``BasicWorkflow(summary_mask=mask_key)``). ``meta_fn`` outputs become one value per
+        draw. See :mod:`amortized.simulators.ragged`.
+
+        >>> sim = make_simulator([lambda N: {"x": np.random.normal(size=(N, 1))}],
+        ...                      meta_fn=lambda: {"N": np.random.randint(5, 20)})
+        >>> d = sim.sample_ragged(64, chunk_size=16, seed=0)
+        >>> d["x"].shape[0], d["mask"].shape[0], d["N"].shape
+        (64, 64, (64, 1))
+        """
+        from .ragged import pad_ragged
+
+        if isinstance(num, bool) or not isinstance(num, int | np.integer) or num <= 0:
+            raise ValueError(f"Simulator.sample_ragged: num must be a positive int, got {num!r}")
+        if (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, int | np.integer)
+            or (chunk_size <= 0)
+        ):
+            raise ValueError(
+                f"Simulator.sample_ragged: chunk_size must be a positive int, got {chunk_size!r}"
+            )
+        rng = np.random.default_rng(seed)
+        chunks = []
+        for start in range(0, int(num), int(chunk_size)):
+            size = min(int(chunk_size), int(num) - start)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SharedMetaWarning)
+                d = self.sample(size, seed=int(rng.integers(2**31)), **fixed)
+            for k, v in d.items():
+                v = np.asarray(v)
+                if v.shape[:1] != (size,):  # shared (meta) value: one per draw
+                    d[k] = np.broadcast_to(v, (size,) + (v.shape or (1,)))
+            chunks.append(d)
+        return pad_ragged(chunks, mask_key=mask_key, pad_to=pad_to)
 
     def __call__(self, batch_shape, seed=None, **fixed):
         return self.sample(batch_shape, seed=seed, **fixed)

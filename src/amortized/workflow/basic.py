@@ -155,11 +155,30 @@ class BasicWorkflow:
         """Simulate and apply the adapter (network keys)."""
         return self.adapter.forward(self.simulate(batch_shape, seed=seed, **kwargs))
 
-    def _validation(self, validation_data, seed):
+    def _simulate_for_training(self, n: int, seed, chunk_size: int) -> dict[str, np.ndarray]:
+        """Fresh simulations; with a meta_fn, one meta draw per chunk of ``chunk_size``,
+        padded with a mask (see Simulator.sample_ragged)."""
+        sim = self._require_simulator("fit")
+        if sim.meta_fn is None:
+            return sim.sample(n, seed=seed)
+        data = sim.sample_ragged(n, chunk_size=chunk_size, seed=seed)
+        if "mask" in data:
+            routed = self.adapter.forward({k: v[:1] for k, v in data.items()}, strict=False)
+            if "summary_mask" not in routed:
+                varying = [k for k, v in data.items() if np.ndim(v) >= 2 and k != "mask"]
+                raise ValueError(
+                    f"fit: the simulator's meta_fn changes the size of its outputs, so "
+                    f"datasets are padded and their observed rows marked in 'mask'; route "
+                    f"it to the summary network with BasicWorkflow(summary_mask='mask') (or "
+                    f"Adapter.rename('mask', 'summary_mask')). Outputs: {varying}"
+                )
+        return data
+
+    def _validation(self, validation_data, seed, batch_size=32):
         if validation_data is None or isinstance(validation_data, Mapping):
             return validation_data
         n = check_positive_int("fit", "validation_data (a number of simulations)", validation_data)
-        return self.simulate(n, seed=None if seed is None else seed + 7919)
+        return self._simulate_for_training(n, None if seed is None else seed + 7919, batch_size)
 
     # -- training ----------------------------------------------------------------------
     @strict
@@ -198,10 +217,13 @@ class BasicWorkflow:
         progress: bool = True,
     ) -> dict[str, list]:
         """Train on fresh simulations: each epoch simulates
-        ``num_batches_per_epoch * batch_size`` datasets."""
-        sim = self._require_simulator("fit_online")
+        ``num_batches_per_epoch * batch_size`` datasets. With a ``meta_fn`` every batch of
+        simulations gets its own meta draw (e.g. its own N), padded with a mask, so that
+        training sees every size while compiling only a few padded shapes."""
+        self._require_simulator("fit_online")
         source = dict(
-            simulate=lambda n, s: sim.sample(n, seed=s), num_batches_per_epoch=num_batches_per_epoch
+            simulate=lambda n, s: self._simulate_for_training(n, s, batch_size),
+            num_batches_per_epoch=num_batches_per_epoch,
         )
         return self._fit(source, epochs, batch_size, validation_data, seed, restore_best, progress)
 
@@ -210,7 +232,7 @@ class BasicWorkflow:
             **source,
             epochs=epochs,
             batch_size=batch_size,
-            validation_data=self._validation(validation_data, seed),
+            validation_data=self._validation(validation_data, seed, batch_size),
             seed=seed,
             learning_rate=self.initial_learning_rate,
             optimizer=self.optimizer,
