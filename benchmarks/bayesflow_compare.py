@@ -8,6 +8,7 @@ via ``python benchmarks/bayesflow_compare.py --make-data`` (run with amortized's
 
     python  benchmarks/bayesflow_compare.py --make-data           # amortized's Python
     bfenv/bin/python benchmarks/bayesflow_compare.py --speed        # BayesFlow timings
+    bfenv/bin/python benchmarks/bayesflow_compare.py --speed-set    # with a SetTransformer
     bfenv/bin/python benchmarks/bayesflow_compare.py --accuracy two_moons gaussian_linear
 
 Results go to ``benchmarks/results/bayesflow_*.json``.
@@ -19,24 +20,42 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 DATA = RESULTS / "bayesflow_data"
 SBIBM = HERE.parent.parent / "shared" / "benchmarks" / "sbibm"
 
 
 def make_data(tasks):
+    import warnings
+
     import amortized as bf
 
     DATA.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         sims = bf.simulators.benchmarks.get_task(task).sample(10_000, seed=0)
         np.savez(DATA / f"{task}.npz", theta=sims["theta"], x=sims["x"])
+    # sets for the summary-network speed test: 10^4 datasets of N = 50 exchangeable draws
+    from normal_inverse_gamma import simulator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one shared N is intended here
+        sims = simulator().sample(10_000, seed=0, N=50)
+    theta = np.concatenate([sims["mu"], sims["sigma"]], axis=1)
+    np.savez(DATA / "sets.npz", theta=theta, x=sims["x"])
+
+
+#: SetTransformer speed test: the same dimensions on both sides (BayesFlow's defaults:
+#: summary_dim 16, two blocks of width 64 with 4 heads, 4 pooling seeds, feed-forward
+#: expansion 4 -> 256), CouplingFlow depth 6 of 128 x 128, batch 64, 10^4 sets of 50.
+SET_BATCH = 64
 
 
 def _c2st():
@@ -92,6 +111,38 @@ def speed():
     (RESULTS / "bayesflow_speed.json").write_text(json.dumps(res, indent=1))
 
 
+def speed_set():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import bayesflow as bf
+    import keras
+
+    d = np.load(DATA / "sets.npz")
+    data = {"theta": d["theta"].astype("float32"), "x": d["x"].astype("float32")}
+    times = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    wf = bf.BasicWorkflow(
+        inference_network=bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]}),
+        summary_network=bf.networks.SetTransformer(
+            summary_dim=16, embed_dims=(64, 64), num_heads=(4, 4), num_seeds=4
+        ),
+        inference_variables=["theta"],
+        summary_variables=["x"],
+    )
+    wf.fit_offline(data, epochs=4, batch_size=SET_BATCH, verbose=0, callbacks=[EpochTimer()])
+    res_file = RESULTS / "bayesflow_speed.json"
+    res = json.loads(res_file.read_text()) if res_file.exists() else {}
+    res["set_transformer_epoch_s"] = float(np.median(times[1:]))
+    print(json.dumps(res, indent=1))
+    res_file.write_text(json.dumps(res, indent=1))
+
+
 def accuracy(tasks, observations=(1, 2, 3, 4, 5)):
     c2st = _c2st()
     out = RESULTS / "bayesflow_accuracy.json"
@@ -123,6 +174,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--make-data", action="store_true")
     p.add_argument("--speed", action="store_true")
+    p.add_argument("--speed-set", action="store_true")
     p.add_argument("--accuracy", nargs="*")
     a = p.parse_args()
     tasks = [
@@ -137,6 +189,8 @@ def main():
         make_data(tasks)
     if a.speed:
         speed()
+    if a.speed_set:
+        speed_set()
     if a.accuracy is not None:
         accuracy(a.accuracy or tasks)
 

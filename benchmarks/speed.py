@@ -70,6 +70,28 @@ def peak_memory_offline_1e5(repeats: int = 3) -> float:
     return max(peaks)
 
 
+def set_transformer_epoch_seconds() -> float:
+    """SetTransformer + CouplingFlow epoch on 10^4 sets of 50 (the data BayesFlow trains on
+    in ``bayesflow_compare.py --speed-set``), with the same dimensions (see SET_BATCH there)."""
+    from bayesflow_compare import DATA, SET_BATCH
+
+    import amortized as bf
+
+    d = np.load(DATA / "sets.npz")
+    wf = bf.BasicWorkflow(
+        inference_network=bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]}),
+        summary_network=bf.networks.SetTransformer(
+            summary_dim=16, embed_dims=[64, 64], num_heads=[4, 4], num_seeds=4, mlp_widths=[256]
+        ),
+        inference_variables="theta",
+        summary_variables="x",
+    )
+    hist = wf.fit_offline(
+        {"theta": d["theta"], "x": d["x"]}, epochs=4, batch_size=SET_BATCH, seed=1, progress=False
+    )
+    return float(np.median(hist["epoch_seconds"][1:]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--write-md", action="store_true")
@@ -91,6 +113,7 @@ def main() -> None:
     res["flow_matching_10k_draws_s"] = _median_time(
         lambda: wf_fm.sample(conditions=obs, num_samples=10_000, seed=1)
     )
+    res["set_transformer_epoch_s"] = set_transformer_epoch_seconds()
     res["peak_rss_mib_offline_1e5"] = peak_memory_offline_1e5()
     res["this_process_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(res, indent=1))
@@ -122,6 +145,10 @@ def write_markdown(res: dict) -> None:
         ("CouplingFlow spline epoch (defaults, batch 256)", "coupling_spline_epoch_s"),
         ("FlowMatching epoch (defaults, batch 256)", "flow_matching_epoch_s"),
         ("10,000 draws, FlowMatching (defaults)", "flow_matching_10k_draws_s"),
+        (
+            "SetTransformer + CouplingFlow epoch (10^4 sets of 50, batch 64, same dimensions)",
+            "set_transformer_epoch_s",
+        ),
     ]
     lines = [
         f"Machine: {res['machine']}. Seconds, median after compilation.",

@@ -132,10 +132,22 @@ def test_config_round_trip_covers_every_transform():
         .convert_dtype()
         .one_hot("c", 4)
         .nan_to_num("d", return_mask=True)
+        .group(["a", "b"], into="summary_variables")
     )
     assert {t.name for t in a.transforms} == set(TRANSFORMS)
     b = Adapter.from_config(a.get_config())
     assert b.get_config() == a.get_config()
+
+
+def test_group_gathers_sources_and_spreads_them_back():
+    a = Adapter().group(["s", "t"], into="summary_variables")
+    data = {"s": np.ones((2, 3, 1)), "t": np.zeros((2, 5, 2)), "theta": np.ones((2, 1))}
+    out = a.forward(data)
+    assert set(out) == {"summary_variables", "theta"}
+    assert set(out["summary_variables"]) == {"s", "t"}
+    back = a.inverse(out)
+    assert set(back) == {"s", "t", "theta"}
+    np.testing.assert_array_equal(back["t"], data["t"])
 
 
 def test_adapter_errors(rng):

@@ -22,7 +22,7 @@ from typing import Any
 from .._validation import check_keywords
 from ._base import Data, Transform, as_keys
 from .elementwise import Constrain, Log, Sqrt, Standardize
-from .routing import Concatenate, Drop, Keep, Rename
+from .routing import Concatenate, Drop, Group, Keep, Rename
 from .shape import AsSet, AsTimeSeries, Broadcast, ConvertDtype, ExpandDims, NanToNum, OneHot
 
 TRANSFORMS: dict[str, type[Transform]] = {
@@ -33,6 +33,7 @@ TRANSFORMS: dict[str, type[Transform]] = {
         Sqrt,
         Standardize,
         Rename,
+        Group,
         Concatenate,
         Keep,
         Drop,
@@ -67,6 +68,11 @@ class Adapter:
 
     def rename(self, from_key: str, to_key: str) -> Adapter:
         return self._add(Rename(from_key, to_key))
+
+    def group(self, keys: str | Sequence[str], *, into: str) -> Adapter:
+        """Gather ``keys`` into a dict under ``into`` (several sources for a FusionNetwork:
+        ``.group(["series", "set"], into="summary_variables")``)."""
+        return self._add(Group(keys, into))
 
     def concatenate(self, keys: str | Sequence[str], *, into: str, axis: int = -1) -> Adapter:
         return self._add(Concatenate(keys, into, axis))

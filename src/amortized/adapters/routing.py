@@ -149,3 +149,32 @@ class Drop(Transform):
 
     def params(self):
         return {"keys": self.keys}
+
+
+class Group(Transform):
+    """Gather ``keys`` into one dict under ``into`` (``{key: array}``), e.g. several data
+    sources for a :class:`~amortized.networks.FusionNetwork` in ``summary_variables``;
+    inverse spreads them out again."""
+
+    name = "group"
+
+    def __init__(self, keys: Sequence[str], into: str):
+        self.keys = as_keys(keys, "group")
+        self.into = as_keys(into, "group")[0]
+
+    def forward(self, data, ldj, strict):
+        if missing(self.name, data, self.keys, strict):
+            return data, ldj
+        data = dict(data)
+        data[self.into] = {k: data.pop(k) for k in self.keys}
+        return data, ldj
+
+    def inverse(self, data, strict):
+        if missing(self.name, data, [self.into], strict):
+            return data
+        data = dict(data)
+        data.update(data.pop(self.into))
+        return data
+
+    def params(self):
+        return {"keys": list(self.keys), "into": self.into}

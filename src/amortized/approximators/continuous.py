@@ -165,14 +165,21 @@ class ContinuousApproximator:
             )
         if not need_variables:
             out.pop(IV, None)
-        for k, v in out.items():
+        for k, v in _leaves(out).items():
             v = np.asarray(v)
             if not np.issubdtype(v.dtype, np.number) and v.dtype != bool:
                 raise TypeError(f"{where}: {k!r} must be numeric, got dtype {v.dtype}")
             check_finite(where, k, v)
-            out[k] = v
+        out = {
+            k: (
+                {n: np.asarray(a) for n, a in v.items()}
+                if isinstance(v, Mapping)
+                else np.asarray(v)
+            )
+            for k, v in out.items()
+        }
         if out:
-            batch_size_of(where, out)  # raises when the keys disagree in batch size
+            batch_size_of(where, _leaves(out))  # raises when the keys disagree in batch size
         for k in (IV, IC):
             if k in out and out[k].ndim != 2:
                 raise ValueError(
@@ -182,7 +189,7 @@ class ContinuousApproximator:
                 )
         if SV in out and self.summary_network is None:
             raise ValueError(
-                f"{where}: 'summary_variables' (shape {out[SV].shape}) needs a summary_network; "
+                f"{where}: 'summary_variables' (shape {_shape(out[SV])}) needs a summary_network; "
                 f"add one, or route the data to 'inference_conditions' instead"
             )
         if SV not in out and self.summary_network is not None and out:
@@ -194,12 +201,14 @@ class ContinuousApproximator:
             _check_mask(where, out)
         if self.is_trained:
             self._check_shapes(out, where)
-        return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+        return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), out)
 
     def _check_shapes(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
         for k, v in arrays.items():
             expected = self._shapes.get(k)
-            if expected is not None and tuple(v.shape[1:]) != expected and k not in (SV, SM):
+            if k in (SV, SM):  # set sizes and sources may vary; the summary network checks
+                continue
+            if expected is not None and tuple(v.shape[1:]) != expected:
                 raise ValueError(
                     f"{where}: {k!r} has shape {tuple(v.shape)}; this approximator was trained "
                     f"with shape (batch, {', '.join(map(str, expected))})"
@@ -216,12 +225,20 @@ class ContinuousApproximator:
         summary = None
         summary_dim = 0
         if self.summary_network is not None:
-            summary = self.summary_network.build(arrays[SV].shape[1:], k_sum)
+            sv = arrays[SV]
+            shape = (
+                {n: tuple(a.shape[1:]) for n, a in sv.items()}
+                if isinstance(sv, Mapping)
+                else sv.shape[1:]
+            )
+            summary = self.summary_network.build(shape, k_sum)
             summary_dim = summary.summary_dim
         cond_dim = (arrays[IC].shape[-1] if IC in arrays else 0) + summary_dim
         inference = self.inference_network.build(arrays[IV].shape[-1], cond_dim, k_inf)
         self.nets = Networks(inference, summary)
-        self._shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items()}
+        self._shapes = {
+            k: () if isinstance(v, Mapping) else tuple(v.shape[1:]) for k, v in arrays.items()
+        }
 
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
@@ -345,7 +362,7 @@ class ContinuousApproximator:
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=not show):
             stop = min(n, start + per_call)
             size = _bucket(stop - start, per_call)
-            chunk = {k: _pad_rows(v[start:stop], size) for k, v in arrays.items()}
+            chunk = jax.tree.map(lambda v, a=start, b=stop, m=size: _pad_rows(v[a:b], m), arrays)
             key, sub = jax.random.split(key)
             out = _sample_chunk(self.nets, self.stats, sub, chunk, size, num_samples)
             draws.append(np.asarray(out[: stop - start]))
@@ -387,13 +404,40 @@ class ContinuousApproximator:
         return np.asarray(_summaries(self.nets, self.stats, arrays))
 
 
+def _leaves(out: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat ``{name: array}``; a dict under a network key (several sources) gives
+    ``key/source`` names."""
+    flat = {}
+    for k, v in out.items():
+        if isinstance(v, Mapping):
+            flat.update({f"{k}/{n}": a for n, a in v.items()})
+        else:
+            flat[k] = v
+    return flat
+
+
+def _shape(v: Any):
+    if isinstance(v, Mapping):
+        return {n: tuple(np.shape(a)) for n, a in v.items()}
+    return tuple(np.shape(v))
+
+
 def _check_mask(where: str, out: Mapping[str, np.ndarray]) -> None:
     """``summary_mask`` must be ``(B, N)`` of 0/1 matching the summary variables' rows, and
-    every dataset needs at least one observed row."""
-    mask = out[SM]
+    every dataset needs at least one observed row (per source when both are dicts)."""
     if SV not in out:
         raise KeyError(f"{where}: 'summary_mask' arrived without 'summary_variables'")
-    sv = out[SV]
+    mask, sv = out[SM], out[SV]
+    if isinstance(mask, Mapping) or isinstance(sv, Mapping):
+        if not (isinstance(mask, Mapping) and isinstance(sv, Mapping)) or not set(mask) <= set(sv):
+            raise ValueError(
+                f"{where}: with several sources, 'summary_mask' must be a dict whose keys are "
+                f"among the sources of 'summary_variables' {sorted(_shape(sv))}; got "
+                f"{_shape(mask)}"
+            )
+        for n in mask:
+            _check_mask(f"{where} (source {n!r})", {SM: mask[n], SV: sv[n]})
+        return
     if mask.ndim != 2 or mask.shape != sv.shape[:2]:
         raise ValueError(
             f"{where}: 'summary_mask' must have shape (batch, N) = {sv.shape[:2]} to match "
@@ -427,7 +471,7 @@ def _describe_nonfinite(data: Mapping[str, Any], key: str) -> str:
 
 
 def _rows(arrays: Mapping[str, Any]) -> int:
-    return int(next(iter(arrays.values())).shape[0])
+    return int(jax.tree.leaves(arrays)[0].shape[0])
 
 
 def _pad_rows(a: jax.Array, size: int) -> jax.Array:

@@ -35,8 +35,11 @@ def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
     if mask is not None:
         # padded rows may hold anything (e.g. NaN-free fill values); zero them so that no
         # network sees extreme values even where the mask removes them afterwards
-        x = x * mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype)
-    keys = None if key is None else jax.random.split(key, x.shape[0])
+        if isinstance(x, dict):
+            x = {n: _zero_padding(a, mask[n]) if n in mask else a for n, a in x.items()}
+        else:
+            x = _zero_padding(x, mask)
+    keys = None if key is None else jax.random.split(key, jax.tree.leaves(x)[0].shape[0])
     if mask is None:
         if keys is None:
             return jax.vmap(lambda xi: nets.summary(xi))(x)
@@ -44,6 +47,10 @@ def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
     if keys is None:
         return jax.vmap(lambda xi, mi: nets.summary(xi, mask=mi))(x, mask)
     return jax.vmap(lambda xi, mi, ki: nets.summary(xi, key=ki, mask=mi))(x, mask, keys)
+
+
+def _zero_padding(x, mask):
+    return x * mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype)
 
 
 def conditions(nets: Networks, stats: Stats, batch, batch_size: int, key=None) -> jax.Array:

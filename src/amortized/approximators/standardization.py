@@ -17,6 +17,17 @@ Stats = dict[str, tuple[jnp.ndarray, jnp.ndarray]]
 MIN_STD = 1e-6
 
 
+def _feature_stats(x, mask=None):
+    x = np.asarray(x, dtype=np.float64)
+    if mask is not None:
+        x = x[np.asarray(mask) > 0]
+    x = x.reshape(-1, x.shape[-1])
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(std < MIN_STD, 1.0, std)
+    return jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+
+
 def compute_stats(
     batch: Mapping[str, np.ndarray], keys, row_masks: Mapping[str, str] | None = None
 ) -> Stats:
@@ -25,20 +36,20 @@ def compute_stats(
     Constant features get std 1 (not a near-zero divisor), so that e.g. a fixed design column
     passes through unchanged. ``row_masks`` ``{key: mask_key}``: rows of ``batch[key]``
     ``(B, N, ...)`` whose ``batch[mask_key]`` ``(B, N)`` is 0 are padding and do not count.
+    A dict of sources under a key gets one entry per source, ``"key/source"``.
     """
     stats = {}
     for k in keys:
         if k not in batch:
             continue
-        x = np.asarray(batch[k], dtype=np.float64)
         mask_key = (row_masks or {}).get(k)
-        if mask_key is not None and mask_key in batch:
-            x = x[np.asarray(batch[mask_key]) > 0]
-        x = x.reshape(-1, x.shape[-1])
-        mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        std = np.where(std < MIN_STD, 1.0, std)
-        stats[k] = (jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32))
+        mask = batch.get(mask_key) if mask_key else None
+        if isinstance(batch[k], Mapping):
+            for name, a in batch[k].items():
+                m = mask.get(name) if isinstance(mask, Mapping) else None
+                stats[f"{k}/{name}"] = _feature_stats(a, m)
+        else:
+            stats[k] = _feature_stats(batch[k], mask)
     return stats
 
 
@@ -50,6 +61,8 @@ def _aligned(stats: Stats, key: str, x):
 
 
 def standardize(stats: Stats, key: str, x):
+    if isinstance(x, Mapping):
+        return {n: standardize(stats, f"{key}/{n}", a) for n, a in x.items()}
     if key not in stats:
         return x
     mean, std = _aligned(stats, key, x)

@@ -6,6 +6,7 @@ from .convolutional_network import ConvolutionalNetwork
 from .coupling_flow import CouplingFlow
 from .deep_set import DeepSet
 from .flow_matching import FlowMatching
+from .fusion_network import FusionNetwork
 from .mlp import MLP, TimeMLP
 from .set_transformer import SetTransformer
 from .summary_base import SummaryNetwork
@@ -19,6 +20,7 @@ INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
 SUMMARY_NETWORKS: dict[str, type[SummaryNetwork]] = {
     "ConvolutionalNetwork": ConvolutionalNetwork,
     "DeepSet": DeepSet,
+    "FusionNetwork": FusionNetwork,
     "SetTransformer": SetTransformer,
     "TimeSeriesNetwork": TimeSeriesNetwork,
     "TimeSeriesTransformer": TimeSeriesTransformer,
@@ -32,6 +34,7 @@ __all__ = [
     "CouplingFlow",
     "DeepSet",
     "FlowMatching",
+    "FusionNetwork",
     "InferenceNetwork",
     "SetTransformer",
     "SummaryNetwork",

@@ -29,7 +29,7 @@ class TrainingDiverged(FloatingPointError):
 
 
 def _num_rows(data: Mapping[str, jax.Array]) -> int:
-    return int(next(iter(data.values())).shape[0])
+    return int(jax.tree.leaves(data)[0].shape[0])
 
 
 def _flat(params, flat: bool):
@@ -56,7 +56,7 @@ def _train_epoch(
     def step(carry, inputs):
         params, opt_state = carry
         ib, k = inputs
-        batch = {name: a[ib] for name, a in data.items()}
+        batch = jax.tree.map(lambda a: a[ib], data)
 
         def objective(p):
             return loss_fn(eqx.combine(unravel(p), static), stats, batch, k, True)
@@ -79,7 +79,7 @@ def _eval_loss(nets, stats, data, key, loss_fn, chunk):
     full = n // chunk
     total = jnp.zeros(())
     if full:
-        body = {k: v[: full * chunk].reshape((full, chunk) + v.shape[1:]) for k, v in data.items()}
+        body = jax.tree.map(lambda v: v[: full * chunk].reshape((full, chunk) + v.shape[1:]), data)
 
         def one(carry, inputs):
             batch, k = inputs
@@ -87,7 +87,7 @@ def _eval_loss(nets, stats, data, key, loss_fn, chunk):
 
         total, _ = jax.lax.scan(one, total, (body, jax.random.split(key, full)))
     if n - full * chunk:
-        rest = {k: v[full * chunk :] for k, v in data.items()}
+        rest = jax.tree.map(lambda v: v[full * chunk :], data)
         total = total + loss_fn(nets, stats, rest, key, False) * (n - full * chunk)
     return total / n
 
