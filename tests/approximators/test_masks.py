@@ -69,3 +69,30 @@ def test_bad_masks_are_named(wf):
         wf.summarize({"x": data["x"], "mask": empty})
     with pytest.raises(ValueError, match="only 0 and 1"):
         wf.summarize({"x": data["x"], "mask": data["mask"] * 0.5})
+
+
+def test_random_row_mask_hides_the_rate_and_never_a_whole_dataset():
+    import jax
+    import jax.numpy as jnp
+
+    from amortized.approximators.core import random_row_mask
+
+    sv = jnp.ones((400, 20, 1))
+    mask = jnp.ones((400, 20)).at[:, 15:].set(0.0)
+    out = random_row_mask({"summary_variables": sv, "summary_mask": mask}, jax.random.key(0), 0.3)
+    m = np.asarray(out["summary_mask"])
+    assert np.all(m[:, 15:] == 0)  # padding stays padding
+    # 6000 observed rows, hidden with probability 0.3: sd 0.006 of the fraction, 4 sd allowed
+    assert abs(1 - m[:, :15].mean() - 0.3) < 0.025
+    tiny = random_row_mask(
+        {"summary_variables": sv[:, :1], "summary_mask": mask[:, :1]}, jax.random.key(1), 0.9
+    )
+    assert np.all(np.asarray(tiny["summary_mask"]).sum(axis=1) == 1)  # one row: kept
+
+
+def test_training_with_mask_rate(wf):
+    data, _ = ragged(128, 12, seed=6)
+    hist = wf.fit_offline(data, epochs=1, batch_size=64, seed=2, progress=False, mask_rate=0.2)
+    assert np.isfinite(hist["loss"][-1])
+    with pytest.raises(ValueError, match="mask_rate"):
+        wf.fit_offline(data, epochs=1, batch_size=64, mask_rate=1.5)

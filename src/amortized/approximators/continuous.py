@@ -7,6 +7,7 @@ samples and densities in the user's original parameter space, keyed by variable 
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -263,11 +264,21 @@ class ContinuousApproximator:
         optimizer=None,
         restore_best: bool = False,
         progress: bool = True,
+        mask_rate: float = 0.0,
     ) -> dict[str, list]:
         """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
 
-        Returns the history ``{"loss": [...], "val_loss": [...]}`` (per-epoch means).
+        ``mask_rate``: at every training step hide this fraction of the observed rows of the
+        summary variables (through ``summary_mask``), so that the approximator learns to
+        handle missing observations. Returns the history ``{"loss": [...], "val_loss":
+        [...]}`` (per-epoch means).
         """
+        if not 0.0 <= mask_rate < 1.0:
+            raise ValueError(f"fit: mask_rate must lie in [0, 1), got {mask_rate}")
+        if mask_rate > 0 and self.summary_network is None:
+            raise ValueError(
+                "fit: mask_rate hides rows of summary_variables; there is no summary_network"
+            )
         epochs = check_positive_int("fit", "epochs", epochs)
         batch_size = check_positive_int("fit", "batch_size", batch_size)
         key = as_key(seed)
@@ -311,10 +322,11 @@ class ContinuousApproximator:
         flat = optimizer is None  # a user's optimizer may depend on the parameter tree
         if flat:
             optimizer = default_optimizer(learning_rate, epochs * steps_per_epoch)
+        loss_fn = core.loss if mask_rate == 0 else functools.partial(core.loss, mask_rate=mask_rate)
         self.nets, self.history = fit(
             self.nets,
             self.stats,
-            core.loss,
+            loss_fn,
             optimizer,
             epochs,
             batch_size,

@@ -65,7 +65,39 @@ def conditions(nets: Networks, stats: Stats, batch, batch_size: int, key=None) -
     return jnp.concatenate(parts, axis=-1)
 
 
-def loss(nets: Networks, stats: Stats, batch, key, train: bool = True) -> jax.Array:
+def _hide_rows(sv, mask, key, rate: float):
+    """Hide each observed row with probability ``rate``; a dataset that would lose every row
+    keeps its original mask."""
+    if mask is None:
+        mask = jnp.ones(sv.shape[:2], jnp.float32)
+    keep = jax.random.bernoulli(key, 1.0 - rate, mask.shape).astype(mask.dtype)
+    hidden = mask * keep
+    return jnp.where(jnp.sum(hidden, axis=1, keepdims=True) > 0, hidden, mask)
+
+
+def random_row_mask(batch, key, rate: float):
+    """``batch`` with a ``summary_mask`` that also hides a random ``rate`` of the observed
+    rows of ``summary_variables`` (training-time masking, so that the networks learn to
+    work with missing observations); sources of a dict are masked independently."""
+    sv, mask = batch[SV], batch.get(SM)
+    if isinstance(sv, dict):
+        keys = jax.random.split(key, len(sv))
+        new = {
+            n: _hide_rows(a, None if mask is None else mask.get(n), k, rate)
+            for (n, a), k in zip(sorted(sv.items()), keys, strict=True)
+        }
+    else:
+        new = _hide_rows(sv, mask, key, rate)
+    return {**batch, SM: new}
+
+
+def loss(
+    nets: Networks, stats: Stats, batch, key, train: bool = True, mask_rate: float = 0.0
+) -> jax.Array:
+    """Training loss; ``mask_rate`` > 0 hides that fraction of the summary rows (train only)."""
+    if train and mask_rate > 0 and SV in batch:
+        key, k_mask = jax.random.split(key)
+        batch = random_row_mask(batch, k_mask, mask_rate)
     k_sum, k_inf = jax.random.split(key)
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)

@@ -191,18 +191,27 @@ class BasicWorkflow:
         seed: int | None = None,
         restore_best: bool = False,
         progress: bool = True,
+        mask_rate: float = 0.0,
     ) -> dict[str, list]:
         """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
 
-        ``validation_data`` is a dict or a number of fresh simulations. Returns the history
-        ``{"loss": [...], "val_loss": [...]}``.
+        ``validation_data`` is a dict or a number of fresh simulations. ``mask_rate`` hides
+        that fraction of set / series rows at each step (learning to handle missing
+        observations). Returns the history ``{"loss": [...], "val_loss": [...]}``.
         """
         if not isinstance(data, Mapping):
             raise TypeError(
                 f"fit_offline: data must be a dict of arrays, got {type(data).__name__}"
             )
         return self._fit(
-            dict(dataset=data), epochs, batch_size, validation_data, seed, restore_best, progress
+            dict(dataset=data),
+            epochs,
+            batch_size,
+            validation_data,
+            seed,
+            restore_best,
+            progress,
+            mask_rate,
         )
 
     @strict
@@ -215,6 +224,7 @@ class BasicWorkflow:
         seed: int | None = None,
         restore_best: bool = False,
         progress: bool = True,
+        mask_rate: float = 0.0,
     ) -> dict[str, list]:
         """Train on fresh simulations: each epoch simulates
         ``num_batches_per_epoch * batch_size`` datasets. With a ``meta_fn`` every batch of
@@ -225,9 +235,13 @@ class BasicWorkflow:
             simulate=lambda n, s: self._simulate_for_training(n, s, batch_size),
             num_batches_per_epoch=num_batches_per_epoch,
         )
-        return self._fit(source, epochs, batch_size, validation_data, seed, restore_best, progress)
+        return self._fit(
+            source, epochs, batch_size, validation_data, seed, restore_best, progress, mask_rate
+        )
 
-    def _fit(self, source, epochs, batch_size, validation_data, seed, restore_best, progress):
+    def _fit(
+        self, source, epochs, batch_size, validation_data, seed, restore_best, progress, mask_rate
+    ):
         return self.approximator.fit(
             **source,
             epochs=epochs,
@@ -238,6 +252,7 @@ class BasicWorkflow:
             optimizer=self.optimizer,
             restore_best=restore_best,
             progress=progress,
+            mask_rate=mask_rate,
         )
 
     # -- inference ---------------------------------------------------------------------
