@@ -13,6 +13,9 @@ from .default import DEFAULT_METRICS, default_diagnostics
 from .diagnose import Diagnosis, default_figures, diagnose
 from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
 from .mmd import mmd
+from .nested_rhat import nested_rhat
+from .ood import SummaryReference, mmd_check, summary_reference
+from .psis import PsisResult, pareto_k_threshold, psis, resample
 from .ratings import THRESHOLDS, Thresholds, inspect_history, next_steps, rate_diagnostics
 from .recovery import nrmse, recovery_correlation
 from .report import build_report, write_report
@@ -25,6 +28,8 @@ __all__ = [
     "Diagnosis",
     "EcdfBands",
     "Metric",
+    "PsisResult",
+    "SummaryReference",
     "Thresholds",
     "build_report",
     "c2st",
@@ -39,14 +44,20 @@ __all__ = [
     "inspect_history",
     "log_gamma",
     "mmd",
+    "mmd_check",
+    "nested_rhat",
     "next_steps",
     "nrmse",
+    "pareto_k_threshold",
     "plots",
     "posterior_contraction",
     "posterior_z_scores",
+    "psis",
     "rate_diagnostics",
     "recovery_correlation",
+    "resample",
     "sbc_ranks",
+    "summary_reference",
     "tarp",
     "write_report",
 ]
