@@ -8,13 +8,14 @@ __version__ = "0.1.0"
 from . import adapters, approximators, diagnostics, networks, simulators, training, workflow
 from .adapters import Adapter
 from .approximators import ContinuousApproximator
-from .simulators import make_simulator
+from .simulators import NumPyroModel, make_simulator
 from .workflow import BasicWorkflow, load
 
 __all__ = [
     "Adapter",
     "BasicWorkflow",
     "ContinuousApproximator",
+    "NumPyroModel",
     "__version__",
     "adapters",
     "approximators",

@@ -2,10 +2,12 @@
 padding of datasets of different sizes."""
 
 from . import benchmarks
+from .numpyro_model import NumPyroModel
 from .ragged import bucket_length, pad_ragged
 from .simulator import SharedMetaWarning, SimulationError, Simulator, make_simulator
 
 __all__ = [
+    "NumPyroModel",
     "SharedMetaWarning",
     "SimulationError",
     "Simulator",
