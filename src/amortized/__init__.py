@@ -9,10 +9,11 @@ from . import adapters, approximators, diagnostics, networks, simulators, traini
 from .adapters import Adapter
 from .approximators import ContinuousApproximator
 from .simulators import NumPyroModel, make_simulator
-from .workflow import BasicWorkflow, load
+from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load
 
 __all__ = [
     "Adapter",
+    "AmortizedBayesianWorkflow",
     "BasicWorkflow",
     "ContinuousApproximator",
     "NumPyroModel",

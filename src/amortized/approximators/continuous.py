@@ -57,6 +57,11 @@ def _summaries(nets, stats, batch):
     return core.summaries(nets, stats, batch)
 
 
+@eqx.filter_jit
+def _embed(nets, stats, batch):
+    return core.conditions(nets, stats, batch, jax.tree.leaves(batch)[0].shape[0])
+
+
 class ContinuousApproximator:
     """Amortized posterior q(theta | x) for continuous parameters.
 
@@ -405,6 +410,17 @@ class ContinuousApproximator:
             j = np.asarray(ldj[IV], np.float64)
             lp = lp + j.reshape(j.shape[0], -1).sum(axis=1)
         return lp
+
+    @strict
+    def embed(self, data: Mapping[str, Any]) -> np.ndarray:
+        """What the inference network is conditioned on: standardized direct conditions and
+        learned summaries, ``(num_datasets, cond_dim)`` (the space of out-of-distribution
+        checks)."""
+        self._require_trained("embed")
+        arrays = self.to_network_arrays(data, need_variables=False, where="embed data")
+        if not arrays:
+            raise ValueError("embed: this approximator has no conditions")
+        return np.asarray(_embed(self.nets, self.stats, arrays))
 
     @strict
     def summarize(self, data: Mapping[str, Any]) -> np.ndarray:

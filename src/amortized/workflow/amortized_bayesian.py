@@ -1,0 +1,258 @@
+"""The amortized Bayesian workflow (seed 004; Schmitt et al., arXiv 2409.04332).
+
+Every dataset gets amortized draws; each step accepts what passes its check and hands the
+rest on, so every dataset ends with draws that passed a check, or is marked for review:
+
+1. amortized draws, accepted when the dataset lies inside the training distribution (the
+   Mahalanobis distance of its network conditions, see :mod:`amortized.diagnostics.ood`);
+2. PSIS of the same draws with weights ``p(y | theta) p(theta) / q(theta | y)``, accepted
+   when ``k-hat <= min(1 - 1/log10 S, 0.7)``; the result is resampled to ``S`` draws;
+3. ChEES-HMC: superchains started from distinct (PSIS-resampled) amortized draws, accepted
+   when nested R-hat < ``rhat_threshold`` for every parameter;
+4. NUTS from amortized draws, accepted when R-hat < ``rhat_threshold`` and the bulk ESS is at
+   least ``min_ess``; otherwise the dataset is marked ``"review"`` and its NUTS draws are
+   kept but not accepted.
+
+>>> abw = AmortizedBayesianWorkflow(workflow, model)      # a trained BasicWorkflow and a
+>>> result = abw.run({"y": observed}, seed=1)            # NumPyroModel of the same sites
+>>> result.table()                                        # one row per dataset
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import check_choice, strict
+from ..diagnostics.ood import SummaryReference, summary_reference
+from ..diagnostics.psis import psis, resample
+from .mcmc import chees_hmc, nuts
+
+STEPS = ("amortized", "psis", "chees", "nuts", "review")
+
+
+@dataclass
+class WorkflowResult:
+    """Per dataset: ``step`` (which step produced the accepted draws, or "review"),
+    ``draws`` ``{site: (num_datasets, num_samples, *shape)}``, ``diagnostics`` (arrays over
+    datasets: distance, ood, khat, psis_ess, nested_rhat, rhat, ess; NaN where a step did
+    not run) and ``seconds`` per step."""
+
+    step: np.ndarray
+    draws: dict[str, np.ndarray]
+    diagnostics: dict[str, np.ndarray]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def table(self):
+        """A pandas DataFrame, one row per dataset."""
+        import pandas as pd
+
+        return pd.DataFrame({"step": self.step, **self.diagnostics})
+
+    def counts(self) -> dict[str, int]:
+        return {s: int(np.sum(self.step == s)) for s in STEPS}
+
+    def to_inference_data(self, dataset: int):
+        """The final draws of one dataset as ArviZ InferenceData (one chain)."""
+        import arviz as az
+
+        return az.from_dict(
+            posterior={k: v[dataset][None] for k, v in self.draws.items()},
+            attrs={"amortized_step": str(self.step[dataset])},
+        )
+
+
+class AmortizedBayesianWorkflow:
+    """Run the four steps over many datasets (see the module docstring).
+
+    Parameters
+    ----------
+    workflow : BasicWorkflow
+        Trained; its posterior draws are keyed by the model's latent site names.
+    model : NumPyroModel
+        The same model: log densities for PSIS and MCMC.
+    num_samples : int, default 1000
+    alpha : float, default 0.05
+        Out-of-distribution cut-off at the ``1 - alpha`` quantile of training distances.
+    rhat_threshold : float, default 1.01
+    min_ess : float, default 400
+    num_superchains, num_subchains, chees_warmup, chees_draws : ChEES settings
+        (defaults 8, 16, 200, 25).
+    nuts_chains, nuts_warmup, nuts_draws : NUTS settings (defaults 4, 500, 500).
+    force : {None, "psis", "mcmc"}
+        ``"psis"`` sends every dataset through PSIS, ``"mcmc"`` every dataset to ChEES.
+    reference_simulations : int, default 2000
+        Simulations whose conditions form the out-of-distribution reference.
+    """
+
+    @strict
+    def __init__(
+        self,
+        workflow: Any,
+        model: Any,
+        num_samples: int = 1000,
+        alpha: float = 0.05,
+        rhat_threshold: float = 1.01,
+        min_ess: float = 400.0,
+        num_superchains: int = 8,
+        num_subchains: int = 16,
+        chees_warmup: int = 200,
+        chees_draws: int = 25,
+        nuts_chains: int = 4,
+        nuts_warmup: int = 500,
+        nuts_draws: int = 500,
+        force: str | None = None,
+        reference_simulations: int = 2000,
+    ):
+        check_choice("AmortizedBayesianWorkflow", "force", force, [None, "psis", "mcmc"])
+        self.workflow, self.model = workflow, model
+        self.num_samples = int(num_samples)
+        self.alpha, self.rhat_threshold, self.min_ess = alpha, rhat_threshold, min_ess
+        self.chees = dict(
+            num_subchains=num_subchains, num_warmup=chees_warmup, num_draws=chees_draws
+        )
+        self.num_superchains = int(num_superchains)
+        self.nuts = dict(num_warmup=nuts_warmup, num_draws=nuts_draws)
+        self.nuts_chains = int(nuts_chains)
+        self.force = force
+        self.reference_simulations = int(reference_simulations)
+        self._reference: SummaryReference | None = None
+
+    # -- flat unconstrained vectors ----------------------------------------------------
+    def _flatten(self, params_u: Mapping[str, Any], lead: int) -> jax.Array:
+        parts = [
+            jnp.reshape(jnp.asarray(params_u[n]), np.shape(params_u[n])[:lead] + (-1,))
+            for n in self.model.latent_sites
+        ]
+        return jnp.concatenate(parts, axis=-1)
+
+    def _unflatten(self, vec: jax.Array) -> dict[str, jax.Array]:
+        out, i = {}, 0
+        for n in self.model.latent_sites:
+            shape = self.model.shapes[n]
+            size = int(np.prod(shape))
+            out[n] = vec[..., i : i + size].reshape(vec.shape[:-1] + shape)
+            i += size
+        return out
+
+    def reference(self, seed: int = 0) -> SummaryReference:
+        """The out-of-distribution reference, from ``reference_simulations`` simulations."""
+        if self._reference is None:
+            sims = self.model.simulator.sample(self.reference_simulations, seed=seed)
+            self._reference = summary_reference(self.workflow.approximator.embed(sims), self.alpha)
+        return self._reference
+
+    def _log_q(self, draws, data, chunk: int = 64) -> np.ndarray:
+        n, s = np.shape(draws[self.model.latent_sites[0]])[:2]
+        out = np.empty((n, s))
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            rows = {
+                k: np.asarray(v[a:b]).reshape((b - a) * s, *np.shape(v)[2:])
+                for k, v in draws.items()
+            }
+            rows.update(
+                {k: np.repeat(np.asarray(data[k][a:b]), s, axis=0) for k in self.model.observed}
+            )
+            out[a:b] = self.workflow.log_prob(rows).reshape(b - a, s)
+        return out
+
+    # -- the run -----------------------------------------------------------------------
+    def run(self, datasets: Mapping[str, Any], seed: int = 0) -> WorkflowResult:
+        """All four steps for ``datasets`` ``{observed_site: (num_datasets, ...)}``."""
+        missing = [k for k in self.model.observed if k not in datasets]
+        if missing:
+            raise KeyError(f"AmortizedBayesianWorkflow.run: datasets lack {missing}")
+        data = {k: np.asarray(datasets[k]) for k in self.model.observed}
+        n = len(next(iter(data.values())))
+        nan = np.full(n, np.nan)
+        diag = {
+            k: nan.copy() for k in ("distance", "khat", "psis_ess", "nested_rhat", "rhat", "ess")
+        }
+        diag["ood"] = np.zeros(n, bool)
+        seconds = {}
+        step = np.full(n, "", dtype=object)
+
+        t = time.perf_counter()
+        draws = self.workflow.sample(conditions=data, num_samples=self.num_samples, seed=seed)
+        draws = {k: np.asarray(draws[k]) for k in self.model.latent_sites}
+        ref = self.reference(seed)
+        diag["distance"] = ref.distances(self.workflow.approximator.embed(data))
+        diag["ood"] = diag["distance"] > ref.cutoff
+        if self.force is None:
+            step[~diag["ood"]] = "amortized"
+        seconds["amortized"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        todo = np.flatnonzero(step == "")
+        resampled = {}
+        if todo.size and self.force != "mcmc":
+            sub = {k: v[todo] for k, v in draws.items()}
+            lw = np.asarray(self.model.log_joint(sub, {k: v[todo] for k, v in data.items()}))
+            lw = lw - self._log_q(sub, {k: v[todo] for k, v in data.items()})
+            r = psis(lw)
+            diag["khat"][todo], diag["psis_ess"][todo] = r.khat, r.ess
+            for j, i in enumerate(todo):
+                idx = resample(
+                    np.arange(self.num_samples)[:, None],
+                    r.log_weights[j],
+                    self.num_samples,
+                    seed=seed + int(i),
+                )[:, 0]
+                resampled[i] = {k: draws[k][i][idx] for k in draws}
+                if r.accepted[j]:
+                    step[i] = "psis"
+                    for k in draws:
+                        draws[k][i] = resampled[i][k]
+        seconds["psis"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for i in np.flatnonzero(step == ""):
+            start = resampled.get(i, {k: draws[k][i] for k in draws})
+            res = self._chees(i, start, data, seed)
+            diag["nested_rhat"][i] = float(np.max(res.rhat))
+            if np.all(res.rhat < self.rhat_threshold):
+                step[i] = "chees"
+                self._store(draws, i, res.draws)
+        seconds["chees"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for i in np.flatnonzero(step == ""):
+            res = self._nuts(i, {k: draws[k][i] for k in draws}, data, seed)
+            diag["rhat"][i], diag["ess"][i] = float(np.max(res.rhat)), float(np.min(res.ess))
+            ok = np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess)
+            step[i] = "nuts" if ok else "review"
+            self._store(draws, i, res.draws)
+        seconds["nuts"] = time.perf_counter() - t
+        return WorkflowResult(step.astype(str), draws, diag, seconds)
+
+    def _logdensity(self, i, data):
+        one = {k: jnp.asarray(v[i]) for k, v in data.items()}
+        return lambda u: self.model.log_joint_unconstrained(self._unflatten(u), one)
+
+    def _starts(self, params, num, seed):
+        u = self._flatten(self.model.to_unconstrained(params), 1)
+        idx = np.random.default_rng(seed).choice(len(u), size=num, replace=False)
+        return np.asarray(u)[idx]
+
+    def _chees(self, i, params, data, seed):
+        starts = self._starts(params, self.num_superchains, seed + int(i))
+        return chees_hmc(self._logdensity(i, data), starts, seed=seed + int(i), **self.chees)
+
+    def _nuts(self, i, params, data, seed):
+        starts = self._starts(params, self.nuts_chains, seed + 7 * int(i))
+        return nuts(self._logdensity(i, data), starts, seed=seed + int(i), **self.nuts)
+
+    def _store(self, draws, i, mcmc_draws):
+        """Thin the MCMC draws (all chains pooled) to ``num_samples`` constrained draws."""
+        flat = mcmc_draws.reshape(-1, mcmc_draws.shape[-1])
+        idx = np.linspace(0, len(flat) - 1, self.num_samples).astype(int)
+        theta = self.model.to_constrained(self._unflatten(jnp.asarray(flat[idx])))
+        for k in draws:
+            draws[k][i] = np.asarray(theta[k]).reshape(draws[k][i].shape)
