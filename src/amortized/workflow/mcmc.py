@@ -15,8 +15,10 @@ vmap over datasets with the data as an argument of ``logdensity``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,8 +46,39 @@ def _ess(draws: np.ndarray) -> np.ndarray:
     return np.array([float(az.ess(chains[..., j], method="bulk")) for j in range(chains.shape[2])])
 
 
+@functools.partial(
+    jax.jit, static_argnames=("logdensity", "num_subchains", "num_warmup", "num_draws")
+)
+def _chees_core(
+    logdensity, data, init, key, step_size, learning_rate, num_subchains, num_warmup, num_draws
+):
+    import blackjax
+    import optax
+
+    k, _ = init.shape
+    chains = k * num_subchains
+    positions = jnp.repeat(init, num_subchains, axis=0)  # chain c is in superchain c // M
+    k_adapt, k_sample = jax.random.split(key)
+
+    def density(u):
+        return logdensity(u) if data is None else logdensity(u, data)
+
+    adapt = blackjax.chees_adaptation(density, chains)
+    (states, params), _ = adapt.run(
+        k_adapt, positions, step_size, optax.adam(learning_rate), num_warmup
+    )
+    kernel = blackjax.dynamic_hmc(density, **params)
+
+    def step(states, key):
+        states, info = jax.vmap(kernel.step)(jax.random.split(key, chains), states)
+        return states, (states.position, info.acceptance_rate)
+
+    _, (draws, acc) = jax.lax.scan(step, states, jax.random.split(k_sample, num_draws))
+    return draws, jnp.mean(acc)
+
+
 def chees_hmc(
-    logdensity: Callable[[jax.Array], jax.Array],
+    logdensity: Callable[..., jax.Array],
     initial_positions: jax.Array,
     num_subchains: int = 16,
     num_warmup: int = 200,
@@ -53,16 +86,18 @@ def chees_hmc(
     step_size: float = 0.1,
     learning_rate: float = 0.025,
     seed: int = 0,
+    data: Any = None,
 ) -> McmcResult:
     """ChEES-HMC with ``initial_positions (num_superchains, dim)`` as superchain starts.
+
+    ``logdensity(u)``, or ``logdensity(u, data)`` when ``data`` (a pytree of arrays) is
+    given: then one compilation serves every dataset of the same shapes (pass the same
+    function object each time).
 
     >>> res = chees_hmc(lambda x: -0.5 * jnp.sum(x**2), jnp.zeros((4, 2)), num_subchains=8)
     >>> res.draws.shape
     (4, 8, 20, 2)
     """
-    import blackjax
-    import optax
-
     init = jnp.asarray(initial_positions, jnp.float32)
     if init.ndim != 2 or init.shape[0] < 2:
         raise ValueError(
@@ -70,51 +105,36 @@ def chees_hmc(
         )
     k, dim = init.shape
     m = int(num_subchains)
-    positions = jnp.repeat(init, m, axis=0)  # superchain-major: chain c is in superchain c // m
-    key = jax.random.key(seed)
-    k_adapt, k_sample = jax.random.split(key)
     # BlackJAX broadcasts (chains, dim) against (dim,) internally: allow it here even when
     # the caller runs JAX with strict rank promotion
     with jax.numpy_rank_promotion("allow"):
-        adapt = blackjax.chees_adaptation(logdensity, k * m)
-        (states, params), _ = adapt.run(
-            k_adapt, positions, step_size, optax.adam(learning_rate), num_warmup
+        draws, acc = _chees_core(
+            logdensity,
+            data,
+            init,
+            jax.random.key(seed),
+            step_size,
+            learning_rate,
+            m,
+            int(num_warmup),
+            int(num_draws),
         )
-        kernel = blackjax.dynamic_hmc(logdensity, **params)
-
-        def step(states, key):
-            states, info = jax.vmap(kernel.step)(jax.random.split(key, k * m), states)
-            return states, (states.position, info.acceptance_rate)
-
-        _, (draws, acc) = jax.lax.scan(step, states, jax.random.split(k_sample, num_draws))
-    draws = np.asarray(draws).transpose(1, 0, 2).reshape(k, m, num_draws, dim)
-    return McmcResult(draws, nested_rhat(draws), _ess(draws), float(np.mean(acc)))
+    draws = np.asarray(draws).transpose(1, 0, 2).reshape(k, m, int(num_draws), dim)
+    return McmcResult(draws, nested_rhat(draws), _ess(draws), float(acc))
 
 
-def nuts(
-    logdensity: Callable[[jax.Array], jax.Array],
-    initial_positions: jax.Array,
-    num_warmup: int = 500,
-    num_draws: int = 500,
-    seed: int = 0,
-) -> McmcResult:
-    """NUTS chains from ``initial_positions (num_chains, dim)``, each with its own window
-    adaptation; ``rhat`` is ArviZ's rank-normalized split R-hat."""
-    import arviz as az
+@functools.partial(jax.jit, static_argnames=("logdensity", "num_warmup", "num_draws"))
+def _nuts_core(logdensity, data, init, key, num_warmup, num_draws):
     import blackjax
 
-    init = jnp.asarray(initial_positions, jnp.float32)
-    if init.ndim != 2 or init.shape[0] < 2:
-        raise ValueError(
-            f"nuts: initial_positions must be (num_chains >= 2, dim), got {init.shape}"
-        )
-    c, dim = init.shape
+    def density(u):
+        return logdensity(u) if data is None else logdensity(u, data)
 
     def one_chain(key, x0):
         k_warm, k_draw = jax.random.split(key)
-        warm = blackjax.window_adaptation(blackjax.nuts, logdensity)
+        warm = blackjax.window_adaptation(blackjax.nuts, density)
         (state, params), _ = warm.run(k_warm, x0, num_steps=num_warmup)
-        kernel = blackjax.nuts(logdensity, **params)
+        kernel = blackjax.nuts(density, **params)
 
         def step(state, key):
             state, info = kernel.step(key, state)
@@ -123,9 +143,34 @@ def nuts(
         _, (xs, acc) = jax.lax.scan(step, state, jax.random.split(k_draw, num_draws))
         return xs, acc
 
+    xs, acc = jax.vmap(one_chain)(jax.random.split(key, init.shape[0]), init)
+    return xs, jnp.mean(acc)
+
+
+def nuts(
+    logdensity: Callable[..., jax.Array],
+    initial_positions: jax.Array,
+    num_warmup: int = 500,
+    num_draws: int = 500,
+    seed: int = 0,
+    data: Any = None,
+) -> McmcResult:
+    """NUTS chains from ``initial_positions (num_chains, dim)``, each with its own window
+    adaptation; ``rhat`` is ArviZ's rank-normalized split R-hat. ``logdensity`` and ``data``
+    as in :func:`chees_hmc`."""
+    import arviz as az
+
+    init = jnp.asarray(initial_positions, jnp.float32)
+    if init.ndim != 2 or init.shape[0] < 2:
+        raise ValueError(
+            f"nuts: initial_positions must be (num_chains >= 2, dim), got {init.shape}"
+        )
+    dim = init.shape[1]
     with jax.numpy_rank_promotion("allow"):  # as in chees_hmc
-        xs, acc = jax.vmap(one_chain)(jax.random.split(jax.random.key(seed), c), init)
+        xs, acc = _nuts_core(
+            logdensity, data, init, jax.random.key(seed), int(num_warmup), int(num_draws)
+        )
     draws = np.asarray(xs)[:, None]  # (chains, 1, draws, dim)
     chains = draws[:, 0]
     rhat = np.array([float(az.rhat(chains[..., j])) for j in range(dim)])
-    return McmcResult(draws, rhat, _ess(draws), float(np.mean(np.asarray(acc))))
+    return McmcResult(draws, rhat, _ess(draws), float(acc))
