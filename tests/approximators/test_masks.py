@@ -96,3 +96,14 @@ def test_training_with_mask_rate(wf):
     assert np.isfinite(hist["loss"][-1])
     with pytest.raises(ValueError, match="mask_rate"):
         wf.fit_offline(data, epochs=1, batch_size=64, mask_rate=1.5)
+
+
+def test_a_set_routed_as_a_flat_condition_is_named():
+    data, _ = ragged(64, 8, seed=7)
+    w = bf.BasicWorkflow(
+        inference_network=bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [8]}),
+        inference_variables="mu",
+        inference_conditions="x",  # a (batch, N, 1) set: needs summary_variables
+    )
+    with pytest.raises(ValueError, match="route sets or time series to 'summary_variables'"):
+        w.fit_offline(data, epochs=1, batch_size=32, progress=False)
