@@ -3,7 +3,11 @@
 
 h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same" padding, over time);
 forward GRU over the steps (and a backward GRU, ``bidirectional``); summary =
-Linear(final states). Padded steps (``mask`` 0) are zeroed before every convolution (so the
+Linear([final states, mean over time of h]). The time-averaged convolution features are
+moment-like statistics of local windows (e.g. lagged products, which identify
+autoregressive structure); without them the GRU alone learned such structure far more
+slowly (AR(2): no recovery of the coefficients after 500 steps, against correlation 0.9 for
+the same features averaged). Padded steps (``mask`` 0) are zeroed before every convolution (so the
 convolutions see exactly the zeros of an unpadded series' border) and skipped by the GRUs
 (their state passes through unchanged), so a series padded at its end (or start) gives the
 same summary as the unpadded one. A masked gap inside a series is skipped by the GRUs, but
@@ -40,7 +44,7 @@ class TimeSeriesNetwork(SummaryNetwork):
     Parameters
     ----------
     summary_dim : int, default 16
-    filters : sequence of int, default (32, 32)
+    filters : sequence of int, default (64, 64)
         Channels of each 1-D convolution over time.
     kernel_size : int, default 3
     recurrent_dim : int, default 64
@@ -61,7 +65,7 @@ class TimeSeriesNetwork(SummaryNetwork):
     def __init__(
         self,
         summary_dim: int = 16,
-        filters: Sequence[int] = (32, 32),
+        filters: Sequence[int] = (64, 64),
         kernel_size: int = 3,
         recurrent_dim: int = 64,
         bidirectional: bool = True,
@@ -99,7 +103,7 @@ class TimeSeriesNetwork(SummaryNetwork):
         self.backward_cell = (
             eqx.nn.GRUCell(chans[-1], int(recurrent_dim), key=keys[-2]) if bidirectional else None
         )
-        out_in = int(recurrent_dim) * (2 if bidirectional else 1)
+        out_in = int(recurrent_dim) * (2 if bidirectional else 1) + chans[-1]
         self.head = eqx.nn.Linear(out_in, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
@@ -108,10 +112,11 @@ class TimeSeriesNetwork(SummaryNetwork):
         for conv in self.convs:
             h = jax.nn.silu(conv(h * m[None, :]))
         h = (h * m[None, :]).T  # (T, channels)
+        pooled = jnp.sum(h, axis=0) / jnp.maximum(jnp.sum(m), 1.0)
         states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
         if self.backward_cell is not None:
             states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
-        z = jnp.concatenate(states)
+        z = jnp.concatenate([*states, pooled])
         rate = self.config["dropout"]
         if key is not None and rate > 0:
             z = jnp.where(dropout_keep_mask(key, 0, z.shape, rate), z / (1.0 - rate), 0.0)
