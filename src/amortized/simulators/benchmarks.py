@@ -164,6 +164,17 @@ TASKS: dict[str, Callable[[], Simulator]] = {
 }
 
 
+#: Box supports of the uniform priors (lower, upper) of ``theta``; a modeller declares them
+#: with ``Adapter.constrain`` so that no posterior mass falls outside the prior's support.
+PRIOR_BOUNDS: dict[str, tuple[float, float]] = {
+    "two_moons": (-1.0, 1.0),
+    "gaussian_linear_uniform": (-1.0, 1.0),
+    "slcp": (-3.0, 3.0),
+    "slcp_set": (-3.0, 3.0),
+    "gaussian_mixture": (-10.0, 10.0),
+}
+
+
 def get_task(name: str) -> Simulator:
     """The built-in simulator ``name``; one of :data:`TASKS`."""
     if name not in TASKS:
