@@ -63,3 +63,34 @@ def test_unrouted_mask_is_an_error():
     )
     with pytest.raises(ValueError, match="summary_mask='mask'"):
         wf.fit_online(epochs=1, num_batches_per_epoch=2, batch_size=8, progress=False)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024.0
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_with_a_fresh_n_per_batch():
+    sizes = itertools.cycle(range(5, 101))
+    sim = bf.make_simulator(
+        [
+            lambda: {"mu": np.random.normal(size=1)},
+            lambda mu, N: {"x": mu + np.random.normal(size=(N, 1))},
+        ],
+        meta_fn=lambda: {"N": next(sizes)},
+    )
+    wf = bf.BasicWorkflow(
+        simulator=sim,
+        inference_network=bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [16]}),
+        summary_network=bf.networks.DeepSet(summary_dim=4),
+        inference_variables="mu",
+        summary_variables="x",
+        summary_mask="mask",
+    )
+    wf.fit_online(epochs=2, num_batches_per_epoch=50, batch_size=16, seed=0, progress=False)
+    before = _rss_mib()
+    wf.fit_online(epochs=8, num_batches_per_epoch=50, batch_size=16, seed=1, progress=False)
+    # 400 more steps over every size: a recompilation per N would add tens of MiB each
+    # (BayesFlow on JAX ran out of memory this way); allow 60 MiB of allocator noise
+    assert _rss_mib() - before < 60
