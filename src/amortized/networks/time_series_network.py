@@ -1,6 +1,8 @@
 """TimeSeriesNetwork: 1-D convolutions over time, then a (bidirectional) GRU, for series
 ``(T, features)``.
 
+Each series is first put on its own scale, x <- (x - mean) / sd (per feature, observed
+steps only), and the mean and log sd join the summary. Then
 h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same" padding, over time);
 forward GRU over the steps (and a backward GRU, ``bidirectional``); summary =
 Linear([final states, mean over time of h]). The time-averaged convolution features are
@@ -103,11 +105,18 @@ class TimeSeriesNetwork(SummaryNetwork):
         self.backward_cell = (
             eqx.nn.GRUCell(chans[-1], int(recurrent_dim), key=keys[-2]) if bidirectional else None
         )
-        out_in = int(recurrent_dim) * (2 if bidirectional else 1) + chans[-1]
+        out_in = int(recurrent_dim) * (2 if bidirectional else 1) + chans[-1] + 2 * chans[0]
         self.head = eqx.nn.Linear(out_in, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
+        # each series on its own scale: the convolutions then see scale-free shapes (whose
+        # averages are autocorrelation-like), and the scale itself joins the summary
+        count = jnp.maximum(jnp.sum(m), 1.0)
+        loc = jnp.sum(x * m[:, None], axis=0) / count
+        var = jnp.sum(((x - loc[None, :]) ** 2) * m[:, None], axis=0) / count
+        scale = jnp.sqrt(var + 1e-6)
+        x = (x - loc[None, :]) / scale[None, :]
         h = x.T  # (channels, T)
         for conv in self.convs:
             h = jax.nn.silu(conv(h * m[None, :]))
@@ -116,7 +125,7 @@ class TimeSeriesNetwork(SummaryNetwork):
         states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
         if self.backward_cell is not None:
             states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
-        z = jnp.concatenate([*states, pooled])
+        z = jnp.concatenate([*states, pooled, loc, jnp.log(scale)])
         rate = self.config["dropout"]
         if key is not None and rate > 0:
             z = jnp.where(dropout_keep_mask(key, 0, z.shape, rate), z / (1.0 - rate), 0.0)
