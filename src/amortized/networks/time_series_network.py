@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from .._validation import strict
 from .base import encode_config
 from .mlp import dropout_keep_mask
-from .summary_base import SummaryNetwork
+from .summary_base import SummaryNetwork, own_scale
 
 
 def _gru_scan(cell: eqx.nn.GRUCell, x, mask, reverse: bool):
@@ -110,13 +110,7 @@ class TimeSeriesNetwork(SummaryNetwork):
 
     def __call__(self, x, key=None, mask=None):
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
-        # each series on its own scale: the convolutions then see scale-free shapes (whose
-        # averages are autocorrelation-like), and the scale itself joins the summary
-        count = jnp.maximum(jnp.sum(m), 1.0)
-        loc = jnp.sum(x * m[:, None], axis=0) / count
-        var = jnp.sum(((x - loc[None, :]) ** 2) * m[:, None], axis=0) / count
-        scale = jnp.sqrt(var + 1e-6)
-        x = (x - loc[None, :]) / scale[None, :]
+        x, loc, log_scale = own_scale(x, mask)
         h = x.T  # (channels, T)
         for conv in self.convs:
             h = jax.nn.silu(conv(h * m[None, :]))
@@ -125,7 +119,7 @@ class TimeSeriesNetwork(SummaryNetwork):
         states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
         if self.backward_cell is not None:
             states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
-        z = jnp.concatenate([*states, pooled, loc, jnp.log(scale)])
+        z = jnp.concatenate([*states, pooled, loc, log_scale])
         rate = self.config["dropout"]
         if key is not None and rate > 0:
             z = jnp.where(dropout_keep_mask(key, 0, z.shape, rate), z / (1.0 - rate), 0.0)

@@ -1,8 +1,10 @@
 """TimeSeriesTransformer: self-attention over time steps with a time embedding, pooled by
 attention to a fixed-size summary.
 
-h_t = W x_t + E(t), where E is a sinusoidal embedding of the step index t (or of an explicit
-time column, ``time_axis``); blocks H <- MAB(H, H); summary = Linear(PMA(H)).
+Each series is first put on its own scale (``own_scale``: masked mean and sd per feature,
+which join the summary). h_t = W x_t + E(t), where E is a sinusoidal embedding of the step
+index t (or of an explicit time column, ``time_axis``); blocks H <- MAB(H, H);
+summary = Linear([PMA(H), mean, log sd]).
 Padded steps (``mask`` 0) are excluded from attention and pooling.
 """
 
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 
 from .._validation import strict
 from .base import encode_config
-from .summary_base import MAB, PMA, SummaryNetwork
+from .summary_base import MAB, PMA, SummaryNetwork, own_scale
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> jax.Array:
@@ -94,7 +96,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             for h, k in zip(num_heads, keys[2:-2], strict=True)
         )
         self.pool = PMA(d, 1, num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        self.head = eqx.nn.Linear(d, int(summary_dim), key=keys[-1])
+        self.head = eqx.nn.Linear(d + 2 * features, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
         axis = self.config["time_axis"]
@@ -103,6 +105,7 @@ class TimeSeriesTransformer(SummaryNetwork):
         else:
             t = x[:, axis]
             x = jnp.delete(x, axis % x.shape[-1], axis=-1, assume_unique_indices=True)
+        x, loc, log_scale = own_scale(x, mask)
         emb = sinusoidal_embedding(t, self.time_proj.in_features)
         h = jax.vmap(self.embed)(x) + jax.vmap(self.time_proj)(emb)
         keys = (
@@ -112,4 +115,4 @@ class TimeSeriesTransformer(SummaryNetwork):
         )
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)
-        return self.head(self.pool(h, mask, keys[-1]))
+        return self.head(jnp.concatenate([self.pool(h, mask, keys[-1]), loc, log_scale]))
