@@ -118,6 +118,7 @@ def build_report(
 
     hist = dict(history or {})
     loss, val = list(hist.get("loss") or []), list(hist.get("val_loss") or [])
+    assessments = _assessments(ratings, table, history_check)
     return {
         "schema_version": SCHEMA_VERSION,
         "title": title,
@@ -154,7 +155,7 @@ def build_report(
             name: {
                 "file": f"{name}.png",
                 "explanation": EXPLANATIONS[name],
-                "assessment": _assessments(ratings, table, history_check)[name],
+                "assessment": assessments[name],
             }
             for name in FIGURES
         },

@@ -288,9 +288,7 @@ class BasicWorkflow:
         if not isinstance(test_data, Mapping):
             n = check_positive_int(where, "test_data (a number of simulations)", test_data)
             # with a meta_fn, a fresh meta draw per chunk (e.g. varied N), as in training
-            test_data = self._simulate_for_training(
-                n, None if seed is None else seed + 104729, 64
-            )
+            test_data = self._simulate_for_training(n, None if seed is None else seed + 104729, 64)
         draws = self.sample(num_samples=num_samples, conditions=test_data, seed=seed)
         keys = (
             list(draws)
