@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 from . import adapters, approximators, diagnostics, networks, simulators, training, workflow
 from .adapters import Adapter
 from .approximators import ContinuousApproximator
-from .simulators import NumPyroModel, make_simulator
+from .simulators import LikelihoodModel, NumPyroModel, make_simulator
 from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "AmortizedBayesianWorkflow",
     "BasicWorkflow",
     "ContinuousApproximator",
+    "LikelihoodModel",
     "NumPyroModel",
     "__version__",
     "adapters",

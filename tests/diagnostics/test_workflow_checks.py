@@ -88,3 +88,18 @@ def test_mmd_check_for_a_batch():
     assert value <= threshold
     value, threshold = mmd_check(train, rng.normal(size=(100, 3)) + 1.0, num_null=50, seed=2)
     assert value > threshold
+
+
+def test_rows_without_finite_weights_fail_and_zero_weights_stay_zero():
+    lw = np.zeros((3, 500))
+    lw[0] = -np.inf  # every draw impossible under the model
+    lw[1, :100] = -np.inf  # some impossible, the rest equal
+    lw[2] = np.random.default_rng(0).normal(size=500)
+    lw[2, :50] = -np.inf
+    r = psis(lw)
+    assert r.khat[0] == np.inf and not r.accepted[0] and r.ess[0] == 0
+    # equal weights on the 400 possible draws: ESS exactly 400, zero weight elsewhere
+    assert r.khat[1] == -np.inf and np.isclose(r.ess[1], 400)
+    assert np.all(np.isneginf(r.log_weights[1, :100]))
+    assert np.all(np.isneginf(r.log_weights[2, :50])) and np.isfinite(r.khat[2])
+    np.testing.assert_allclose(np.exp(r.log_weights[1:]).sum(axis=1), 1.0, rtol=1e-9)

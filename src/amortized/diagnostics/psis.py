@@ -60,23 +60,26 @@ def psis(log_weights: np.ndarray) -> PsisResult:
     s = lw.shape[1]
     finite = np.isfinite(lw)
     # constant weights make the Pareto fit degenerate: smooth nothing and report k-hat -inf
-    spread = np.where(
-        finite.any(axis=1),
-        np.nanmax(np.where(finite, lw, np.nan), axis=1)
-        - np.nanmin(np.where(finite, lw, np.nan), axis=1),
-        np.inf,
-    )
+    hi = np.max(np.where(finite, lw, -np.inf), axis=1)
+    lo = np.min(np.where(finite, lw, np.inf), axis=1)
+    spread = np.where(finite.any(axis=1), hi - lo, np.inf)
     flat = spread < 1e-9
-    out = np.empty_like(lw)
+    none = ~finite.any(axis=1)  # every weight zero: nothing to smooth, fails the check
+    fit = ~flat & ~none
+    out = np.full_like(lw, -np.inf)
     khat = np.full(lw.shape[0], -np.inf)
-    if np.any(~flat):
-        smoothed, k = az.psislw(lw[~flat], normalize=True)
-        out[~flat] = smoothed
-        khat[~flat] = np.asarray(k)
+    khat[none] = np.inf
+    if np.any(fit):
+        smoothed, k = az.psislw(lw[fit], normalize=True)
+        out[fit] = smoothed
+        khat[fit] = np.asarray(k)
     if np.any(flat):
-        out[flat] = lw[flat] - (lw[flat][:, :1] + np.log(s))
+        # equal weights on the finite draws (zero-weight draws stay at -inf)
+        out[flat] = np.where(
+            finite[flat], -np.log(finite[flat].sum(axis=1, keepdims=True)), -np.inf
+        )
     w = np.exp(out)
-    ess = 1.0 / np.sum(w**2, axis=1)
+    ess = np.where(none, 0.0, 1.0 / np.maximum(np.sum(w**2, axis=1), 1e-300))
     return PsisResult(out, khat, ess, pareto_k_threshold(s))
 
 

@@ -2,10 +2,17 @@
 attention to a fixed-size summary.
 
 Each series is first put on its own scale (``own_scale``: masked mean and sd per feature,
-which join the summary). h_t = W x_t + E(t), where E is a sinusoidal embedding of the step
-index t (or of an explicit time column, ``time_axis``); blocks H <- MAB(H, H);
-summary = Linear([PMA(H), mean, log sd]).
-Padded steps (``mask`` 0) are excluded from attention and pooling.
+which join the summary). Tokens h_t = (W * x)_t + E(t): a 1-D convolution over the window of
+``kernel_size`` steps ending at t (causal, zeros before the start), plus a sinusoidal
+embedding E of the step index t (or of an explicit time column, ``time_axis``). Blocks
+H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, mean, log sd]).
+
+Why the window: with one step per token, lagged products x_t x_{t-k} (what identifies
+autoregressive structure) must come from attention learning relative offsets through the
+absolute time embedding, which it did not within thousands of steps (AR(2): correlation of
+the true and estimated coefficients below 0.2); a window hands every token its recent past.
+Padded steps (``mask`` 0) are zeroed before the convolution and excluded from attention and
+pooling; the window is causal, so padding at the end leaves every observed token unchanged.
 """
 
 from __future__ import annotations
@@ -43,12 +50,15 @@ class TimeSeriesTransformer(SummaryNetwork):
     time_axis : int, optional
         Feature column holding the observation times; it is embedded and removed from the
         features. Without it the step index 0, 1, ... is the time.
+    kernel_size : int, default 4
+        Steps per token (the current one and ``kernel_size - 1`` before it); 1 embeds each
+        step alone.
     dropout : float, default 0.05
 
     >>> net = TimeSeriesTransformer(summary_dim=12)
     """
 
-    embed: eqx.nn.Linear | None
+    embed: eqx.nn.Conv1d | None
     time_proj: eqx.nn.Linear | None
     blocks: tuple[MAB, ...] | None
     pool: PMA | None
@@ -63,6 +73,7 @@ class TimeSeriesTransformer(SummaryNetwork):
         mlp_widths: Sequence[int] = (128,),
         time_embed_dim: int = 16,
         time_axis: int | None = None,
+        kernel_size: int = 4,
         dropout: float = 0.05,
         input_shape: tuple = (),
         key: jax.Array | None = None,
@@ -73,6 +84,10 @@ class TimeSeriesTransformer(SummaryNetwork):
                 f"TimeSeriesTransformer: embed_dims must be equal entries, one per "
                 f"entry of num_heads; got {embed_dims} and {num_heads}"
             )
+        if int(kernel_size) < 1:
+            raise ValueError(
+                f"TimeSeriesTransformer: kernel_size must be a positive int, got {kernel_size}"
+            )
         self.config_json = encode_config(
             summary_dim=int(summary_dim),
             embed_dims=embed_dims,
@@ -80,6 +95,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             mlp_widths=list(mlp_widths),
             time_embed_dim=int(time_embed_dim),
             time_axis=time_axis,
+            kernel_size=int(kernel_size),
             dropout=float(dropout),
         )
         self.input_shape = tuple(input_shape)
@@ -89,14 +105,16 @@ class TimeSeriesTransformer(SummaryNetwork):
         d = embed_dims[0]
         features = self.input_shape[-1] - (time_axis is not None)
         keys = jax.random.split(key, len(embed_dims) + 4)
-        self.embed = eqx.nn.Linear(features, d, key=keys[0])
+        k = int(kernel_size)
+        # causal: k - 1 zeros before the first step, none after the last
+        self.embed = eqx.nn.Conv1d(features, d, k, padding=((k - 1, 0),), key=keys[0])
         self.time_proj = eqx.nn.Linear(int(time_embed_dim), d, key=keys[1])
         self.blocks = tuple(
             MAB(d, h, mlp_widths, dropout, key=k)
             for h, k in zip(num_heads, keys[2:-2], strict=True)
         )
         self.pool = PMA(d, 1, num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        self.head = eqx.nn.Linear(d + 2 * features, int(summary_dim), key=keys[-1])
+        self.head = eqx.nn.Linear(2 * d + 2 * features, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
         axis = self.config["time_axis"]
@@ -105,9 +123,10 @@ class TimeSeriesTransformer(SummaryNetwork):
         else:
             t = x[:, axis]
             x = jnp.delete(x, axis % x.shape[-1], axis=-1, assume_unique_indices=True)
+        m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
         x, loc, log_scale = own_scale(x, mask)
         emb = sinusoidal_embedding(t, self.time_proj.in_features)
-        h = jax.vmap(self.embed)(x) + jax.vmap(self.time_proj)(emb)
+        h = self.embed((x * m[:, None]).T).T + jax.vmap(self.time_proj)(emb)
         keys = (
             [None] * (len(self.blocks) + 1)
             if key is None
@@ -115,4 +134,5 @@ class TimeSeriesTransformer(SummaryNetwork):
         )
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)
-        return self.head(jnp.concatenate([self.pool(h, mask, keys[-1]), loc, log_scale]))
+        mean = jnp.sum(h * m[:, None], axis=0) / jnp.maximum(jnp.sum(m), 1.0)
+        return self.head(jnp.concatenate([self.pool(h, mask, keys[-1]), mean, loc, log_scale]))

@@ -2,11 +2,15 @@
 padding of datasets of different sizes."""
 
 from . import benchmarks
+from ._density_model import DensityModel
+from .likelihood_model import LikelihoodModel
 from .numpyro_model import NumPyroModel
 from .ragged import bucket_length, pad_ragged
 from .simulator import SharedMetaWarning, SimulationError, Simulator, make_simulator
 
 __all__ = [
+    "DensityModel",
+    "LikelihoodModel",
     "NumPyroModel",
     "SharedMetaWarning",
     "SimulationError",

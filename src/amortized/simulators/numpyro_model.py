@@ -23,10 +23,10 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._density_model import DensityModel
 from .simulator import Simulator, make_simulator
 
 
@@ -39,7 +39,7 @@ def _trace(model, kwargs, params=None, seed=0):
     return handlers.trace(m).get_trace(**kwargs)
 
 
-class NumPyroModel:
+class NumPyroModel(DensityModel):
     """See the module docstring.
 
     >>> import numpyro, numpyro.distributions as dist
@@ -103,132 +103,8 @@ class NumPyroModel:
 
         return make_simulator([prior_predictive], is_batched=True)
 
-    # -- densities ---------------------------------------------------------------------
-    def _check(self, params: Mapping[str, Any]):
-        missing = [k for k in self.latent_sites if k not in params]
-        if missing:
-            raise KeyError(
-                f"NumPyroModel: params lack latent site(s) {missing}; got {sorted(params)}"
-            )
-
-    def _site_array(self, name: str, value) -> jax.Array:
-        """A scalar site arrives as ``(..., 1)`` from simulators and samplers: drop that axis."""
-        a = jnp.asarray(value)
-        if self.shapes[name] == () and a.ndim >= 1 and a.shape[-1] == 1:
-            a = a[..., 0]
-        return a
-
-    def _lead(self, params) -> tuple[int, ...]:
-        name = self.latent_sites[0]
-        a = jnp.asarray(params[name])
-        nd = a.ndim - len(self.shapes[name])
-        if nd < 0:
-            raise ValueError(
-                f"NumPyroModel: params[{name!r}] has shape {a.shape}; the site's shape is "
-                f"{self.shapes[name]}"
-            )
-        return a.shape[:nd]
-
     def _parts_one(self, params, data):
         tr = _trace(self.model, {**self.model_kwargs, **data}, params=params)
         prior = sum(jnp.sum(tr[n]["fn"].log_prob(tr[n]["value"])) for n in self.latent_sites)
         lik = sum(jnp.sum(tr[n]["fn"].log_prob(tr[n]["value"])) for n in self.observed)
         return prior, lik
-
-    def _map(self, fn, params, data):
-        """Apply ``fn(params_one, data_one)`` over the leading axes: params ``(*P, ...)``,
-        data ``(*D, ...)`` with ``D`` a prefix of ``P`` (datasets, then draws)."""
-        self._check(params)
-        params = {k: self._site_array(k, params[k]) for k in self.latent_sites}
-        lead = self._lead(params)
-        data = {} if data is None else {k: self._site_array(k, data[k]) for k in self.observed}
-        data_nd = 0
-        if data:
-            k0 = self.observed[0]
-            data_nd = data[k0].ndim - len(self.shapes[k0])
-            if lead[:data_nd] != data[k0].shape[:data_nd]:
-                raise ValueError(
-                    f"NumPyroModel: data[{k0!r}] has leading shape {data[k0].shape[:data_nd]}, "
-                    f"params lead with {lead}; datasets must come first in both"
-                )
-        f = fn
-        for _ in range(len(lead) - data_nd):  # draws: params mapped, data shared
-            f = jax.vmap(f, in_axes=(0, None))
-        for _ in range(data_nd):  # datasets: both mapped
-            f = jax.vmap(f, in_axes=(0, 0))
-        return f(params, data)
-
-    def log_prior(self, params: Mapping[str, Any]) -> jax.Array:
-        """``log p(theta)`` in the constrained space, shape: the params' leading axes."""
-        return self._map(lambda p, d: self._parts_one(p, d)[0], params, None)
-
-    def log_likelihood(self, params: Mapping[str, Any], data: Mapping[str, Any]) -> jax.Array:
-        """``log p(y | theta)``; ``data`` ``{observed: (*datasets, *shape)}``."""
-        return self._map(lambda p, d: self._parts_one(p, d)[1], params, data)
-
-    def log_joint(self, params: Mapping[str, Any], data: Mapping[str, Any]) -> jax.Array:
-        return self._map(lambda p, d: sum(self._parts_one(p, d)), params, data)
-
-    # -- unconstrained space -----------------------------------------------------------
-    def _bijections(self):
-        from numpyro.distributions.transforms import biject_to
-
-        return {n: biject_to(self.supports[n]) for n in self.latent_sites}
-
-    def to_unconstrained(self, params: Mapping[str, Any]) -> dict[str, jax.Array]:
-        self._check(params)
-        t = self._bijections()
-        return {n: t[n].inv(self._site_array(n, params[n])) for n in self.latent_sites}
-
-    def to_constrained(self, params_u: Mapping[str, Any]) -> dict[str, jax.Array]:
-        self._check(params_u)
-        t = self._bijections()
-        return {n: t[n](self._site_array(n, params_u[n])) for n in self.latent_sites}
-
-    def log_joint_unconstrained(
-        self, params_u: Mapping[str, Any], data: Mapping[str, Any]
-    ) -> jax.Array:
-        """``log p(y | T(u)) + log p(T(u)) + log |det J_T(u)|``: the density of the
-        unconstrained parameters, for MCMC."""
-        t = self._bijections()
-
-        def one(u, d):
-            theta = {n: t[n](u[n]) for n in self.latent_sites}
-            jac = sum(jnp.sum(t[n].log_abs_det_jacobian(u[n], theta[n])) for n in self.latent_sites)
-            return sum(self._parts_one(theta, d)) + jac
-
-        return self._map(one, params_u, data)
-
-    # -- adapter -----------------------------------------------------------------------
-    def default_adapter(self, observed_as: str = "inference_conditions"):
-        """Latent sites (constrained by their supports) into ``inference_variables``; the
-        observed site(s) into ``observed_as`` (``"inference_conditions"`` or
-        ``"summary_variables"``)."""
-        from numpyro.distributions import constraints
-
-        from ..adapters import Adapter
-
-        a = Adapter().convert_dtype("float64", "float32")
-        for n in self.latent_sites:
-            c = self.supports[n]
-            base = getattr(c, "base_constraint", c)
-            if base is constraints.real:
-                continue
-            lo = getattr(base, "lower_bound", None)
-            hi = getattr(base, "upper_bound", None)
-            if base is constraints.positive or (lo is not None and hi is None):
-                a = a.constrain(n, lower=float(lo) if lo is not None else 0.0)
-            elif lo is not None and hi is not None:
-                a = a.constrain(n, lower=float(lo), upper=float(hi))
-            else:
-                raise ValueError(
-                    f"NumPyroModel.default_adapter: site {n!r} has support {c}; write the "
-                    f"adapter by hand for it"
-                )
-        a = a.concatenate(list(self.latent_sites), into="inference_variables")
-        obs = list(self.observed)
-        return (
-            a.concatenate(obs, into=observed_as)
-            if len(obs) > 1 or observed_as == ("inference_conditions")
-            else a.rename(obs[0], observed_as)
-        )

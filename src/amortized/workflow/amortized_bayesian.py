@@ -21,6 +21,7 @@ rest on, so every dataset ends with draws that passed a check, or is marked for 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 from .._validation import check_choice, strict
 from ..diagnostics.ood import SummaryReference, summary_reference
 from ..diagnostics.psis import psis, resample
+from ..simulators import DensityModel
 from .mcmc import chees_hmc, nuts
 
 STEPS = ("amortized", "psis", "chees", "nuts", "review")
@@ -41,8 +43,10 @@ STEPS = ("amortized", "psis", "chees", "nuts", "review")
 class WorkflowResult:
     """Per dataset: ``step`` (which step produced the accepted draws, or "review"),
     ``draws`` ``{site: (num_datasets, num_samples, *shape)}``, ``diagnostics`` (arrays over
-    datasets: distance, ood, khat, psis_ess, nested_rhat, rhat, ess; NaN where a step did
-    not run) and ``seconds`` per step."""
+    datasets: distance, ood, valid_draws (amortized draws in the support, after PSIS those
+    with a finite weight), khat, psis_ess, nested_rhat, rhat, ess, NaN where a step did not
+    run; and note, why a dataset marked "review" was not accepted) and ``seconds`` per
+    step."""
 
     step: np.ndarray
     draws: dict[str, np.ndarray]
@@ -95,7 +99,7 @@ class AmortizedBayesianWorkflow:
     def __init__(
         self,
         workflow: Any,
-        model: Any,
+        model: DensityModel | None,
         num_samples: int = 1000,
         alpha: float = 0.05,
         rhat_threshold: float = 1.01,
@@ -111,6 +115,19 @@ class AmortizedBayesianWorkflow:
         reference_simulations: int = 2000,
     ):
         check_choice("AmortizedBayesianWorkflow", "force", force, [None, "psis", "mcmc"])
+        if model is not None and not isinstance(model, DensityModel):
+            raise TypeError(
+                f"AmortizedBayesianWorkflow: model must give log densities (a bf.NumPyroModel, "
+                f"or a bf.LikelihoodModel wrapping a simulator with a JAX log-likelihood), got "
+                f"{type(model).__name__}. A simulator alone has no likelihood for PSIS or MCMC: "
+                f"pass model=None to run only the amortized step (datasets it does not accept "
+                f"are then marked 'review')"
+            )
+        if model is None and force is not None:
+            raise ValueError(
+                f"AmortizedBayesianWorkflow: force={force!r} needs a model with a likelihood "
+                f"(PSIS weights and MCMC use log p(y | theta) + log p(theta)); got model=None"
+            )
         self.workflow, self.model = workflow, model
         self.num_samples = int(num_samples)
         self.alpha, self.rhat_threshold, self.min_ess = alpha, rhat_threshold, min_ess
@@ -124,6 +141,7 @@ class AmortizedBayesianWorkflow:
         self.reference_simulations = int(reference_simulations)
         self._reference: SummaryReference | None = None
         self._density_fn = self._density  # one object, so jit caches hit across datasets
+        self._densities = jax.jit(jax.vmap(self._density, in_axes=(0, None)))
 
     # -- flat unconstrained vectors ----------------------------------------------------
     def _flatten(self, params_u: Mapping[str, Any], lead: int) -> jax.Array:
@@ -142,64 +160,114 @@ class AmortizedBayesianWorkflow:
             i += size
         return out
 
+    def _simulator(self):
+        sim = getattr(self.workflow, "simulator", None)
+        return sim if sim is not None else self.model.simulator
+
     def reference(self, seed: int = 0) -> SummaryReference:
         """The out-of-distribution reference, from ``reference_simulations`` simulations."""
         if self._reference is None:
-            sims = self.model.simulator.sample(self.reference_simulations, seed=seed)
+            sims = self._simulator().sample(self.reference_simulations, seed=seed)
             self._reference = summary_reference(self.workflow.approximator.embed(sims), self.alpha)
         return self._reference
 
-    def _log_q(self, draws, data, chunk: int = 64) -> np.ndarray:
-        n, s = np.shape(draws[self.model.latent_sites[0]])[:2]
+    def _valid(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``(num_datasets, S)``: draws inside the parameters' supports with finite values
+        (a flow extrapolating far from its training data can overflow to inf or collapse
+        onto a bound in float32)."""
+        if self.model is None:
+            return np.all(
+                [np.all(np.isfinite(v.reshape(v.shape[:2] + (-1,))), -1) for v in draws.values()],
+                axis=0,
+            )
+        u = self._flatten(self.model.to_unconstrained(draws), 2)
+        return np.asarray(jnp.all(jnp.isfinite(u), axis=-1))
+
+    def _log_q(self, draws, data, valid, chunk: int = 64) -> np.ndarray:
+        """log q(theta | y) of the draws, ``(num_datasets, S)``; -inf at invalid draws (a
+        valid placeholder stands in for them, so the adapter's support checks pass)."""
+        n, s = valid.shape
+        zero = {k: np.zeros((1, 1, *self.model.shapes[k])) for k in self.model.latent_sites}
+        place = {k: np.asarray(v) for k, v in self.model.to_constrained(zero).items()}
         out = np.empty((n, s))
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            rows = {
-                k: np.asarray(v[a:b]).reshape((b - a) * s, *np.shape(v)[2:])
-                for k, v in draws.items()
-            }
+            rows = {}
+            for k, v in draws.items():
+                v = np.asarray(v[a:b])
+                fill = place[k].reshape((1, 1) + v.shape[2:]) if k in place else v[:, :1]
+                v = np.where(valid[a:b].reshape((b - a, s) + (1,) * (v.ndim - 2)), v, fill)
+                rows[k] = v.reshape((b - a) * s, *v.shape[2:])
             rows.update(
                 {k: np.repeat(np.asarray(data[k][a:b]), s, axis=0) for k in self.model.observed}
             )
             out[a:b] = self.workflow.log_prob(rows).reshape(b - a, s)
-        return out
+        return np.where(valid, out, -np.inf)
 
     # -- the run -----------------------------------------------------------------------
     def run(self, datasets: Mapping[str, Any], seed: int = 0) -> WorkflowResult:
-        """All four steps for ``datasets`` ``{observed_site: (num_datasets, ...)}``."""
-        missing = [k for k in self.model.observed if k not in datasets]
-        if missing:
-            raise KeyError(f"AmortizedBayesianWorkflow.run: datasets lack {missing}")
-        data = {k: np.asarray(datasets[k]) for k in self.model.observed}
+        """All four steps for ``datasets`` ``{observed_site: (num_datasets, ...)}``.
+
+        A dataset whose draws or densities fail numerically does not stop the others: it
+        moves on to the next step, and one that no step accepts is marked ``"review"`` with
+        the reason in ``diagnostics["note"]``.
+        """
+        if self.model is not None:
+            self.model.check_data(datasets, "AmortizedBayesianWorkflow.run")
+            data = {k: np.asarray(datasets[k]) for k in self.model.observed}
+        else:
+            data = {k: np.asarray(v) for k, v in datasets.items()}
         n = len(next(iter(data.values())))
         nan = np.full(n, np.nan)
         diag = {
-            k: nan.copy() for k in ("distance", "khat", "psis_ess", "nested_rhat", "rhat", "ess")
+            k: nan.copy()
+            for k in ("distance", "valid_draws", "khat", "psis_ess", "nested_rhat", "rhat", "ess")
         }
         diag["ood"] = np.zeros(n, bool)
+        note = np.full(n, "", dtype=object)
         seconds = {}
         step = np.full(n, "", dtype=object)
 
         t = time.perf_counter()
         draws = self.workflow.sample(conditions=data, num_samples=self.num_samples, seed=seed)
-        draws = {k: np.asarray(draws[k]) for k in self.model.latent_sites}
+        keys = self.model.latent_sites if self.model is not None else list(draws)
+        draws = {k: np.array(draws[k]) for k in keys}
+        valid = self._valid(draws)
+        diag["valid_draws"] = valid.sum(axis=1).astype(float)
         ref = self.reference(seed)
         diag["distance"] = ref.distances(self.workflow.approximator.embed(data))
         diag["ood"] = diag["distance"] > ref.cutoff
         if self.force is None:
-            step[~diag["ood"]] = "amortized"
+            step[~diag["ood"] & valid.all(axis=1)] = "amortized"
+        note[diag["ood"]] = "out of distribution"
+        note[~valid.all(axis=1)] = "amortized draws outside the support or non-finite"
         seconds["amortized"] = time.perf_counter() - t
+        if self.model is None:
+            step[step == ""] = "review"
+            note[step == "review"] = [
+                f"{m}; no likelihood for PSIS or MCMC" for m in note[step == "review"]
+            ]
+            seconds.update(psis=0.0, chees=0.0, nuts=0.0)
+            return self._finish(step, draws, diag, note, seconds)
 
         t = time.perf_counter()
         todo = np.flatnonzero(step == "")
         resampled = {}
         if todo.size and self.force != "mcmc":
             sub = {k: v[todo] for k, v in draws.items()}
-            lw = np.asarray(self.model.log_joint(sub, {k: v[todo] for k, v in data.items()}))
-            lw = lw - self._log_q(sub, {k: v[todo] for k, v in data.items()})
+            sub_data = {k: v[todo] for k, v in data.items()}
+            lj = np.asarray(self.model.log_joint(sub, sub_data), np.float64)
+            lw = lj - self._log_q(sub, sub_data, valid[todo])
+            # NaN (a density undefined there) and +inf (q underflowed at its own draw)
+            # carry no usable weight
+            lw = np.where(np.isnan(lw) | (lw == np.inf), -np.inf, lw)
             r = psis(lw)
             diag["khat"][todo], diag["psis_ess"][todo] = r.khat, r.ess
+            diag["valid_draws"][todo] = np.isfinite(lw).sum(axis=1)
             for j, i in enumerate(todo):
+                if not np.isfinite(lw[j]).any():
+                    note[i] = "no amortized draw has a finite importance weight"
+                    continue
                 idx = resample(
                     np.arange(self.num_samples)[:, None],
                     r.log_weights[j],
@@ -216,7 +284,9 @@ class AmortizedBayesianWorkflow:
         t = time.perf_counter()
         for i in np.flatnonzero(step == ""):
             start = resampled.get(i, {k: draws[k][i] for k in draws})
-            res = self._chees(i, start, data, seed)
+            res = self._mcmc(self._chees, i, start, data, seed, note)
+            if res is None:
+                continue
             diag["nested_rhat"][i] = float(np.max(res.rhat))
             if np.all(res.rhat < self.rhat_threshold):
                 step[i] = "chees"
@@ -225,13 +295,45 @@ class AmortizedBayesianWorkflow:
 
         t = time.perf_counter()
         for i in np.flatnonzero(step == ""):
-            res = self._nuts(i, {k: draws[k][i] for k in draws}, data, seed)
+            start = {k: draws[k][i] for k in draws}
+            res = self._mcmc(self._nuts, i, start, data, seed, note)
+            step[i] = "review"
+            if res is None:
+                continue
             diag["rhat"][i], diag["ess"][i] = float(np.max(res.rhat)), float(np.min(res.ess))
             ok = np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess)
-            step[i] = "nuts" if ok else "review"
             self._store(draws, i, res.draws)
+            if ok:
+                step[i] = "nuts"
+            else:
+                note[i] = (
+                    f"NUTS did not converge (max R-hat {diag['rhat'][i]:.3f}, "
+                    f"min ESS {diag['ess'][i]:.0f})"
+                )
         seconds["nuts"] = time.perf_counter() - t
+        return self._finish(step, draws, diag, note, seconds)
+
+    def _finish(self, step, draws, diag, note, seconds) -> WorkflowResult:
+        done = step != "review"
+        note[done & (step != "")] = ""
+        diag["note"] = note.astype(str)
+        review = int(np.sum(~done))
+        if review:
+            warnings.warn(
+                f"AmortizedBayesianWorkflow: {review} dataset(s) passed no check and are marked "
+                f"'review' (their draws are not accepted); reasons in result.diagnostics['note']",
+                stacklevel=3,
+            )
         return WorkflowResult(step.astype(str), draws, diag, seconds)
+
+    def _mcmc(self, sampler, i, params, data, seed, note):
+        """Run ``sampler`` for dataset ``i``; ``None`` (with the reason in ``note``) when it
+        has no usable starting points or fails numerically, so the batch goes on."""
+        try:
+            return sampler(i, params, data, seed)
+        except (ValueError, FloatingPointError, RuntimeError) as e:
+            note[i] = f"{sampler.__name__.strip('_')}: {type(e).__name__}: {e}"
+            return None
 
     def _density(self, u, data_one):
         return self.model.log_joint_unconstrained(self._unflatten(u), data_one)
@@ -239,20 +341,38 @@ class AmortizedBayesianWorkflow:
     def _one(self, i, data):
         return {k: jnp.asarray(v[i]) for k, v in data.items()}
 
-    def _starts(self, params, num, seed):
-        u = self._flatten(self.model.to_unconstrained(params), 1)
-        idx = np.random.default_rng(seed).choice(len(u), size=num, replace=False)
-        return np.asarray(u)[idx]
+    def _starts(self, i, params, num, data, seed):
+        """``num`` distinct starting points with finite log density: amortized (or
+        PSIS-resampled) draws first, prior draws to make up a shortfall."""
+        data_one = self._one(i, data)
+
+        def finite(u):
+            u = np.asarray(u)
+            u = np.unique(u[np.all(np.isfinite(u), axis=1)], axis=0)  # resampled draws repeat
+            return u[np.isfinite(np.asarray(self._densities(jnp.asarray(u), data_one)))]
+
+        ok = finite(self._flatten(self.model.to_unconstrained(params), 1))
+        ok = ok[np.random.default_rng(seed).permutation(len(ok))]
+        if len(ok) < num:
+            prior = self._simulator().sample(max(64, 4 * num), seed=seed)
+            site = {k: prior[k] for k in self.model.latent_sites}
+            ok = np.concatenate([ok, finite(self._flatten(self.model.to_unconstrained(site), 1))])
+        if len(ok) < num:
+            raise ValueError(
+                f"{len(ok)} of the amortized and prior draws have a finite log density for this "
+                f"dataset; {num} starting points are needed"
+            )
+        return ok[:num]
 
     def _chees(self, i, params, data, seed):
-        starts = self._starts(params, self.num_superchains, seed + int(i))
+        starts = self._starts(i, params, self.num_superchains, data, seed + int(i))
         # the same bound method and data shapes for every dataset: compiled once
         return chees_hmc(
             self._density_fn, starts, seed=seed + int(i), data=self._one(i, data), **self.chees
         )
 
     def _nuts(self, i, params, data, seed):
-        starts = self._starts(params, self.nuts_chains, seed + 7 * int(i))
+        starts = self._starts(i, params, self.nuts_chains, data, seed + 7 * int(i))
         return nuts(
             self._density_fn, starts, seed=seed + int(i), data=self._one(i, data), **self.nuts
         )
