@@ -142,8 +142,12 @@ def test_non_finite_density_marks_one_dataset_for_review(trained):
         chees_warmup=100,
         num_superchains=4,
         num_subchains=8,
-        nuts_warmup=100,
-        nuts_draws=100,
+        nuts_warmup=200,
+        nuts_draws=200,
+        # this test is about the failure path, not MCMC efficiency: loose convergence
+        # thresholds, so that short chains on ordinary datasets are accepted
+        min_ess=50.0,
+        rhat_threshold=1.05,
     )
     with pytest.warns(UserWarning, match="1 dataset.*review"):
         res = abw.run({"y": y}, seed=3)

@@ -53,6 +53,11 @@ def _log_prob(nets, stats, batch):
 
 
 @eqx.filter_jit
+def _log_prob_draws(nets, stats, cond_batch, x):
+    return core.log_prob_draws(nets, stats, cond_batch, x)
+
+
+@eqx.filter_jit
 def _summaries(nets, stats, batch):
     return core.summaries(nets, stats, batch)
 
@@ -409,6 +414,61 @@ class ContinuousApproximator:
         if IV in ldj:
             j = np.asarray(ldj[IV], np.float64)
             lp = lp + j.reshape(j.shape[0], -1).sum(axis=1)
+        return lp
+
+    @strict
+    def log_prob_of_draws(
+        self, *, draws: Mapping[str, Any], conditions: Mapping[str, Any]
+    ) -> np.ndarray:
+        """log q(theta_s | x_i) for many draws per dataset, ``(num_datasets, num_samples)``:
+        ``draws`` ``{name: (num_datasets, num_samples, *shape)}`` in the original space (as
+        :meth:`sample` returns them), ``conditions`` as for :meth:`sample`. The same numbers
+        as :meth:`log_prob` on the draws with each dataset repeated, but every dataset goes
+        through the summary network once (importance weights need thousands of draws per
+        dataset).
+
+        >>> draws = approximator.sample(num_samples=1000, conditions=data)
+        >>> log_q = approximator.log_prob_of_draws(draws=draws, conditions=data)
+        """
+        self._require_trained("log_prob_of_draws")
+        if not getattr(self.inference_network, "has_log_prob", False):
+            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+        if not isinstance(draws, Mapping) or not draws:
+            raise TypeError("log_prob_of_draws: draws must be a non-empty dict of arrays")
+        lead = {k: np.shape(v)[:2] for k, v in draws.items()}
+        if len(set(lead.values())) != 1 or any(len(v) < 2 for v in lead.values()):
+            raise ValueError(
+                f"log_prob_of_draws: every draw array must lead with (num_datasets, "
+                f"num_samples) and they must agree; got leading shapes {lead}"
+            )
+        n, s = next(iter(lead.values()))
+        flat = {k: np.reshape(v, (n * s, *np.shape(v)[2:])) for k, v in draws.items()}
+        if self.adapter is not None:
+            adapted, ldj = self.adapter.forward(flat, strict=False, log_det_jac=True)
+        else:
+            adapted, ldj = dict(flat), {}
+        if IV not in adapted:
+            raise KeyError(
+                f"log_prob_of_draws: draws {sorted(draws)} do not form the inference variables"
+            )
+        x = jnp.asarray(np.reshape(adapted[IV], (n, s, -1)), jnp.float32)
+        arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
+        if arrays and _rows(arrays) != n:
+            raise ValueError(
+                f"log_prob_of_draws: draws hold {n} datasets but conditions hold {_rows(arrays)}"
+            )
+        per_call = max(1, SAMPLE_CHUNK // s)
+        out = []
+        for start in range(0, n, per_call):
+            stop = min(n, start + per_call)
+            size = _bucket(stop - start, per_call)
+            chunk = jax.tree.map(lambda v, a=start, b=stop, m=size: _pad_rows(v[a:b], m), arrays)
+            lp = _log_prob_draws(self.nets, self.stats, chunk, _pad_rows(x[start:stop], size))
+            out.append(np.asarray(lp[: stop - start], np.float64))
+        lp = np.concatenate(out, axis=0)
+        if IV in ldj:
+            j = np.asarray(ldj[IV], np.float64)
+            lp = lp + j.reshape(n, s, -1).sum(axis=2)
         return lp
 
     @strict

@@ -111,6 +111,16 @@ def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:
     return nets.inference.log_prob(standardize(stats, IV, x), cond) + log_det(stats, IV)
 
 
+def log_prob_draws(nets: Networks, stats: Stats, cond_batch, x: jax.Array) -> jax.Array:
+    """log q of draws ``x (num_datasets, num_samples, dim)`` (adapter space) given each
+    dataset's conditions, ``(num_datasets, num_samples)``: every dataset is embedded once,
+    however many draws it has."""
+    n, s = x.shape[:2]
+    cond = jnp.repeat(conditions(nets, stats, cond_batch, n), s, axis=0)
+    lp = nets.inference.log_prob(standardize(stats, IV, x.reshape(n * s, -1)), cond)
+    return (lp + log_det(stats, IV)).reshape(n, s)
+
+
 def sample(
     nets: Networks, stats: Stats, key, cond_batch, num_datasets: int, num_samples: int
 ) -> jax.Array:

@@ -5,8 +5,10 @@ rest on, so every dataset ends with draws that passed a check, or is marked for 
 
 1. amortized draws, accepted when the dataset lies inside the training distribution (the
    Mahalanobis distance of its network conditions, see :mod:`amortized.diagnostics.ood`);
-2. PSIS of the same draws with weights ``p(y | theta) p(theta) / q(theta | y)``, accepted
-   when ``k-hat <= min(1 - 1/log10 S, 0.7)``; the result is resampled to ``S`` draws;
+2. PSIS of ``psis_samples`` amortized draws with weights ``p(y | theta) p(theta) /
+   q(theta | y)``, accepted when ``k-hat <= min(1 - 1/log10 S, 0.7)``; the result is
+   resampled to ``num_samples`` draws (draws outside the support or with a non-finite
+   density get weight zero);
 3. ChEES-HMC: superchains started from distinct (PSIS-resampled) amortized draws, accepted
    when nested R-hat < ``rhat_threshold`` for every parameter;
 4. NUTS from amortized draws, accepted when R-hat < ``rhat_threshold`` and the bulk ESS is at
@@ -93,6 +95,10 @@ class AmortizedBayesianWorkflow:
         ``"psis"`` sends every dataset through PSIS, ``"mcmc"`` every dataset to ChEES.
     reference_simulations : int, default 2000
         Simulations whose conditions form the out-of-distribution reference.
+    psis_samples : int, default ``4 * num_samples``
+        Fresh amortized draws per dataset for importance sampling, resampled to
+        ``num_samples``: drawing is cheap, and more proposals mean fewer repeated draws
+        after resampling and a better-estimated k-hat.
     """
 
     @strict
@@ -113,6 +119,7 @@ class AmortizedBayesianWorkflow:
         nuts_draws: int = 500,
         force: str | None = None,
         reference_simulations: int = 2000,
+        psis_samples: int | None = None,
     ):
         check_choice("AmortizedBayesianWorkflow", "force", force, [None, "psis", "mcmc"])
         if model is not None and not isinstance(model, DensityModel):
@@ -139,6 +146,12 @@ class AmortizedBayesianWorkflow:
         self.nuts_chains = int(nuts_chains)
         self.force = force
         self.reference_simulations = int(reference_simulations)
+        self.psis_samples = 4 * self.num_samples if psis_samples is None else int(psis_samples)
+        if self.psis_samples < self.num_samples:
+            raise ValueError(
+                f"AmortizedBayesianWorkflow: psis_samples must be at least num_samples "
+                f"({self.num_samples}), got {psis_samples}"
+            )
         self._reference: SummaryReference | None = None
         self._density_fn = self._density  # one object, so jit caches hit across datasets
         self._densities = jax.jit(jax.vmap(self._density, in_axes=(0, None)))
@@ -183,25 +196,18 @@ class AmortizedBayesianWorkflow:
         u = self._flatten(self.model.to_unconstrained(draws), 2)
         return np.asarray(jnp.all(jnp.isfinite(u), axis=-1))
 
-    def _log_q(self, draws, data, valid, chunk: int = 64) -> np.ndarray:
+    def _log_q(self, draws, data, valid) -> np.ndarray:
         """log q(theta | y) of the draws, ``(num_datasets, S)``; -inf at invalid draws (a
         valid placeholder stands in for them, so the adapter's support checks pass)."""
         n, s = valid.shape
         zero = {k: np.zeros((1, 1, *self.model.shapes[k])) for k in self.model.latent_sites}
-        place = {k: np.asarray(v) for k, v in self.model.to_constrained(zero).items()}
-        out = np.empty((n, s))
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            rows = {}
-            for k, v in draws.items():
-                v = np.asarray(v[a:b])
-                fill = place[k].reshape((1, 1) + v.shape[2:]) if k in place else v[:, :1]
-                v = np.where(valid[a:b].reshape((b - a, s) + (1,) * (v.ndim - 2)), v, fill)
-                rows[k] = v.reshape((b - a) * s, *v.shape[2:])
-            rows.update(
-                {k: np.repeat(np.asarray(data[k][a:b]), s, axis=0) for k in self.model.observed}
-            )
-            out[a:b] = self.workflow.log_prob(rows).reshape(b - a, s)
+        place = self.model.to_constrained(zero)
+        safe = {}
+        for k, v in draws.items():
+            v = np.asarray(v)
+            fill = np.asarray(place[k]).reshape((1, 1) + v.shape[2:])
+            safe[k] = np.where(valid.reshape((n, s) + (1,) * (v.ndim - 2)), v, fill)
+        out = self.workflow.log_prob_of_draws(draws=safe, conditions=data)
         return np.where(valid, out, -np.inf)
 
     # -- the run -----------------------------------------------------------------------
@@ -254,10 +260,18 @@ class AmortizedBayesianWorkflow:
         todo = np.flatnonzero(step == "")
         resampled = {}
         if todo.size and self.force != "mcmc":
-            sub = {k: v[todo] for k, v in draws.items()}
             sub_data = {k: v[todo] for k, v in data.items()}
+            if self.psis_samples > self.num_samples:
+                sub = self.workflow.sample(
+                    conditions=sub_data, num_samples=self.psis_samples, seed=seed + 1
+                )
+                sub = {k: np.asarray(sub[k]) for k in draws}
+                sub_valid = self._valid(sub)
+            else:
+                sub, sub_valid = {k: v[todo] for k, v in draws.items()}, valid[todo]
+            num = sub_valid.shape[1]
             lj = np.asarray(self.model.log_joint(sub, sub_data), np.float64)
-            lw = lj - self._log_q(sub, sub_data, valid[todo])
+            lw = lj - self._log_q(sub, sub_data, sub_valid)
             # NaN (a density undefined there) and +inf (q underflowed at its own draw)
             # carry no usable weight
             lw = np.where(np.isnan(lw) | (lw == np.inf), -np.inf, lw)
@@ -269,12 +283,9 @@ class AmortizedBayesianWorkflow:
                     note[i] = "no amortized draw has a finite importance weight"
                     continue
                 idx = resample(
-                    np.arange(self.num_samples)[:, None],
-                    r.log_weights[j],
-                    self.num_samples,
-                    seed=seed + int(i),
+                    np.arange(num)[:, None], r.log_weights[j], self.num_samples, seed=seed + int(i)
                 )[:, 0]
-                resampled[i] = {k: draws[k][i][idx] for k in draws}
+                resampled[i] = {k: sub[k][j][idx] for k in draws}
                 if r.accepted[j]:
                     step[i] = "psis"
                     for k in draws:

@@ -278,6 +278,14 @@ class BasicWorkflow:
         return self.approximator.log_prob(data)
 
     @strict
+    def log_prob_of_draws(
+        self, *, draws: Mapping[str, Any], conditions: Mapping[str, Any]
+    ) -> np.ndarray:
+        """log q of many draws per dataset, ``(num_datasets, num_samples)``; see
+        :meth:`ContinuousApproximator.log_prob_of_draws`."""
+        return self.approximator.log_prob_of_draws(draws=draws, conditions=conditions)
+
+    @strict
     def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
         """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
         return self.approximator.summarize(data)
