@@ -22,7 +22,7 @@ def test_bernoulli_glm_design_and_statistics_match_sbibm():
         np.testing.assert_allclose(y @ design, x, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(benchmarks.TASKS))
+@pytest.mark.parametrize("name", sorted(set(benchmarks.TASKS) - {"bernoulli_glm_raw_set"}))
 def test_tasks_shapes_and_observation_shapes(name):
     out = benchmarks.get_task(name).sample(3, seed=0)
     obs_file = "observation_raw.csv" if name == "bernoulli_glm_raw" else "observation.csv"
@@ -61,3 +61,14 @@ def test_slcp_set_is_the_flat_slcp_reshaped():
     # the sbibm observation layout is (x1, y1, x2, y2, ...): row i of the set is draw i
     obs = _csv(sbibm_path() / "slcp" / "num_observation_1" / "observation.csv")
     assert obs.reshape(4, 2).shape == as_set["x"].shape[1:]
+
+
+def test_bernoulli_glm_raw_set_is_raw_y_beside_the_design():
+    raw = benchmarks.bernoulli_glm(raw=True).sample(4, seed=5)
+    pairs = benchmarks.bernoulli_glm(raw=True, with_design=True).sample(4, seed=5)
+    assert pairs["x"].shape == (4, 100, 11)
+    np.testing.assert_array_equal(pairs["x"][..., 0], raw["x"])
+    np.testing.assert_array_equal(pairs["x"][2, :, 1:], benchmarks.bernoulli_glm_design())
+    # the sufficient statistic V^T y is the pairs' sum of y_t V_t
+    stat = benchmarks.bernoulli_glm().sample(4, seed=5)["x"]
+    np.testing.assert_allclose((pairs["x"][..., :1] * pairs["x"][..., 1:]).sum(1), stat)

@@ -125,9 +125,11 @@ def bernoulli_glm_prior_precision() -> np.ndarray:
     return prec
 
 
-def bernoulli_glm(raw: bool = False) -> Simulator:
+def bernoulli_glm(raw: bool = False, with_design: bool = False) -> Simulator:
     """theta ~ N(0, B^-1) (10 parameters); y_t ~ Bernoulli(sigmoid(V theta)) for 100 steps;
-    x = V^T y (spike count and 9 stimulus correlations), or y itself when ``raw``."""
+    x = V^T y (spike count and 9 stimulus correlations), or y itself when ``raw``, or with
+    ``with_design`` the 100 pairs (y_t, V_t) as a ``(100, 11)`` set (the observations are
+    conditionally independent given theta and their design rows)."""
     design = bernoulli_glm_design()
     cov_chol = np.linalg.cholesky(np.linalg.inv(bernoulli_glm_prior_precision()))
 
@@ -137,6 +139,10 @@ def bernoulli_glm(raw: bool = False) -> Simulator:
     def likelihood(theta, rng):
         p = 1.0 / (1.0 + np.exp(-(theta @ design.T)))
         y = (rng.uniform(size=p.shape) < p).astype(np.float64)
+        if with_design:
+            return {
+                "x": np.concatenate([y[..., None], np.broadcast_to(design, y.shape + (10,))], -1)
+            }
         return {"x": y if raw else y @ design}
 
     return _batched(prior, likelihood)
@@ -161,6 +167,7 @@ TASKS: dict[str, Callable[[], Simulator]] = {
     "gaussian_mixture": gaussian_mixture,
     "bernoulli_glm": bernoulli_glm,
     "bernoulli_glm_raw": lambda: bernoulli_glm(raw=True),
+    "bernoulli_glm_raw_set": lambda: bernoulli_glm(raw=True, with_design=True),
 }
 
 
