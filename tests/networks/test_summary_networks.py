@@ -179,3 +179,24 @@ def test_convolutional_network_in_a_workflow():
         5,
         1,
     )
+
+
+def test_autocorrelations_match_numpy_and_ignore_padding():
+    from amortized.networks.summary_base import autocorrelations, own_scale
+
+    rng = np.random.default_rng(3)
+    y = np.zeros(60)
+    for t in range(2, 60):  # an AR(2) series: clearly non-zero autocorrelations
+        y[t] = 0.5 * y[t - 1] + 0.3 * y[t - 2] + rng.normal()
+    x = y[:, None].astype(np.float32)
+    z = (y - y.mean()) / y.std()
+    ref = [np.mean(z[k:] * z[:-k]) for k in range(1, 4)]
+    scaled, _, _ = own_scale(jnp.asarray(x), None)
+    # float32 on 60 values: agreement to 1e-5 relative
+    np.testing.assert_allclose(autocorrelations(scaled, None, 3), ref, rtol=1e-4, atol=1e-5)
+    padded = np.concatenate([x, 7.0 * np.ones((20, 1), np.float32)])
+    mask = jnp.concatenate([jnp.ones(60), jnp.zeros(20)])
+    scaled_p, _, _ = own_scale(jnp.asarray(padded), mask)
+    np.testing.assert_allclose(autocorrelations(scaled_p, mask, 3), ref, rtol=1e-4, atol=1e-5)
+    # a lag beyond the series gives 0, not an error
+    assert float(autocorrelations(scaled[:3], None, 5)[-1]) == 0.0

@@ -73,6 +73,25 @@ def own_scale(x: jax.Array, mask: jax.Array | None):
     return (x - loc[None, :]) / scale[None, :], loc, jnp.log(scale)
 
 
+def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array:
+    """Sample autocorrelations at lags 1..``lags`` of a series ``(T, features)`` already on
+    its own scale (mean 0, sd 1 over observed steps), ``(lags * features,)``:
+    ``r_k = sum_t x_t x_{t-k} / #pairs`` over pairs of observed steps (padding excluded;
+    0 for a lag beyond the series). Second-order structure as exact numbers beside the
+    learned features: products of lagged values are what convolutions with smooth
+    activations approximate worst."""
+    m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
+    out = []
+    for k in range(1, int(lags) + 1):
+        if k >= x.shape[0]:
+            out.append(jnp.zeros(x.shape[1:], x.dtype))
+            continue
+        pair = m[k:] * m[:-k]
+        prod = jnp.sum(x[k:] * x[:-k] * pair[:, None], axis=0)
+        out.append(prod / jnp.maximum(jnp.sum(pair), 1.0))
+    return jnp.concatenate(out) if out else jnp.zeros((0,), x.dtype)
+
+
 class MAB(eqx.Module):
     """Multihead attention block: H = LN(Q + MHA(Q, K)); out = LN(H + MLP(H))."""
 

@@ -5,7 +5,8 @@ Each series is first put on its own scale (``own_scale``: masked mean and sd per
 which join the summary). Tokens h_t = (W * x)_t + E(t): a 1-D convolution over the window of
 ``kernel_size`` steps ending at t (causal, zeros before the start), plus a sinusoidal
 embedding E of the step index t (or of an explicit time column, ``time_axis``). Blocks
-H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, mean, log sd]).
+H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, mean, log sd, autocorrelations
+at lags 1..``autocorrelation_lags``]).
 
 Why the window: with one step per token, lagged products x_t x_{t-k} (what identifies
 autoregressive structure) must come from attention learning relative offsets through the
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 
 from .._validation import strict
 from .base import encode_config
-from .summary_base import MAB, PMA, SummaryNetwork, own_scale
+from .summary_base import MAB, PMA, SummaryNetwork, autocorrelations, own_scale
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> jax.Array:
@@ -53,6 +54,8 @@ class TimeSeriesTransformer(SummaryNetwork):
     kernel_size : int, default 4
         Steps per token (the current one and ``kernel_size - 1`` before it); 1 embeds each
         step alone.
+    autocorrelation_lags : int, default 5
+        Sample autocorrelations of the (own-scaled) series join the summary (0: none).
     dropout : float, default 0.05
 
     >>> net = TimeSeriesTransformer(summary_dim=12)
@@ -74,6 +77,7 @@ class TimeSeriesTransformer(SummaryNetwork):
         time_embed_dim: int = 16,
         time_axis: int | None = None,
         kernel_size: int = 4,
+        autocorrelation_lags: int = 5,
         dropout: float = 0.05,
         input_shape: tuple = (),
         key: jax.Array | None = None,
@@ -83,6 +87,11 @@ class TimeSeriesTransformer(SummaryNetwork):
             raise ValueError(
                 f"TimeSeriesTransformer: embed_dims must be equal entries, one per "
                 f"entry of num_heads; got {embed_dims} and {num_heads}"
+            )
+        if int(autocorrelation_lags) < 0:
+            raise ValueError(
+                f"TimeSeriesTransformer: autocorrelation_lags must be >= 0, got "
+                f"{autocorrelation_lags}"
             )
         if int(kernel_size) < 1:
             raise ValueError(
@@ -96,6 +105,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             time_embed_dim=int(time_embed_dim),
             time_axis=time_axis,
             kernel_size=int(kernel_size),
+            autocorrelation_lags=int(autocorrelation_lags),
             dropout=float(dropout),
         )
         self.input_shape = tuple(input_shape)
@@ -114,7 +124,8 @@ class TimeSeriesTransformer(SummaryNetwork):
             for h, k in zip(num_heads, keys[2:-2], strict=True)
         )
         self.pool = PMA(d, 1, num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        self.head = eqx.nn.Linear(2 * d + 2 * features, int(summary_dim), key=keys[-1])
+        head_in = 2 * d + (2 + int(autocorrelation_lags)) * features
+        self.head = eqx.nn.Linear(head_in, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
         axis = self.config["time_axis"]
@@ -125,6 +136,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             x = jnp.delete(x, axis % x.shape[-1], axis=-1, assume_unique_indices=True)
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
         x, loc, log_scale = own_scale(x, mask)
+        acf = autocorrelations(x, mask, self.config["autocorrelation_lags"])
         emb = sinusoidal_embedding(t, self.time_proj.in_features)
         h = self.embed((x * m[:, None]).T).T + jax.vmap(self.time_proj)(emb)
         keys = (
@@ -135,4 +147,5 @@ class TimeSeriesTransformer(SummaryNetwork):
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)
         mean = jnp.sum(h * m[:, None], axis=0) / jnp.maximum(jnp.sum(m), 1.0)
-        return self.head(jnp.concatenate([self.pool(h, mask, keys[-1]), mean, loc, log_scale]))
+        pooled = self.pool(h, mask, keys[-1])
+        return self.head(jnp.concatenate([pooled, mean, loc, log_scale, acf]))
