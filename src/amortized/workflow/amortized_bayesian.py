@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validation import check_choice, strict
+from .._validation import check_choice, check_positive_int, strict
 from ..diagnostics.ood import SummaryReference, summary_reference
 from ..diagnostics.psis import psis, resample
 from ..simulators import DensityModel
-from .mcmc import chees_hmc, nuts
+from .mcmc import chees_hmc_many, nuts_many
 
 STEPS = ("amortized", "psis", "chees", "nuts", "review")
 
@@ -99,6 +99,8 @@ class AmortizedBayesianWorkflow:
         Fresh amortized draws per dataset for importance sampling, resampled to
         ``num_samples``: drawing is cheap, and more proposals mean fewer repeated draws
         after resampling and a better-estimated k-hat.
+    mcmc_batch : int, default 32
+        Datasets whose ChEES (or NUTS) chains run together, vmapped in one compiled call.
     """
 
     @strict
@@ -120,6 +122,7 @@ class AmortizedBayesianWorkflow:
         force: str | None = None,
         reference_simulations: int = 2000,
         psis_samples: int | None = None,
+        mcmc_batch: int = 32,
     ):
         check_choice("AmortizedBayesianWorkflow", "force", force, [None, "psis", "mcmc"])
         if model is not None and not isinstance(model, DensityModel):
@@ -152,6 +155,7 @@ class AmortizedBayesianWorkflow:
                 f"AmortizedBayesianWorkflow: psis_samples must be at least num_samples "
                 f"({self.num_samples}), got {psis_samples}"
             )
+        self.mcmc_batch = check_positive_int("AmortizedBayesianWorkflow", "mcmc_batch", mcmc_batch)
         self._reference: SummaryReference | None = None
         self._density_fn = self._density  # one object, so jit caches hit across datasets
         self._densities = jax.jit(jax.vmap(self._density, in_axes=(0, None)))
@@ -293,11 +297,9 @@ class AmortizedBayesianWorkflow:
         seconds["psis"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        for i in np.flatnonzero(step == ""):
-            start = resampled.get(i, {k: draws[k][i] for k in draws})
-            res = self._mcmc(self._chees, i, start, data, seed, note)
-            if res is None:
-                continue
+        todo = np.flatnonzero(step == "")
+        starts = {i: resampled.get(i, {k: draws[k][i] for k in draws}) for i in todo}
+        for i, res in self._mcmc_batches("chees", starts, data, seed, note):
             diag["nested_rhat"][i] = float(np.max(res.rhat))
             if np.all(res.rhat < self.rhat_threshold):
                 step[i] = "chees"
@@ -305,12 +307,10 @@ class AmortizedBayesianWorkflow:
         seconds["chees"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        for i in np.flatnonzero(step == ""):
-            start = {k: draws[k][i] for k in draws}
-            res = self._mcmc(self._nuts, i, start, data, seed, note)
-            step[i] = "review"
-            if res is None:
-                continue
+        todo = np.flatnonzero(step == "")
+        step[todo] = "review"
+        starts = {i: {k: draws[k][i] for k in draws} for i in todo}
+        for i, res in self._mcmc_batches("nuts", starts, data, seed, note):
             diag["rhat"][i], diag["ess"][i] = float(np.max(res.rhat)), float(np.min(res.ess))
             ok = np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess)
             self._store(draws, i, res.draws)
@@ -337,14 +337,39 @@ class AmortizedBayesianWorkflow:
             )
         return WorkflowResult(step.astype(str), draws, diag, seconds)
 
-    def _mcmc(self, sampler, i, params, data, seed, note):
-        """Run ``sampler`` for dataset ``i``; ``None`` (with the reason in ``note``) when it
-        has no usable starting points or fails numerically, so the batch goes on."""
-        try:
-            return sampler(i, params, data, seed)
-        except (ValueError, FloatingPointError, RuntimeError) as e:
-            note[i] = f"{sampler.__name__.strip('_')}: {type(e).__name__}: {e}"
-            return None
+    def _mcmc_batches(self, kind, params, data, seed, note):
+        """Yield ``(dataset, McmcResult)`` for ChEES (``kind="chees"``) or NUTS, vmapped over
+        batches of ``mcmc_batch`` datasets (the last one padded, so one compilation serves
+        all). A dataset without usable starting points, or a batch that fails numerically,
+        gets its reason in ``note`` and no result; the other datasets go on."""
+        chains = self.num_superchains if kind == "chees" else self.nuts_chains
+        offset = 1 if kind == "chees" else 7
+        starts = {}
+        for i, p in params.items():
+            try:
+                starts[i] = self._starts(i, p, chains, data, seed + offset * int(i))
+            except ValueError as e:
+                note[i] = f"{kind}: {e}"
+        order = list(starts)
+        if not order:
+            return
+        size = min(self.mcmc_batch, 1 << (len(order) - 1).bit_length())
+        for b in range(0, len(order), size):
+            idx = order[b : b + size]
+            padded = idx + [idx[-1]] * (size - len(idx))
+            init = np.stack([starts[i] for i in padded])
+            batch = {k: jnp.asarray(np.asarray(v)[padded]) for k, v in data.items()}
+            seeds = [seed + int(i) for i in padded]
+            try:
+                if kind == "chees":
+                    results = chees_hmc_many(self._density_fn, init, batch, seeds, **self.chees)
+                else:
+                    results = nuts_many(self._density_fn, init, batch, seeds, **self.nuts)
+            except (ValueError, FloatingPointError, RuntimeError) as e:
+                for i in idx:
+                    note[i] = f"{kind}: {type(e).__name__}: {e}"
+                continue
+            yield from zip(idx, results[: len(idx)], strict=True)
 
     def _density(self, u, data_one):
         return self.model.log_joint_unconstrained(self._unflatten(u), data_one)
@@ -374,19 +399,6 @@ class AmortizedBayesianWorkflow:
                 f"dataset; {num} starting points are needed"
             )
         return ok[:num]
-
-    def _chees(self, i, params, data, seed):
-        starts = self._starts(i, params, self.num_superchains, data, seed + int(i))
-        # the same bound method and data shapes for every dataset: compiled once
-        return chees_hmc(
-            self._density_fn, starts, seed=seed + int(i), data=self._one(i, data), **self.chees
-        )
-
-    def _nuts(self, i, params, data, seed):
-        starts = self._starts(i, params, self.nuts_chains, data, seed + 7 * int(i))
-        return nuts(
-            self._density_fn, starts, seed=seed + int(i), data=self._one(i, data), **self.nuts
-        )
 
     def _store(self, draws, i, mcmc_draws):
         """Thin the MCMC draws (all chains pooled) to ``num_samples`` constrained draws."""

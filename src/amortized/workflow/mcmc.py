@@ -46,10 +46,7 @@ def _ess(draws: np.ndarray) -> np.ndarray:
     return np.array([float(az.ess(chains[..., j], method="bulk")) for j in range(chains.shape[2])])
 
 
-@functools.partial(
-    jax.jit, static_argnames=("logdensity", "num_subchains", "num_warmup", "num_draws")
-)
-def _chees_core(
+def _chees_run(
     logdensity, data, init, key, step_size, learning_rate, num_subchains, num_warmup, num_draws
 ):
     import blackjax
@@ -75,6 +72,28 @@ def _chees_core(
 
     _, (draws, acc) = jax.lax.scan(step, states, jax.random.split(k_sample, num_draws))
     return draws, jnp.mean(acc)
+
+
+_CHEES_STATIC = ("logdensity", "num_subchains", "num_warmup", "num_draws")
+_chees_core = functools.partial(jax.jit, static_argnames=_CHEES_STATIC)(_chees_run)
+
+
+@functools.partial(jax.jit, static_argnames=_CHEES_STATIC)
+def _chees_many_core(
+    logdensity, data, init, keys, step_size, learning_rate, num_subchains, num_warmup, num_draws
+):
+    def one(d, x0, k):
+        return _chees_run(
+            logdensity, d, x0, k, step_size, learning_rate, num_subchains, num_warmup, num_draws
+        )
+
+    return jax.vmap(one)(data, init, keys)
+
+
+def _chees_result(draws: np.ndarray, k: int, m: int, num_draws: int, acc) -> McmcResult:
+    """``draws (num_draws, chains, dim)`` to superchain-major ``(k, m, num_draws, dim)``."""
+    draws = np.asarray(draws).transpose(1, 0, 2).reshape(k, m, num_draws, -1)
+    return McmcResult(draws, nested_rhat(draws), _ess(draws), float(acc))
 
 
 def chees_hmc(
@@ -119,12 +138,60 @@ def chees_hmc(
             int(num_warmup),
             int(num_draws),
         )
-    draws = np.asarray(draws).transpose(1, 0, 2).reshape(k, m, int(num_draws), dim)
-    return McmcResult(draws, nested_rhat(draws), _ess(draws), float(acc))
+    return _chees_result(draws, k, m, int(num_draws), acc)
 
 
-@functools.partial(jax.jit, static_argnames=("logdensity", "num_warmup", "num_draws"))
-def _nuts_core(logdensity, data, init, key, num_warmup, num_draws):
+def chees_hmc_many(
+    logdensity: Callable[..., jax.Array],
+    initial_positions: jax.Array,
+    data: Any,
+    seeds: Any,
+    num_subchains: int = 16,
+    num_warmup: int = 200,
+    num_draws: int = 20,
+    step_size: float = 0.1,
+    learning_rate: float = 0.025,
+) -> list[McmcResult]:
+    """:func:`chees_hmc` for many datasets at once, vmapped: ``initial_positions
+    (num_datasets, num_superchains, dim)``, ``data`` a pytree of arrays leading with
+    ``num_datasets``, one seed per dataset. Each dataset adapts its own step size and
+    trajectory length. One compiled call serves batches of the same size and shapes, and
+    the batch's chains share every array operation, which on a CPU is several times faster
+    than one dataset after another.
+
+    >>> res = chees_hmc_many(lambda x, mu: -0.5 * jnp.sum((x - mu) ** 2),
+    ...                      jnp.zeros((3, 4, 2)), jnp.arange(3.0)[:, None], seeds=[0, 1, 2])
+    >>> len(res), res[0].draws.shape
+    (3, (4, 16, 20, 2))
+    """
+    init = jnp.asarray(initial_positions, jnp.float32)
+    if init.ndim != 3 or init.shape[1] < 2:
+        raise ValueError(
+            f"chees_hmc_many: initial_positions must be (num_datasets, num_superchains >= 2, "
+            f"dim), got {init.shape}"
+        )
+    n, k, _ = init.shape
+    seeds = np.asarray(seeds, np.uint32).reshape(-1)
+    if len(seeds) != n:
+        raise ValueError(f"chees_hmc_many: {n} datasets but {len(seeds)} seeds")
+    m = int(num_subchains)
+    with jax.numpy_rank_promotion("allow"):  # as in chees_hmc
+        draws, acc = _chees_many_core(
+            logdensity,
+            data,
+            init,
+            jax.vmap(jax.random.key)(jnp.asarray(seeds)),
+            step_size,
+            learning_rate,
+            m,
+            int(num_warmup),
+            int(num_draws),
+        )
+    draws, acc = np.asarray(draws), np.asarray(acc)
+    return [_chees_result(draws[i], k, m, int(num_draws), acc[i]) for i in range(n)]
+
+
+def _nuts_run(logdensity, data, init, key, num_warmup, num_draws):
     import blackjax
 
     def density(u):
@@ -147,6 +214,27 @@ def _nuts_core(logdensity, data, init, key, num_warmup, num_draws):
     return xs, jnp.mean(acc)
 
 
+_NUTS_STATIC = ("logdensity", "num_warmup", "num_draws")
+_nuts_core = functools.partial(jax.jit, static_argnames=_NUTS_STATIC)(_nuts_run)
+
+
+@functools.partial(jax.jit, static_argnames=_NUTS_STATIC)
+def _nuts_many_core(logdensity, data, init, keys, num_warmup, num_draws):
+    def one(d, x0, k):
+        return _nuts_run(logdensity, d, x0, k, num_warmup, num_draws)
+
+    return jax.vmap(one)(data, init, keys)
+
+
+def _nuts_result(xs: np.ndarray, acc) -> McmcResult:
+    import arviz as az
+
+    draws = np.asarray(xs)[:, None]  # (chains, 1, draws, dim)
+    chains = draws[:, 0]
+    rhat = np.array([float(az.rhat(chains[..., j])) for j in range(chains.shape[-1])])
+    return McmcResult(draws, rhat, _ess(draws), float(acc))
+
+
 def nuts(
     logdensity: Callable[..., jax.Array],
     initial_positions: jax.Array,
@@ -158,19 +246,46 @@ def nuts(
     """NUTS chains from ``initial_positions (num_chains, dim)``, each with its own window
     adaptation; ``rhat`` is ArviZ's rank-normalized split R-hat. ``logdensity`` and ``data``
     as in :func:`chees_hmc`."""
-    import arviz as az
-
     init = jnp.asarray(initial_positions, jnp.float32)
     if init.ndim != 2 or init.shape[0] < 2:
         raise ValueError(
             f"nuts: initial_positions must be (num_chains >= 2, dim), got {init.shape}"
         )
-    dim = init.shape[1]
     with jax.numpy_rank_promotion("allow"):  # as in chees_hmc
         xs, acc = _nuts_core(
             logdensity, data, init, jax.random.key(seed), int(num_warmup), int(num_draws)
         )
-    draws = np.asarray(xs)[:, None]  # (chains, 1, draws, dim)
-    chains = draws[:, 0]
-    rhat = np.array([float(az.rhat(chains[..., j])) for j in range(dim)])
-    return McmcResult(draws, rhat, _ess(draws), float(acc))
+    return _nuts_result(xs, acc)
+
+
+def nuts_many(
+    logdensity: Callable[..., jax.Array],
+    initial_positions: jax.Array,
+    data: Any,
+    seeds: Any,
+    num_warmup: int = 500,
+    num_draws: int = 500,
+) -> list[McmcResult]:
+    """:func:`nuts` for many datasets at once, vmapped (as :func:`chees_hmc_many`):
+    ``initial_positions (num_datasets, num_chains, dim)``, ``data`` leading with
+    ``num_datasets``, one seed per dataset."""
+    init = jnp.asarray(initial_positions, jnp.float32)
+    if init.ndim != 3 or init.shape[1] < 2:
+        raise ValueError(
+            f"nuts_many: initial_positions must be (num_datasets, num_chains >= 2, dim), "
+            f"got {init.shape}"
+        )
+    seeds = np.asarray(seeds, np.uint32).reshape(-1)
+    if len(seeds) != init.shape[0]:
+        raise ValueError(f"nuts_many: {init.shape[0]} datasets but {len(seeds)} seeds")
+    with jax.numpy_rank_promotion("allow"):  # as in chees_hmc
+        xs, acc = _nuts_many_core(
+            logdensity,
+            data,
+            init,
+            jax.vmap(jax.random.key)(jnp.asarray(seeds)),
+            int(num_warmup),
+            int(num_draws),
+        )
+    xs, acc = np.asarray(xs), np.asarray(acc)
+    return [_nuts_result(xs[i], acc[i]) for i in range(init.shape[0])]
