@@ -89,7 +89,11 @@ class AmortizedBayesianWorkflow:
     rhat_threshold : float, default 1.01
     min_ess : float, default 400
     num_superchains, num_subchains, chees_warmup, chees_draws : ChEES settings
-        (defaults 8, 16, 200, 25).
+        (defaults 8, 16, 200, 200). After warm-up, draws are cheap next to the adaptation,
+        and nested R-hat of stationary but autocorrelated chains shrinks with subchains x
+        draws: with 25 draws, chains at lag-1 autocorrelation 0.8 already give a median
+        nested R-hat of 1.012 (above the 1.01 threshold); GEV datasets passed 4 of 16 with
+        25 draws and 12 of 16 with 200, at 1.3x the time.
     nuts_chains, nuts_warmup, nuts_draws : NUTS settings (defaults 4, 500, 500).
     force : {None, "psis", "mcmc"}
         ``"psis"`` sends every dataset through PSIS, ``"mcmc"`` every dataset to ChEES.
@@ -99,8 +103,11 @@ class AmortizedBayesianWorkflow:
         Fresh amortized draws per dataset for importance sampling, resampled to
         ``num_samples``: drawing is cheap, and more proposals mean fewer repeated draws
         after resampling and a better-estimated k-hat.
-    mcmc_batch : int, default 32
+    mcmc_batch : int, default 1
         Datasets whose ChEES (or NUTS) chains run together, vmapped in one compiled call.
+        Larger batches pay off on accelerators; on a CPU every dataset of a batch waits for
+        the batch's longest trajectories (GEV, 2 cores: 16 datasets took 42 s batched, 36 s
+        one by one).
     """
 
     @strict
@@ -115,14 +122,14 @@ class AmortizedBayesianWorkflow:
         num_superchains: int = 8,
         num_subchains: int = 16,
         chees_warmup: int = 200,
-        chees_draws: int = 25,
+        chees_draws: int = 200,
         nuts_chains: int = 4,
         nuts_warmup: int = 500,
         nuts_draws: int = 500,
         force: str | None = None,
         reference_simulations: int = 2000,
         psis_samples: int | None = None,
-        mcmc_batch: int = 32,
+        mcmc_batch: int = 1,
     ):
         check_choice("AmortizedBayesianWorkflow", "force", force, [None, "psis", "mcmc"])
         if model is not None and not isinstance(model, DensityModel):
