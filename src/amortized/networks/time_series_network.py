@@ -55,8 +55,9 @@ class TimeSeriesNetwork(SummaryNetwork):
     bidirectional : bool, default True
     autocorrelation_lags : int, default 5
         Sample autocorrelations of the (own-scaled) series at these lags join the summary
-        (0: none). Exact second-order structure: with them (and the learned features), an
-        AR(2) posterior reached C2ST 0.xx instead of 0.72 at the same training budget.
+        (0: none): exact second-order structure beside the learned features, which
+        approximate products of lagged values only roughly (AR(2) with the learned features
+        alone: C2ST 0.72 against NUTS after 3,000 steps).
     dropout : float, default 0.05
         On the final states, during training.
 
