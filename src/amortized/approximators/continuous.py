@@ -42,6 +42,13 @@ def _bucket(n: int, cap: int) -> int:
     return min(cap, 1 << max(0, int(n - 1).bit_length()))
 
 
+def _row_chunk(tree, start: int, stop: int, cap: int):
+    """Rows ``start:stop`` of every array in ``tree``, padded to a power-of-two bucket (at most
+    ``cap``) so that chunked calls compile a handful of times; returns ``(chunk, size)``."""
+    size = _bucket(stop - start, cap)
+    return jax.tree.map(lambda v: _pad_rows(v[start:stop], size), tree), size
+
+
 @eqx.filter_jit
 def _sample_chunk(nets, stats, key, cond_batch, num_datasets, num_samples):
     return core.sample(nets, stats, key, cond_batch, num_datasets, num_samples)
@@ -383,8 +390,7 @@ class ContinuousApproximator:
         show = progress and len(starts) > 1 and sys.stderr.isatty()
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=not show):
             stop = min(n, start + per_call)
-            size = _bucket(stop - start, per_call)
-            chunk = jax.tree.map(lambda v, a=start, b=stop, m=size: _pad_rows(v[a:b], m), arrays)
+            chunk, size = _row_chunk(arrays, start, stop, per_call)
             key, sub = jax.random.split(key)
             out = _sample_chunk(self.nets, self.stats, sub, chunk, size, num_samples)
             draws.append(np.asarray(out[: stop - start]))
@@ -461,9 +467,8 @@ class ContinuousApproximator:
         out = []
         for start in range(0, n, per_call):
             stop = min(n, start + per_call)
-            size = _bucket(stop - start, per_call)
-            chunk = jax.tree.map(lambda v, a=start, b=stop, m=size: _pad_rows(v[a:b], m), arrays)
-            lp = _log_prob_draws(self.nets, self.stats, chunk, _pad_rows(x[start:stop], size))
+            (chunk, xs), _ = _row_chunk((arrays, x), start, stop, per_call)
+            lp = _log_prob_draws(self.nets, self.stats, chunk, xs)
             out.append(np.asarray(lp[: stop - start], np.float64))
         lp = np.concatenate(out, axis=0)
         if IV in ldj:

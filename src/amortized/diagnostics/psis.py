@@ -59,12 +59,11 @@ def psis(log_weights: np.ndarray) -> PsisResult:
         raise ValueError("psis: log_weights hold NaN or +inf (check the log densities)")
     s = lw.shape[1]
     finite = np.isfinite(lw)
+    none = ~finite.any(axis=1)  # every weight zero: nothing to smooth, fails the check
     # constant weights make the Pareto fit degenerate: smooth nothing and report k-hat -inf
     hi = np.max(np.where(finite, lw, -np.inf), axis=1)
     lo = np.min(np.where(finite, lw, np.inf), axis=1)
-    spread = np.where(finite.any(axis=1), hi - lo, np.inf)
-    flat = spread < 1e-9
-    none = ~finite.any(axis=1)  # every weight zero: nothing to smooth, fails the check
+    flat = ~none & (hi - lo < 1e-9)
     fit = ~flat & ~none
     out = np.full_like(lw, -np.inf)
     khat = np.full(lw.shape[0], -np.inf)

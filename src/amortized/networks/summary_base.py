@@ -65,11 +65,8 @@ def own_scale(x: jax.Array, mask: jax.Array | None):
     the observed steps; returns it with ``mean`` and ``log sd`` (each ``(features,)``), which
     carry the scale into the summary. Series whose scales differ by orders of magnitude then
     look alike to the network, so it can learn scale-free structure (autocorrelation)."""
-    m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
-    count = jnp.maximum(jnp.sum(m), 1.0)
-    loc = jnp.sum(x * m[:, None], axis=0) / count
-    var = jnp.sum(((x - loc[None, :]) ** 2) * m[:, None], axis=0) / count
-    scale = jnp.sqrt(var + 1e-6)
+    loc = masked_mean(x, mask)
+    scale = jnp.sqrt(masked_mean((x - loc[None, :]) ** 2, mask) + 1e-6)
     return (x - loc[None, :]) / scale[None, :], loc, jnp.log(scale)
 
 

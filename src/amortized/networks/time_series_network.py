@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from .._validation import strict
 from .base import encode_config
 from .mlp import dropout_keep_mask
-from .summary_base import SummaryNetwork, autocorrelations, own_scale
+from .summary_base import SummaryNetwork, autocorrelations, masked_mean, own_scale
 
 
 def _gru_scan(cell: eqx.nn.GRUCell, x, mask, reverse: bool):
@@ -132,7 +132,7 @@ class TimeSeriesNetwork(SummaryNetwork):
         for conv in self.convs:
             h = jax.nn.silu(conv(h * m[None, :]))
         h = (h * m[None, :]).T  # (T, channels)
-        pooled = jnp.sum(h, axis=0) / jnp.maximum(jnp.sum(m), 1.0)
+        pooled = masked_mean(h, mask)
         states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
         if self.backward_cell is not None:
             states.append(_gru_scan(self.backward_cell, h, m, reverse=True))

@@ -26,7 +26,14 @@ import jax.numpy as jnp
 
 from .._validation import strict
 from .base import encode_config
-from .summary_base import MAB, PMA, SummaryNetwork, autocorrelations, own_scale
+from .summary_base import (
+    MAB,
+    PMA,
+    SummaryNetwork,
+    autocorrelations,
+    masked_mean,
+    own_scale,
+)
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> jax.Array:
@@ -146,6 +153,5 @@ class TimeSeriesTransformer(SummaryNetwork):
         )
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)
-        mean = jnp.sum(h * m[:, None], axis=0) / jnp.maximum(jnp.sum(m), 1.0)
         pooled = self.pool(h, mask, keys[-1])
-        return self.head(jnp.concatenate([pooled, mean, loc, log_scale, acf]))
+        return self.head(jnp.concatenate([pooled, masked_mean(h, mask), loc, log_scale, acf]))

@@ -390,9 +390,13 @@ class AmortizedBayesianWorkflow:
         data_one = self._one(i, data)
 
         def finite(u):
+            # densities of all rows (a fixed count: the jitted call compiles once), then the
+            # distinct usable ones (resampled draws repeat)
             u = np.asarray(u)
-            u = np.unique(u[np.all(np.isfinite(u), axis=1)], axis=0)  # resampled draws repeat
-            return u[np.isfinite(np.asarray(self._densities(jnp.asarray(u), data_one)))]
+            ok = np.all(np.isfinite(u), axis=1)
+            safe = jnp.asarray(np.where(ok[:, None], u, 0.0))
+            ok &= np.isfinite(np.asarray(self._densities(safe, data_one)))
+            return np.unique(u[ok], axis=0)
 
         ok = finite(self._flatten(self.model.to_unconstrained(params), 1))
         ok = ok[np.random.default_rng(seed).permutation(len(ok))]

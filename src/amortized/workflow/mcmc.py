@@ -141,6 +141,21 @@ def chees_hmc(
     return _chees_result(draws, k, m, int(num_draws), acc)
 
 
+def _many_inputs(where: str, chains: str, initial_positions, seeds):
+    """Checked ``(num_datasets, chains >= 2, dim)`` starting points and one PRNG key per
+    dataset, for the ``*_many`` samplers."""
+    init = jnp.asarray(initial_positions, jnp.float32)
+    if init.ndim != 3 or init.shape[1] < 2:
+        raise ValueError(
+            f"{where}: initial_positions must be (num_datasets, {chains} >= 2, dim), "
+            f"got {init.shape}"
+        )
+    seeds = np.asarray(seeds, np.uint32).reshape(-1)
+    if len(seeds) != init.shape[0]:
+        raise ValueError(f"{where}: {init.shape[0]} datasets but {len(seeds)} seeds")
+    return init, jax.vmap(jax.random.key)(jnp.asarray(seeds))
+
+
 def chees_hmc_many(
     logdensity: Callable[..., jax.Array],
     initial_positions: jax.Array,
@@ -156,31 +171,24 @@ def chees_hmc_many(
     (num_datasets, num_superchains, dim)``, ``data`` a pytree of arrays leading with
     ``num_datasets``, one seed per dataset. Each dataset adapts its own step size and
     trajectory length. One compiled call serves batches of the same size and shapes, and
-    the batch's chains share every array operation, which on a CPU is several times faster
-    than one dataset after another.
+    the batch's chains share every array operation; but every dataset of a batch waits for
+    the batch's longest trajectories, so on a CPU this measured slower than one dataset
+    after another (GEV, 16 datasets: 42 s against 36 s); it is meant for accelerators.
 
     >>> res = chees_hmc_many(lambda x, mu: -0.5 * jnp.sum((x - mu) ** 2),
     ...                      jnp.zeros((3, 4, 2)), jnp.arange(3.0)[:, None], seeds=[0, 1, 2])
     >>> len(res), res[0].draws.shape
     (3, (4, 16, 20, 2))
     """
-    init = jnp.asarray(initial_positions, jnp.float32)
-    if init.ndim != 3 or init.shape[1] < 2:
-        raise ValueError(
-            f"chees_hmc_many: initial_positions must be (num_datasets, num_superchains >= 2, "
-            f"dim), got {init.shape}"
-        )
+    init, keys = _many_inputs("chees_hmc_many", "num_superchains", initial_positions, seeds)
     n, k, _ = init.shape
-    seeds = np.asarray(seeds, np.uint32).reshape(-1)
-    if len(seeds) != n:
-        raise ValueError(f"chees_hmc_many: {n} datasets but {len(seeds)} seeds")
     m = int(num_subchains)
     with jax.numpy_rank_promotion("allow"):  # as in chees_hmc
         draws, acc = _chees_many_core(
             logdensity,
             data,
             init,
-            jax.vmap(jax.random.key)(jnp.asarray(seeds)),
+            keys,
             step_size,
             learning_rate,
             m,
@@ -269,21 +277,13 @@ def nuts_many(
     """:func:`nuts` for many datasets at once, vmapped (as :func:`chees_hmc_many`):
     ``initial_positions (num_datasets, num_chains, dim)``, ``data`` leading with
     ``num_datasets``, one seed per dataset."""
-    init = jnp.asarray(initial_positions, jnp.float32)
-    if init.ndim != 3 or init.shape[1] < 2:
-        raise ValueError(
-            f"nuts_many: initial_positions must be (num_datasets, num_chains >= 2, dim), "
-            f"got {init.shape}"
-        )
-    seeds = np.asarray(seeds, np.uint32).reshape(-1)
-    if len(seeds) != init.shape[0]:
-        raise ValueError(f"nuts_many: {init.shape[0]} datasets but {len(seeds)} seeds")
+    init, keys = _many_inputs("nuts_many", "num_chains", initial_positions, seeds)
     with jax.numpy_rank_promotion("allow"):  # as in chees_hmc
         xs, acc = _nuts_many_core(
             logdensity,
             data,
             init,
-            jax.vmap(jax.random.key)(jnp.asarray(seeds)),
+            keys,
             int(num_warmup),
             int(num_draws),
         )
