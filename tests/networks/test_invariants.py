@@ -90,6 +90,15 @@ def test_coupling_invertible_and_log_prob_matches_jacobian(name):
     np.testing.assert_allclose(logdet, ref_logdet, rtol=1e-4, atol=1e-4)
     ref = base_log_prob(net.base, z, net.df) + ref_logdet
     np.testing.assert_allclose(net.log_prob(x, c), ref, rtol=1e-4, atol=1e-4)
+    # sampling with its density: the inverse pass's log|det dx/dz| against jax.jacobian of
+    # the inverse map, and log q of the draws against the forward log_prob
+    draws, lq = net.sample_and_log_prob(jax.random.key(3), c)
+    zs = net.forward(draws, c)[0]
+    inv_jac = jax.vmap(jax.jacobian(lambda zi, ci: net._from_latent(zi, ci)[0]))(zs, c)
+    np.testing.assert_allclose(
+        net._from_latent(zs[0], c[0])[1], jnp.linalg.slogdet(inv_jac)[1][0], rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(lq, net.log_prob(draws, c), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(REGISTRY) if n.startswith("flow")])

@@ -77,6 +77,10 @@ def test_unconstrained_density_is_the_change_of_variables(m):
     )
     got = m.log_joint_unconstrained({n: vec[i] for i, n in enumerate(names)}, {"y": d["y"][0]})
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    # the Jacobian term alone, for a batch of draws (datasets, draws)
+    ldj = m.log_abs_det_jacobian({n: jnp.full((2, 3), vec[i]) for i, n in enumerate(names)})
+    assert ldj.shape == (2, 3)
+    np.testing.assert_allclose(ldj, jnp.linalg.slogdet(jac)[1], rtol=1e-5, atol=1e-5)
 
 
 def test_default_adapter_trains_and_errors(m):

@@ -6,6 +6,7 @@ import numpyro.distributions as dist
 import pytest
 
 import amortized as bf
+from amortized.diagnostics.psis import pareto_k_threshold
 
 
 def model(y=None):
@@ -172,3 +173,28 @@ def test_without_a_likelihood_only_the_amortized_step_runs(trained):
     # the in-distribution ones are accepted at about the nominal rate (alpha = 0.05): with
     # three datasets, at most one flagged is a loose bound that still fails if all are
     assert np.sum(res.step[:3] == "amortized") >= 2
+
+
+def test_in_distribution_datasets_are_refined_by_psis_when_it_passes(trained):
+    wf, m = trained
+    y = m.simulator.sample(4, seed=9)["y"]
+    common = dict(num_samples=200, psis_samples=800, reference_simulations=500)
+    res = bf.AmortizedBayesianWorkflow(wf, m, **common).run({"y": y}, seed=4)
+    inside = ~res.diagnostics["ood"]
+    assert inside.sum() >= 3  # alpha = 0.05: at most one of four flagged, as a loose bound
+    # PSIS ran for every dataset, the in-distribution ones included; those it accepts carry
+    # its draws (step "psis"), the others keep their amortized draws
+    khat = res.diagnostics["khat"]
+    assert np.all(np.isfinite(khat) | (khat == -np.inf))
+    threshold = pareto_k_threshold(800)
+    assert np.all((res.step[inside] == "psis") == (khat[inside] <= threshold))
+    assert np.all(np.isin(res.step[inside], ["psis", "amortized"]))
+    off = bf.AmortizedBayesianWorkflow(wf, m, psis_in_distribution=False, **common)
+    res_off = off.run({"y": y}, seed=4)
+    assert np.all(res_off.step[inside] == "amortized")
+    assert np.all(np.isnan(res_off.diagnostics["khat"][inside]))
+    # the same amortized draws (same seed) are where both runs start
+    np.testing.assert_array_equal(
+        res_off.draws["mu"][inside & (res.step == "amortized")],
+        res.draws["mu"][inside & (res.step == "amortized")],
+    )

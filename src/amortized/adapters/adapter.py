@@ -21,7 +21,7 @@ from typing import Any
 
 from .._validation import check_keywords
 from ._base import Data, Transform, as_keys
-from .elementwise import Constrain, Log, Sqrt, Standardize
+from .elementwise import SUPPORT_CHECKS, Constrain, Log, Sqrt, Standardize
 from .routing import Concatenate, Drop, Group, Keep, Rename
 from .shape import AsSet, AsTimeSeries, Broadcast, ConvertDtype, ExpandDims, NanToNum, OneHot
 
@@ -153,18 +153,28 @@ class Adapter:
 
     # -- applying ----------------------------------------------------------------------
     def forward(
-        self, data: Mapping[str, Any], *, strict: bool = True, log_det_jac: bool = False
+        self,
+        data: Mapping[str, Any],
+        *,
+        strict: bool = True,
+        log_det_jac: bool = False,
+        check_support: bool = True,
     ) -> Data | tuple[Data, Data]:
         """Apply every transform in order. With ``log_det_jac=True`` also return the
         elementwise log-det-Jacobian dict (see :mod:`amortized.adapters._base`).
         With ``strict=False`` transforms whose keys are all absent are skipped (used when
-        only conditions are given, at sampling time)."""
+        only conditions are given, at sampling time). ``check_support=False`` skips the
+        domain checks (e.g. ``constrain``'s bounds): values outside give inf/NaN."""
         if not isinstance(data, Mapping):
             raise TypeError(f"Adapter: expected a dict of arrays, got {type(data).__name__}")
         out: Data = dict(data)
         ldj: Data | None = {} if log_det_jac else None
-        for t in self.transforms:
-            out, ldj = t.forward(out, ldj, strict)
+        token = SUPPORT_CHECKS.set(bool(check_support))
+        try:
+            for t in self.transforms:
+                out, ldj = t.forward(out, ldj, strict)
+        finally:
+            SUPPORT_CHECKS.reset(token)
         return (out, ldj) if log_det_jac else out
 
     def inverse(self, data: Mapping[str, Any], *, strict: bool = False) -> Data:

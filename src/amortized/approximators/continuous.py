@@ -55,6 +55,11 @@ def _sample_chunk(nets, stats, key, cond_batch, num_datasets, num_samples):
 
 
 @eqx.filter_jit
+def _sample_log_prob_chunk(nets, stats, key, cond_batch, num_datasets, num_samples):
+    return core.sample_and_log_prob(nets, stats, key, cond_batch, num_datasets, num_samples)
+
+
+@eqx.filter_jit
 def _log_prob(nets, stats, batch):
     return core.log_prob(nets, stats, batch)
 
@@ -371,31 +376,74 @@ class ContinuousApproximator:
         """Posterior draws ``{name: (num_datasets, num_samples, *shape)}`` in the original
         parameter space, for every dataset in ``conditions``. Requests larger than one
         compiled call (2^17 draws) run in chunks, with a progress bar in a terminal."""
-        self._require_trained("sample")
-        num_samples = check_positive_int("sample", "num_samples", num_samples)
+        z, _ = self._draw("sample", num_samples, conditions, seed, progress, False)
+        return self._to_user_space(z)
+
+    @strict
+    def sample_and_log_prob(
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Draws as :meth:`sample` gives them, and ``log q(theta_s | x_i)`` of each in the
+        original space, ``(num_datasets, num_samples)``: what :meth:`log_prob_of_draws`
+        computes, from the same pass through the network for a coupling flow (other
+        networks evaluate their density after sampling). A draw that float32 rounding put
+        on the boundary of its support gets a non-finite log density.
+
+        >>> draws, log_q = approximator.sample_and_log_prob(num_samples=1000, conditions=data)
+        """
+        if not getattr(self.inference_network, "has_log_prob", False):
+            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+        z, lp = self._draw("sample_and_log_prob", num_samples, conditions, seed, progress, True)
+        draws = self._to_user_space(z)
+        if self.adapter is None:
+            return draws, lp
+        n, s = lp.shape
+        # without the support checks: a draw rounded onto a bound gives inf/NaN here
+        # instead of an error for the whole batch
+        flat = {k: np.reshape(v, (n * s, *np.shape(v)[2:])) for k, v in draws.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            _, ldj = self.adapter.forward(flat, strict=False, log_det_jac=True, check_support=False)
+        if IV in ldj:
+            j = np.asarray(ldj[IV], np.float64)
+            lp = lp + j.reshape(n, s, -1).sum(axis=2)
+        return draws, lp
+
+    def _draw(self, where, num_samples, conditions, seed, progress, with_log_prob):
+        """Adapter-space draws ``(n, S, dim)`` (and their log q, or None), chunked."""
+        self._require_trained(where)
+        num_samples = check_positive_int(where, "num_samples", num_samples)
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
         if arrays:
             n = _rows(arrays)
         elif IC in self._shapes or SV in self._shapes:
             raise KeyError(
-                "sample: no conditions arrived for a conditional approximator; "
+                f"{where}: no conditions arrived for a conditional approximator; "
                 f"expected keys that the adapter routes to {sorted(self._shapes)}"
             )
         else:
             n = 1  # unconditional density
         key = as_key(seed)
         per_call = max(1, SAMPLE_CHUNK // num_samples)
-        draws = []
+        draws, log_q = [], []
         starts = range(0, n, per_call)
         show = progress and len(starts) > 1 and sys.stderr.isatty()
+        fn = _sample_log_prob_chunk if with_log_prob else _sample_chunk
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=not show):
             stop = min(n, start + per_call)
             chunk, size = _row_chunk(arrays, start, stop, per_call)
             key, sub = jax.random.split(key)
-            out = _sample_chunk(self.nets, self.stats, sub, chunk, size, num_samples)
+            out = fn(self.nets, self.stats, sub, chunk, size, num_samples)
+            if with_log_prob:
+                out, lp = out
+                log_q.append(np.asarray(lp[: stop - start], np.float64))
             draws.append(np.asarray(out[: stop - start]))
         z = np.concatenate(draws, axis=0)
-        return self._to_user_space(z)
+        return z, (np.concatenate(log_q, axis=0) if with_log_prob else None)
 
     def _to_user_space(self, z: np.ndarray) -> dict[str, np.ndarray]:
         if self.adapter is None:

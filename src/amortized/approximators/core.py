@@ -129,3 +129,15 @@ def sample(
     cond = jnp.repeat(cond, num_samples, axis=0)
     z = nets.inference.sample(key, cond)
     return unstandardize(stats, IV, z).reshape(num_datasets, num_samples, -1)
+
+
+def sample_and_log_prob(
+    nets: Networks, stats: Stats, key, cond_batch, num_datasets: int, num_samples: int
+) -> tuple[jax.Array, jax.Array]:
+    """Draws ``(num_datasets, num_samples, dim)`` in adapter space and their log q
+    ``(num_datasets, num_samples)`` there (standardization included)."""
+    cond = conditions(nets, stats, cond_batch, num_datasets)
+    cond = jnp.repeat(cond, num_samples, axis=0)
+    z, lp = nets.inference.sample_and_log_prob(key, cond)
+    x = unstandardize(stats, IV, z).reshape(num_datasets, num_samples, -1)
+    return x, (lp + log_det(stats, IV)).reshape(num_datasets, num_samples)

@@ -15,7 +15,7 @@ from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
 from .mmd import mmd
 from .nested_rhat import nested_rhat
 from .ood import SummaryReference, mmd_check, summary_reference
-from .psis import PsisResult, pareto_k_threshold, psis, resample
+from .psis import MomentMatchResult, PsisResult, moment_match, pareto_k_threshold, psis, resample
 from .ratings import THRESHOLDS, Thresholds, inspect_history, next_steps, rate_diagnostics
 from .recovery import nrmse, recovery_correlation
 from .report import build_report, write_report
@@ -28,6 +28,7 @@ __all__ = [
     "Diagnosis",
     "EcdfBands",
     "Metric",
+    "MomentMatchResult",
     "PsisResult",
     "SummaryReference",
     "Thresholds",
@@ -45,6 +46,7 @@ __all__ = [
     "log_gamma",
     "mmd",
     "mmd_check",
+    "moment_match",
     "nested_rhat",
     "next_steps",
     "nrmse",

@@ -28,6 +28,7 @@ class InferenceNetwork(eqx.Module):
     cond_dim: int = eqx.field(static=True)
 
     has_log_prob = True  # networks with exact densities
+    one_pass_log_prob = False  # sample_and_log_prob costs no more than sample
 
     @property
     def config(self) -> dict[str, Any]:
@@ -53,6 +54,12 @@ class InferenceNetwork(eqx.Module):
 
     def sample(self, key: jax.Array, cond: jax.Array) -> jax.Array:
         raise NotImplementedError  # abstract
+
+    def sample_and_log_prob(self, key: jax.Array, cond: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Draws ``(B, dim)`` and their ``log_prob`` ``(B,)``; networks that get both from
+        one pass (coupling flows) override this."""
+        x = self.sample(key, cond)
+        return x, self.log_prob(x, cond)
 
     def loss(self, x: jax.Array, cond: jax.Array, key: jax.Array, train: bool = True) -> jax.Array:
         raise NotImplementedError  # abstract

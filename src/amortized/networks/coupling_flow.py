@@ -62,10 +62,10 @@ class _Coupling(eqx.Module):
     def _f(self, x, p, inverse):
         if self.transform == "affine":
             if inverse:
-                return couplings.affine_inverse(x, p), 0.0
+                return couplings.affine_inverse(x, p)
             return couplings.affine_forward(x, p)
         if inverse:
-            return couplings.spline_inverse(x, p, self.bins, self.bound), 0.0
+            return couplings.spline_inverse(x, p, self.bins, self.bound)
         return couplings.spline_forward(x, p, self.bins, self.bound)
 
     def forward(self, x, c, key=None):
@@ -78,11 +78,13 @@ class _Coupling(eqx.Module):
         return jnp.concatenate([x1, x2]), ld
 
     def inverse(self, z, c):
+        """``z -> (x, log|det dx/dz|)``."""
         x1, x2 = z[: self.d1], z[self.d1 :]
+        ld = jnp.zeros(())
         if self.net_b is not None:
-            x1, _ = self._f(x1, self.net_b(jnp.concatenate([x2, c])), True)
-        x2, _ = self._f(x2, self.net_a(jnp.concatenate([x1, c])), True)
-        return jnp.concatenate([x1, x2])
+            x1, ld = self._f(x1, self.net_b(jnp.concatenate([x2, c])), True)
+        x2, ld_a = self._f(x2, self.net_a(jnp.concatenate([x1, c])), True)
+        return jnp.concatenate([x1, x2]), ld + ld_a
 
 
 class CouplingFlow(InferenceNetwork):
@@ -118,6 +120,8 @@ class CouplingFlow(InferenceNetwork):
     perms: tuple[jax.Array, ...] | None
     base: str = eqx.field(static=True)
     df: float = eqx.field(static=True)
+
+    one_pass_log_prob = True
 
     @strict
     def __init__(
@@ -203,14 +207,18 @@ class CouplingFlow(InferenceNetwork):
         return x, logdet
 
     def _from_latent(self, z, c):
+        """``z -> (x, log|det dx/dz|)`` for one example."""
+        logdet = jnp.zeros(())
         for i in reversed(range(len(self.layers))):
-            z = self.layers[i].inverse(z, c)
+            z, ld = self.layers[i].inverse(z, c)
+            logdet = logdet + ld
             if self.perms is not None:
                 z = z[jnp.argsort(self.perms[i])]
             if self.actnorm is not None:
                 log_s, b = self.actnorm[i]
                 z = (z - b) * jnp.exp(-log_s)
-        return z
+                logdet = logdet - jnp.sum(log_s)
+        return z, logdet
 
     def _log_prob_one(self, x, c, key=None):
         z, logdet = self._to_latent(x, c, key)
@@ -229,12 +237,20 @@ class CouplingFlow(InferenceNetwork):
     def inverse(self, z, cond):
         """Batched ``z -> x``."""
         self._require_built("inverse")
-        return jax.vmap(self._from_latent)(z, cond)
+        return jax.vmap(self._from_latent)(z, cond)[0]
 
     def sample(self, key, cond):
         self._require_built("sample")
         z = base_sample(self.base, key, (cond.shape[0], self.dim), self.df)
         return self.inverse(z, cond)
+
+    def sample_and_log_prob(self, key, cond):
+        """Draws and their log density in one inverse pass:
+        ``log q(x) = log p_base(z) - log|det dx/dz|``."""
+        self._require_built("sample_and_log_prob")
+        z = base_sample(self.base, key, (cond.shape[0], self.dim), self.df)
+        x, logdet = jax.vmap(self._from_latent)(z, cond)
+        return x, base_log_prob(self.base, z, self.df) - logdet
 
     def loss(self, x, cond, key, train=True):
         if not train:

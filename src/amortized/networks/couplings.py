@@ -1,7 +1,8 @@
 """Elementwise invertible maps used inside coupling layers, for one example.
 
-Each ``*_forward(x, params) -> (y, logdet)`` and ``*_inverse(y, params) -> x`` acts on a
-vector ``x`` of size ``d`` with ``params`` of size ``d * *_num_params(...)``.
+Each ``*_forward(x, params) -> (y, log|det dy/dx|)`` and
+``*_inverse(y, params) -> (x, log|det dx/dy|)`` acts on a vector ``x`` of size ``d`` with
+``params`` of size ``d * *_num_params(...)``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def affine_forward(x, params):
 
 def affine_inverse(y, params):
     s, t = _affine_split(params, y.shape[-1])
-    return (y - t) * jnp.exp(-s)
+    return (y - t) * jnp.exp(-s), -jnp.sum(s)
 
 
 # -- rational-quadratic splines (Durkan et al. 2019), identity outside [-bound, bound] ------
@@ -98,4 +99,9 @@ def spline_inverse(y, params, bins=16, bound=5.0):
     disc = jnp.maximum(b**2 - 4.0 * a * c, 0.0)
     xi = (2.0 * c) / (-b - jnp.sqrt(disc))
     x = x0 + xi * w
-    return jnp.where(inside, x, y)
+    # log dx/dy = -log dy/dx at the solved point (the forward derivative formula)
+    om = xi * (1.0 - xi)
+    den = s + c2 * om
+    dydx = s**2 * (d1 * xi**2 + 2.0 * s * om + d0 * (1.0 - xi) ** 2) / den**2
+    logdet = jnp.where(inside, -jnp.log(dydx), 0.0)
+    return jnp.where(inside, x, y), jnp.sum(logdet)

@@ -130,10 +130,23 @@ class DensityModel:
 
         def one(u, d):
             theta = {n: t[n](u[n]) for n in self.latent_sites}
-            jac = sum(jnp.sum(t[n].log_abs_det_jacobian(u[n], theta[n])) for n in self.latent_sites)
-            return sum(self._parts_one(theta, d)) + jac
+            return sum(self._parts_one(theta, d)) + self._log_jac_one(u, theta)
 
         return self._map(one, params_u, data)
+
+    def _log_jac_one(self, u, theta):
+        t = self._bijections()
+        return sum(jnp.sum(t[n].log_abs_det_jacobian(u[n], theta[n])) for n in self.latent_sites)
+
+    def log_abs_det_jacobian(self, params_u: Mapping[str, Any]) -> jax.Array:
+        """``log |det J_T(u)|`` of the constraining map ``theta = T(u)``, ``(*draws,)``: a
+        density ``q(theta)`` becomes ``q(T(u)) |det J_T(u)|`` in unconstrained space."""
+        t = self._bijections()
+
+        def one(u, _):
+            return self._log_jac_one(u, {n: t[n](u[n]) for n in self.latent_sites})
+
+        return self._map(one, params_u, None)
 
     # -- adapter -----------------------------------------------------------------------
     def default_adapter(self, observed_as: str = "inference_conditions"):

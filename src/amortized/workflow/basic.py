@@ -272,6 +272,21 @@ class BasicWorkflow:
         )
 
     @strict
+    def sample_and_log_prob(
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Draws and their log q ``(num_datasets, num_samples)``; see
+        :meth:`ContinuousApproximator.sample_and_log_prob`."""
+        return self.approximator.sample_and_log_prob(
+            num_samples=num_samples, conditions=conditions, seed=seed, progress=progress
+        )
+
+    @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
         """Posterior log density of the parameters in ``data`` given its conditions,
         in the original parameter space: ``(num_datasets,)``."""
