@@ -200,3 +200,8 @@ def test_autocorrelations_match_numpy_and_ignore_padding():
     np.testing.assert_allclose(autocorrelations(scaled_p, mask, 3), ref, rtol=1e-4, atol=1e-5)
     # a lag beyond the series gives 0, not an error
     assert float(autocorrelations(scaled[:3], None, 5)[-1]) == 0.0
+    # the log length counts observed steps only
+    from amortized.networks.summary_base import log_length
+
+    np.testing.assert_allclose(log_length(scaled, None), [np.log(60.0)], rtol=1e-6)
+    np.testing.assert_allclose(log_length(scaled_p, mask), [np.log(60.0)], rtol=1e-6)

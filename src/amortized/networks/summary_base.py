@@ -70,6 +70,14 @@ def own_scale(x: jax.Array, mask: jax.Array | None):
     return (x - loc[None, :]) / scale[None, :], loc, jnp.log(scale)
 
 
+def log_length(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """``(1,)``: log of the number of observed steps of a series ``(T, features)``. How much
+    a series says about its parameters grows with its length (posterior sd ~ 1/sqrt(T)),
+    which pooled features do not carry; the count is exact and padding-invariant."""
+    n = x.shape[0] if mask is None else jnp.sum(mask.astype(x.dtype))
+    return jnp.log(jnp.maximum(jnp.asarray(n, x.dtype), 1.0))[None]
+
+
 def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array:
     """Sample autocorrelations at lags 1..``lags`` of a series ``(T, features)`` already on
     its own scale (mean 0, sd 1 over observed steps), ``(lags * features,)``:

@@ -2,8 +2,8 @@
 ``(T, features)``.
 
 Each series is first put on its own scale, x <- (x - mean) / sd (per feature, observed
-steps only); the mean, the log sd and the autocorrelations at lags 1..``autocorrelation_lags``
-join the summary. Then
+steps only); the mean, the log sd, the autocorrelations at lags 1..``autocorrelation_lags``
+and the log of the number of observed steps join the summary. Then
 h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same" padding, over time);
 forward GRU over the steps (and a backward GRU, ``bidirectional``); summary =
 Linear([final states, mean over time of h]). The time-averaged convolution features are
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from .._validation import strict
 from .base import encode_config
 from .mlp import dropout_keep_mask
-from .summary_base import SummaryNetwork, autocorrelations, masked_mean, own_scale
+from .summary_base import SummaryNetwork, autocorrelations, log_length, masked_mean, own_scale
 
 
 def _gru_scan(cell: eqx.nn.GRUCell, x, mask, reverse: bool):
@@ -121,6 +121,7 @@ class TimeSeriesNetwork(SummaryNetwork):
             int(recurrent_dim) * (2 if bidirectional else 1)
             + chans[-1]
             + (2 + int(autocorrelation_lags)) * chans[0]
+            + 1
         )
         self.head = eqx.nn.Linear(out_in, int(summary_dim), key=keys[-1])
 
@@ -136,7 +137,7 @@ class TimeSeriesNetwork(SummaryNetwork):
         states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
         if self.backward_cell is not None:
             states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
-        z = jnp.concatenate([*states, pooled, loc, log_scale, acf])
+        z = jnp.concatenate([*states, pooled, loc, log_scale, acf, log_length(x, mask)])
         rate = self.config["dropout"]
         if key is not None and rate > 0:
             z = jnp.where(dropout_keep_mask(key, 0, z.shape, rate), z / (1.0 - rate), 0.0)

@@ -6,7 +6,7 @@ which join the summary). Tokens h_t = (W * x)_t + E(t): a 1-D convolution over t
 ``kernel_size`` steps ending at t (causal, zeros before the start), plus a sinusoidal
 embedding E of the step index t (or of an explicit time column, ``time_axis``). Blocks
 H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, mean, log sd, autocorrelations
-at lags 1..``autocorrelation_lags``]).
+at lags 1..``autocorrelation_lags``, log number of observed steps]).
 
 Why the window: with one step per token, lagged products x_t x_{t-k} (what identifies
 autoregressive structure) must come from attention learning relative offsets through the
@@ -31,6 +31,7 @@ from .summary_base import (
     PMA,
     SummaryNetwork,
     autocorrelations,
+    log_length,
     masked_mean,
     own_scale,
 )
@@ -131,7 +132,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             for h, k in zip(num_heads, keys[2:-2], strict=True)
         )
         self.pool = PMA(d, 1, num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        head_in = 2 * d + (2 + int(autocorrelation_lags)) * features
+        head_in = 2 * d + (2 + int(autocorrelation_lags)) * features + 1
         self.head = eqx.nn.Linear(head_in, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
@@ -154,4 +155,7 @@ class TimeSeriesTransformer(SummaryNetwork):
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)
         pooled = self.pool(h, mask, keys[-1])
-        return self.head(jnp.concatenate([pooled, masked_mean(h, mask), loc, log_scale, acf]))
+        length = log_length(x, mask)
+        return self.head(
+            jnp.concatenate([pooled, masked_mean(h, mask), loc, log_scale, acf, length])
+        )
