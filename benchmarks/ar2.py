@@ -11,7 +11,8 @@ simulations (padded with masks). Reference: NumPyro NUTS on the same model (4 ch
 2,500 draws after 1,000 warm-up). Score: C2ST (sbibm protocol) on (phi1, phi2, sigma) for
 ``--series`` held-out series.
 
-    python benchmarks/ar2.py [--series 5] [--network time_series_network] [--write-md]
+    python benchmarks/ar2.py [--series 5] [--network time_series_network] [--epochs 30]
+        [--batch-size 64] [--parametrization r] [--write-md]
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser()
     p.add_argument("--series", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="of 100 steps each")
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--network",
         choices=["time_series_network", "time_series_transformer"],
@@ -131,7 +133,7 @@ def main() -> None:
     wf.fit_online(
         epochs=a.epochs,
         num_batches_per_epoch=100,
-        batch_size=64,
+        batch_size=a.batch_size,
         validation_data=1000,
         seed=1,
         progress=False,
@@ -158,7 +160,7 @@ def main() -> None:
         "steps": a.epochs * 100,
         "network": a.network,
         "parametrization": a.parametrization,
-        "batch_size": 64,
+        "batch_size": a.batch_size,
         "machine": machine(),
     }
     RESULTS.mkdir(exist_ok=True)
