@@ -198,3 +198,18 @@ def test_in_distribution_datasets_are_refined_by_psis_when_it_passes(trained):
         res_off.draws["mu"][inside & (res.step == "amortized")],
         res.draws["mu"][inside & (res.step == "amortized")],
     )
+
+
+def test_psis_weights_agree_whether_log_q_comes_with_the_draws_or_after(trained, monkeypatch):
+    # a coupling flow returns log q from its sampling pass; networks without that evaluate
+    # log q of the step-1 draws afterwards (log_prob_of_draws): the same weights either way
+    wf, m = trained
+    y = m.simulator.sample(3, seed=10)["y"]
+    common = dict(num_samples=200, psis_samples=600, reference_simulations=300)
+    one_pass = bf.AmortizedBayesianWorkflow(wf, m, **common).run({"y": y}, seed=5)
+    after = bf.AmortizedBayesianWorkflow(wf, m, **common)
+    monkeypatch.setattr(after, "_psis_needs_step1_log_q", lambda: False)
+    res = after.run({"y": y}, seed=5)
+    # float32 densities through the inverse and the forward pass: k-hat to 1e-3
+    np.testing.assert_allclose(res.diagnostics["khat"], one_pass.diagnostics["khat"], atol=1e-3)
+    assert list(res.step) == list(one_pass.step)

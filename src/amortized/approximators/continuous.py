@@ -263,6 +263,11 @@ class ContinuousApproximator:
             k: () if isinstance(v, Mapping) else tuple(v.shape[1:]) for k, v in arrays.items()
         }
 
+    def _require_density(self, what: str) -> None:
+        self._require_trained(what)
+        if not getattr(self.inference_network, "has_log_prob", False):
+            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
             raise RuntimeError(
@@ -396,22 +401,27 @@ class ContinuousApproximator:
 
         >>> draws, log_q = approximator.sample_and_log_prob(num_samples=1000, conditions=data)
         """
-        if not getattr(self.inference_network, "has_log_prob", False):
-            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+        self._require_density("sample_and_log_prob")
         z, lp = self._draw("sample_and_log_prob", num_samples, conditions, seed, progress, True)
         draws = self._to_user_space(z)
-        if self.adapter is None:
-            return draws, lp
-        n, s = lp.shape
         # without the support checks: a draw rounded onto a bound gives inf/NaN here
         # instead of an error for the whole batch
-        flat = {k: np.reshape(v, (n * s, *np.shape(v)[2:])) for k, v in draws.items()}
         with np.errstate(divide="ignore", invalid="ignore"):
-            _, ldj = self.adapter.forward(flat, strict=False, log_det_jac=True, check_support=False)
-        if IV in ldj:
-            j = np.asarray(ldj[IV], np.float64)
-            lp = lp + j.reshape(n, s, -1).sum(axis=2)
-        return draws, lp
+            _, ldj = self._adapt_draws(draws, *lp.shape, check_support=False)
+        return draws, lp + ldj
+
+    def _adapt_draws(self, draws, n: int, s: int, check_support: bool = True):
+        """Draws ``{name: (n, s, ...)}`` through the adapter: the adapted arrays (rows
+        flattened to ``n * s``) and the adapter's log|det J| per draw, ``(n, s)``."""
+        flat = {k: np.reshape(v, (n * s, *np.shape(v)[2:])) for k, v in draws.items()}
+        if self.adapter is None:
+            return flat, np.zeros((n, s))
+        adapted, ldj = self.adapter.forward(
+            flat, strict=False, log_det_jac=True, check_support=check_support
+        )
+        if IV not in ldj:
+            return adapted, np.zeros((n, s))
+        return adapted, np.asarray(ldj[IV], np.float64).reshape(n, s, -1).sum(axis=2)
 
     def _draw(self, where, num_samples, conditions, seed, progress, with_log_prob):
         """Adapter-space draws ``(n, S, dim)`` (and their log q, or None), chunked."""
@@ -454,9 +464,7 @@ class ContinuousApproximator:
     @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
         """log q(theta | x) in the original parameter space, ``(num_datasets,)``."""
-        self._require_trained("log_prob")
-        if not getattr(self.inference_network, "has_log_prob", False):
-            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+        self._require_density("log_prob")
         if not isinstance(data, Mapping):
             raise TypeError(f"log_prob: expected a dict of arrays, got {type(data).__name__}")
         if self.adapter is not None:
@@ -484,9 +492,7 @@ class ContinuousApproximator:
         >>> draws = approximator.sample(num_samples=1000, conditions=data)
         >>> log_q = approximator.log_prob_of_draws(draws=draws, conditions=data)
         """
-        self._require_trained("log_prob_of_draws")
-        if not getattr(self.inference_network, "has_log_prob", False):
-            raise NotImplementedError(f"{type(self.inference_network).__name__} has no density")
+        self._require_density("log_prob_of_draws")
         if not isinstance(draws, Mapping) or not draws:
             raise TypeError("log_prob_of_draws: draws must be a non-empty dict of arrays")
         lead = {k: np.shape(v)[:2] for k, v in draws.items()}
@@ -496,11 +502,7 @@ class ContinuousApproximator:
                 f"num_samples) and they must agree; got leading shapes {lead}"
             )
         n, s = next(iter(lead.values()))
-        flat = {k: np.reshape(v, (n * s, *np.shape(v)[2:])) for k, v in draws.items()}
-        if self.adapter is not None:
-            adapted, ldj = self.adapter.forward(flat, strict=False, log_det_jac=True)
-        else:
-            adapted, ldj = dict(flat), {}
+        adapted, ldj = self._adapt_draws(draws, n, s)
         if IV not in adapted:
             raise KeyError(
                 f"log_prob_of_draws: draws {sorted(draws)} do not form the inference variables"
@@ -518,11 +520,7 @@ class ContinuousApproximator:
             (chunk, xs), _ = _row_chunk((arrays, x), start, stop, per_call)
             lp = _log_prob_draws(self.nets, self.stats, chunk, xs)
             out.append(np.asarray(lp[: stop - start], np.float64))
-        lp = np.concatenate(out, axis=0)
-        if IV in ldj:
-            j = np.asarray(ldj[IV], np.float64)
-            lp = lp + j.reshape(n, s, -1).sum(axis=2)
-        return lp
+        return np.concatenate(out, axis=0) + ldj
 
     @strict
     def embed(self, data: Mapping[str, Any]) -> np.ndarray:

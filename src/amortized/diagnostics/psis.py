@@ -113,15 +113,17 @@ class MomentMatchResult:
     transforms: int
 
 
-def _weights_of(log_target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
-    lw = np.asarray(log_target, np.float64) - log_q
-    # NaN (a density undefined there) and +inf (q underflowed) carry no usable weight
+def importance_log_weights(log_target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """``log p - log q`` in float64, with NaN (a density undefined there) and +inf (q
+    underflowed at its own draw) set to -inf: such draws carry no usable weight, and
+    :func:`psis` refuses NaN and +inf."""
+    lw = np.asarray(log_target, np.float64) - np.asarray(log_q, np.float64)
     return np.where(np.isnan(lw) | (lw == np.inf), -np.inf, lw)
 
 
 def _affine_candidates(u: np.ndarray, w: np.ndarray):
     """The three maps of implicitly adaptive importance sampling (Paananen et al. 2021), as
-    ``(A, shift)`` for ``u' = (u - mean) A^T + mean_w``: match the weighted mean; then also
+    ``(A, mean, mean_w)`` for ``u' = (u - mean) A^T + mean_w``: match the weighted mean; then also
     the weighted marginal variances; then the weighted covariance."""
     mean = u.mean(axis=0)
     mean_w = w @ u
@@ -182,11 +184,11 @@ def moment_match(
         )
     if not (np.all(np.isfinite(u)) and np.all(np.isfinite(lq))):
         raise ValueError("moment_match: draws and log_q must be finite")
-    lw = _weights_of(log_target(u), lq)
+    lw = importance_log_weights(log_target(u), lq)
     r = psis(lw)
-    kept = 0
     if r.accepted[0]:
         return MomentMatchResult(u, lq, r, 0)
+    kept = 0
     # past the threshold too: k-hat estimated from S draws understates the tail of a
     # proposal still narrower than the target, so keep adapting while a map helps
     while kept < max_iterations and np.isfinite(lw).any():
@@ -196,7 +198,7 @@ def moment_match(
             lq_new = lq - np.linalg.slogdet(a)[1]
             if not np.all(np.isfinite(u_new)):
                 continue
-            lw_new = _weights_of(log_target(u_new), lq_new)
+            lw_new = importance_log_weights(log_target(u_new), lq_new)
             r_new = psis(lw_new)
             if r_new.khat[0] < r.khat[0]:
                 u, lq, lw, r = u_new, lq_new, lw_new, r_new

@@ -75,17 +75,21 @@ def _bin(v, params, bins, bound, inverse):
     return inside, vc, x0, y0, w, h, _gather(deriv, k), _gather(deriv, k + 1)
 
 
+def _log_slope(inside, xi, s, d0, d1):
+    """``sum log dy/dx`` of the spline at bin position ``xi`` (0 outside the bound)."""
+    om = xi * (1.0 - xi)
+    den = s + (d1 + d0 - 2.0 * s) * om
+    dydx = s**2 * (d1 * xi**2 + 2.0 * s * om + d0 * (1.0 - xi) ** 2) / den**2
+    return jnp.sum(jnp.where(inside, jnp.log(dydx), 0.0))
+
+
 def spline_forward(x, params, bins=16, bound=5.0):
     inside, xc, x0, y0, w, h, d0, d1 = _bin(x, params, bins, bound, inverse=False)
     s = h / w
     xi = (xc - x0) / w
     om = xi * (1.0 - xi)
-    den = s + (d1 + d0 - 2.0 * s) * om
-    y = y0 + h * (s * xi**2 + d0 * om) / den
-    dydx = s**2 * (d1 * xi**2 + 2.0 * s * om + d0 * (1.0 - xi) ** 2) / den**2
-    y = jnp.where(inside, y, x)
-    logdet = jnp.where(inside, jnp.log(dydx), 0.0)
-    return y, jnp.sum(logdet)
+    y = y0 + h * (s * xi**2 + d0 * om) / (s + (d1 + d0 - 2.0 * s) * om)
+    return jnp.where(inside, y, x), _log_slope(inside, xi, s, d0, d1)
 
 
 def spline_inverse(y, params, bins=16, bound=5.0):
@@ -99,9 +103,5 @@ def spline_inverse(y, params, bins=16, bound=5.0):
     disc = jnp.maximum(b**2 - 4.0 * a * c, 0.0)
     xi = (2.0 * c) / (-b - jnp.sqrt(disc))
     x = x0 + xi * w
-    # log dx/dy = -log dy/dx at the solved point (the forward derivative formula)
-    om = xi * (1.0 - xi)
-    den = s + c2 * om
-    dydx = s**2 * (d1 * xi**2 + 2.0 * s * om + d0 * (1.0 - xi) ** 2) / den**2
-    logdet = jnp.where(inside, -jnp.log(dydx), 0.0)
-    return jnp.where(inside, x, y), jnp.sum(logdet)
+    # log dx/dy = -log dy/dx at the solved point
+    return jnp.where(inside, x, y), -_log_slope(inside, xi, s, d0, d1)

@@ -38,7 +38,7 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_int, strict
 from ..diagnostics.ood import SummaryReference, summary_reference
-from ..diagnostics.psis import moment_match, psis, resample
+from ..diagnostics.psis import importance_log_weights, moment_match, psis, resample
 from ..simulators import DensityModel
 from .mcmc import chees_hmc_many, nuts_many
 
@@ -371,28 +371,27 @@ class AmortizedBayesianWorkflow:
         datasets get the resampled draws and step "psis". Returns every dataset's resampled
         draws (MCMC starting points)."""
         sub_data = {k: v[todo] for k, v in data.items()}
-        sub = {k: v[todo] for k, v in draws.items()}
-        if step1_log_q is None:
-            log_q = self._log_q(sub, sub_data, self._valid(sub))
-        else:
-            log_q = step1_log_q[todo]
+        step1 = {k: v[todo] for k, v in draws.items()}
+        sub, log_q = step1, [None]
         extra = self.psis_samples - self.num_samples
         if extra:
             fresh, fresh_q = self.workflow.sample_and_log_prob(
                 conditions=sub_data, num_samples=extra, seed=seed + 1
             )
             sub = {k: np.concatenate([v, np.asarray(fresh[k])], axis=1) for k, v in sub.items()}
-            log_q = np.concatenate([log_q, fresh_q], axis=1)
-        sub_valid = self._valid(sub)
-        log_q = np.where(sub_valid, log_q, -np.inf)
-        lw = np.asarray(self.model.log_joint(sub, sub_data), np.float64) - log_q
-        # NaN (a density undefined there) and +inf (q underflowed at its own draw) carry no
-        # usable weight
-        lw = np.where(np.isnan(lw) | (lw == np.inf), -np.inf, lw)
+            log_q.append(fresh_q)
+        # unconstrained once: validity (as in _valid) and the space of moment matching
+        flat_u = np.asarray(self._flatten(self.model.to_unconstrained(sub), 2), np.float64)
+        sub_valid = np.all(np.isfinite(flat_u), axis=-1)
+        if step1_log_q is None:
+            log_q[0] = self._log_q(step1, sub_data, sub_valid[:, : self.num_samples])
+        else:
+            log_q[0] = step1_log_q[todo]
+        log_q = np.where(sub_valid, np.concatenate(log_q, axis=1), -np.inf)
+        lw = importance_log_weights(self.model.log_joint(sub, sub_data), log_q)
         r = psis(lw)
         diag["khat"][todo], diag["psis_ess"][todo] = r.khat, r.ess
         diag["valid_draws"][todo] = np.isfinite(lw).sum(axis=1)
-        flat_u = np.asarray(self._flatten(self.model.to_unconstrained(sub), 2), np.float64)
         if self.moment_matching and not r.accepted.all():
             # the proposal density in unconstrained space: log q(T(u)) + log |det J_T(u)|
             safe = np.where(sub_valid[..., None], flat_u, 0.0)
