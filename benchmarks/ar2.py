@@ -31,11 +31,11 @@ from sbibm_c2st import RESULTS, machine, replace_block  # noqa: E402
 
 
 def simulate_series(phi1, phi2, sigma, T, rng):
-    y = np.zeros(T + 2)
-    e = rng.normal(size=T) * sigma
-    for t in range(T):
-        y[t + 2] = phi1 * y[t + 1] + phi2 * y[t] + e[t]
-    return y[2:]
+    """y_t = phi1 y_{t-1} + phi2 y_{t-2} + sigma e_t from zeros: the all-pole filter
+    1 / (1 - phi1 z^-1 - phi2 z^-2) applied to the innovations (no Python loop over t)."""
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -phi1, -phi2], rng.normal(size=T) * sigma)
 
 
 def phi_of(r: np.ndarray) -> np.ndarray:
