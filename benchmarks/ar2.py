@@ -12,7 +12,7 @@ simulations (padded with masks). Reference: NumPyro NUTS on the same model (4 ch
 ``--series`` held-out series.
 
     python benchmarks/ar2.py [--series 5] [--network time_series_network] [--epochs 30]
-        [--batch-size 64] [--parametrization r] [--write-md]
+        [--batch-size 64] [--parametrization r] [--tag _long] [--write-md]
 """
 
 from __future__ import annotations
@@ -107,7 +107,14 @@ def main() -> None:
         help="infer the partial autocorrelations r in (-1, 1) (the prior's box, declared with "
         "Adapter.constrain) or the AR coefficients phi unconstrained; C2ST is on phi either way",
     )
+    p.add_argument(
+        "--constrain-method",
+        default="default",
+        choices=["default", "sigmoid", "probit"],
+        help="Adapter.constrain's map of r's interval (-1, 1) to the real line",
+    )
     p.add_argument("--write-md", action="store_true")
+    p.add_argument("--tag", default="", help="suffix of the results file and BENCHMARKS.md block")
     a = p.parse_args()
     drop = "phi" if a.parametrization == "r" else "r"
     summary = {
@@ -116,7 +123,7 @@ def main() -> None:
     }[a.network](summary_dim=16)
     adapter = bf.Adapter().convert_dtype().drop(drop).constrain("sigma", lower=0.0)
     if a.parametrization == "r":
-        adapter = adapter.constrain("r", lower=-1.0, upper=1.0)
+        adapter = adapter.constrain("r", lower=-1.0, upper=1.0, method=a.constrain_method)
     adapter = (
         adapter.concatenate([a.parametrization, "sigma"], into="inference_variables")
         .rename("y", "summary_variables")
@@ -161,10 +168,11 @@ def main() -> None:
         "network": a.network,
         "parametrization": a.parametrization,
         "batch_size": a.batch_size,
+        "constrain_method": a.constrain_method,
         "machine": machine(),
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"ar2_{a.network}" + ("_r" if a.parametrization == "r" else "")
+    name = f"ar2_{a.network}" + ("_r" if a.parametrization == "r" else "") + a.tag
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1))
     if a.write_md:
         replace_block(

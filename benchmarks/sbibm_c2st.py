@@ -111,7 +111,7 @@ def run_task(
     seed: int,
     jobs: int,
     structure: bool = True,
-    constrain: bool = False,
+    constrain: str | None = None,
 ) -> dict:
     import amortized as bf
     from amortized.simulators.benchmarks import PRIOR_BOUNDS
@@ -128,7 +128,8 @@ def run_task(
     if constrain and task in PRIOR_BOUNDS:
         # the prior's box support declared in the adapter, as a modeller would
         lo, hi = PRIOR_BOUNDS[task]
-        adapter = bf.Adapter().convert_dtype().constrain("theta", lower=lo, upper=hi)
+        adapter = bf.Adapter().convert_dtype()
+        adapter = adapter.constrain("theta", lower=lo, upper=hi, method=constrain)
         adapter = adapter.rename("theta", "inference_variables").rename(
             "x", "summary_variables" if as_set else "inference_conditions"
         )
@@ -201,7 +202,8 @@ def run_task(
     if net_name == "auto":
         net_name = f"auto: {chosen}"
     if constrain and task in PRIOR_BOUNDS:
-        net_name = f"{net_name}, prior support constrained"
+        how = "" if constrain == "default" else f" ({constrain})"
+        net_name = f"{net_name}, prior support constrained{how}"
     if as_set:
         net_name = f"{net_name} + {SET_TASKS[task][2]} (x as a set)"
     return {
@@ -292,7 +294,14 @@ def main() -> None:
     p.add_argument("--write-md", action="store_true")
     p.add_argument("--flat", action="store_true", help="route every task's data as a flat vector")
     p.add_argument("--tag", default="", help="suffix of the results file")
-    p.add_argument("--constrain", action="store_true", help="declare box-uniform priors' supports")
+    p.add_argument(
+        "--constrain",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=["default", "sigmoid", "probit"],
+        help="declare box-uniform priors' supports (Adapter.constrain, optionally its method)",
+    )
     a = p.parse_args()
     # the number of optimizer steps, not epochs, sets training quality: scale epochs so
     # that each budget gets about 30k steps (10^3: 300 epochs of 8 batches is too few)

@@ -49,6 +49,11 @@ class Transform:
         """JSON-serializable constructor arguments; ``type(self)(**params())`` rebuilds it."""
         raise NotImplementedError  # abstract: every registered transform overrides it
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Transform:
+        """Rebuild from :meth:`params` (a saved configuration)."""
+        return cls(**params)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{self.name}({args})"

@@ -83,8 +83,14 @@ class Adapter:
     def drop(self, keys: str | Sequence[str]) -> Adapter:
         return self._add(Drop(keys))
 
-    def constrain(self, keys: str | Sequence[str], *, lower=None, upper=None) -> Adapter:
-        return self._add(Constrain(keys, lower=lower, upper=upper))
+    def constrain(
+        self, keys: str | Sequence[str], *, lower=None, upper=None, method: str = "default"
+    ) -> Adapter:
+        """Map bounded variables to the real line (see :class:`Constrain`): an interval by
+        the logit (``method="default"`` or ``"sigmoid"``) or the probit map
+        (``"probit"``: a uniform prior becomes a standard normal); a one-sided bound by log
+        (``"default"`` or ``"log"``)."""
+        return self._add(Constrain(keys, lower=lower, upper=upper, method=method))
 
     def log(self, keys: str | Sequence[str], *, p1: bool = False) -> Adapter:
         return self._add(Log(keys, p1=p1))
@@ -206,7 +212,7 @@ class Adapter:
                     f"Adapter config entry {i}: unknown transform {name!r}; "
                     f"known: {sorted(TRANSFORMS)}"
                 )
-            transforms.append(TRANSFORMS[name](**entry["params"]))
+            transforms.append(TRANSFORMS[name].from_params(dict(entry["params"])))
         return cls(transforms)
 
     def copy(self) -> Adapter:

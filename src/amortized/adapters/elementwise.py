@@ -75,19 +75,36 @@ def _bound_array(b, where):
     return b
 
 
+DEFAULT_INTERVAL_METHOD = "sigmoid"
+
+
+def _special(x):
+    """``ndtr`` (the normal CDF) and ``ndtri`` (its inverse) for NumPy or JAX arrays."""
+    if xp_of(x) is np:
+        from scipy.special import ndtr, ndtri
+    else:
+        from jax.scipy.special import ndtr, ndtri
+    return ndtr, ndtri
+
+
 class Constrain(ElementwiseTransform):
     """Map a bounded variable to the real line.
 
-    - both bounds:  y = logit((x - l) / (u - l)),  ldj = -log(p (1 - p) (u - l))
-    - lower only:   y = log(x - l),                ldj = -log(x - l)
-    - upper only:   y = log(u - x),                ldj = -log(u - x)
+    - both bounds, ``method="sigmoid"`` (``"default"``): with p = (x - l) / (u - l),
+      y = logit(p), ldj = -log(p (1 - p) (u - l))
+    - both bounds, ``method="probit"``: y = Phi^-1(p) (Phi the standard normal CDF),
+      ldj = y^2 / 2 + log(2 pi) / 2 - log(u - l). A uniform prior on (l, u) becomes a
+      standard normal in y (under the logit map a logistic, whose exponential tails a flow
+      with a Gaussian base fits less well where the posterior reaches a bound).
+    - lower only (``method="log"``, the default):  y = log(x - l),  ldj = -log(x - l)
+    - upper only (``method="log"``, the default):  y = log(u - x),  ldj = -log(u - x)
 
     Bounds are scalars or arrays broadcasting against the variable's trailing axes.
     """
 
     name = "constrain"
 
-    def __init__(self, keys, lower=None, upper=None):
+    def __init__(self, keys, lower=None, upper=None, method: str = "default"):
         super().__init__(keys)
         self.lower = _bound_array(lower, "constrain(lower)")
         self.upper = _bound_array(upper, "constrain(upper)")
@@ -97,6 +114,25 @@ class Constrain(ElementwiseTransform):
             raise ValueError(
                 f"constrain: upper must exceed lower, got lower={self.lower}, upper={self.upper}"
             )
+        interval = self.lower is not None and self.upper is not None
+        accepted = ("default", "sigmoid", "probit") if interval else ("default", "log")
+        if method not in accepted:
+            raise ValueError(
+                f"constrain: method must be one of {accepted} for "
+                f"{'an interval' if interval else 'a one-sided bound'}, got {method!r}"
+            )
+        # stored resolved, so that a saved adapter keeps its map if the default changes
+        self.method = (
+            method if method != "default" else DEFAULT_INTERVAL_METHOD if interval else "log"
+        )
+
+    @classmethod
+    def from_params(cls, params):
+        # configurations saved before ``method`` existed used the logit map
+        if "method" not in params:
+            interval = params.get("lower") is not None and params.get("upper") is not None
+            params["method"] = "sigmoid" if interval else "log"
+        return cls(**params)
 
     def _check(self, key, x):
         if xp_of(x) is not np:
@@ -118,6 +154,12 @@ class Constrain(ElementwiseTransform):
         lo, hi = _aligned(self.lower, x), _aligned(self.upper, x)
         if lo is not None and hi is not None:
             p = (x - lo) / (hi - lo)
+            if self.method == "probit":
+                # the upper half from the distance to the upper bound, so that values
+                # near it keep their precision (1 - p would round to 0 first)
+                ndtri = _special(x)[1]
+                q = (hi - x) / (hi - lo)
+                return xp.where(p < 0.5, ndtri(xp.minimum(p, 0.5)), -ndtri(xp.minimum(q, 0.5)))
             return xp.log(p) - xp.log1p(-p)
         if lo is not None:
             return xp.log(x - lo)
@@ -127,6 +169,11 @@ class Constrain(ElementwiseTransform):
         xp = xp_of(y)
         lo, hi = _aligned(self.lower, y), _aligned(self.upper, y)
         if lo is not None and hi is not None:
+            if self.method == "probit":
+                ndtr = _special(y)[0]
+                width = hi - lo
+                x = xp.where(y < 0, lo + width * ndtr(y), hi - width * ndtr(-y))
+                return x.astype(y.dtype)
             p = 0.5 * (1.0 + xp.tanh(0.5 * y))  # the logistic function, without overflow
             return (lo + (hi - lo) * p).astype(y.dtype)
         if lo is not None:
@@ -137,6 +184,9 @@ class Constrain(ElementwiseTransform):
         xp = xp_of(x)
         lo, hi = _aligned(self.lower, x), _aligned(self.upper, x)
         if lo is not None and hi is not None:
+            if self.method == "probit":
+                y = self._fwd(x)
+                return 0.5 * y * y + 0.5 * np.log(2 * np.pi) - np.log(hi - lo)
             p = (x - lo) / (hi - lo)
             return -(xp.log(p) + xp.log1p(-p) + np.log(hi - lo))
         if lo is not None:
@@ -148,6 +198,7 @@ class Constrain(ElementwiseTransform):
             "keys": self.keys,
             "lower": to_jsonable(self.lower),
             "upper": to_jsonable(self.upper),
+            "method": self.method,
         }
 
 
