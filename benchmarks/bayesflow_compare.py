@@ -10,6 +10,7 @@ via ``python benchmarks/bayesflow_compare.py --make-data`` (run with amortized's
     bfenv/bin/python benchmarks/bayesflow_compare.py --speed        # BayesFlow timings
     bfenv/bin/python benchmarks/bayesflow_compare.py --speed-set    # with a SetTransformer
     bfenv/bin/python benchmarks/bayesflow_compare.py --accuracy two_moons gaussian_linear
+    bfenv/bin/python benchmarks/bayesflow_compare.py --accuracy bernoulli_glm --classifier jax
 
 Results go to ``benchmarks/results/bayesflow_*.json``.
 """
@@ -59,10 +60,17 @@ SET_BATCH = 64
 
 
 def _c2st():
-    spec = importlib.util.spec_from_file_location(
-        "c2st", HERE.parent / "src" / "amortized" / "diagnostics" / "c2st.py"
-    )
+    """amortized's c2st, loaded without the package: its folder is registered as a bare
+    package so that c2st.py finds _classifier.py (the compiled classifier) beside it."""
+    import types
+
+    folder = HERE.parent / "src" / "amortized" / "diagnostics"
+    pkg = types.ModuleType("_c2st_files")
+    pkg.__path__ = [str(folder)]
+    sys.modules["_c2st_files"] = pkg
+    spec = importlib.util.spec_from_file_location("_c2st_files.c2st", folder / "c2st.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["_c2st_files.c2st"] = mod
     spec.loader.exec_module(mod)
     return mod.c2st
 
@@ -143,7 +151,7 @@ def speed_set():
     res_file.write_text(json.dumps(res, indent=1))
 
 
-def accuracy(tasks, observations=(1, 2, 3, 4, 5)):
+def accuracy(tasks, observations=(1, 2, 3, 4, 5), classifier="sklearn"):
     c2st = _c2st()
     out = RESULTS / "bayesflow_accuracy.json"
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -158,13 +166,14 @@ def accuracy(tasks, observations=(1, 2, 3, 4, 5)):
             obs = np.loadtxt(d / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
             ref = np.loadtxt(d / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
             draws = wf.sample(conditions={"x": obs.astype("float32")}, num_samples=10_000)
-            scores.append(c2st(ref, np.asarray(draws["theta"][0])))
+            scores.append(c2st(ref, np.asarray(draws["theta"][0]), classifier=classifier))
         results[task] = {
             "c2st": scores,
             "c2st_mean": float(np.mean(scores)),
             "observations": list(observations),
             "train_seconds": train_s,
             "config": "CouplingFlow() defaults, 100 epochs, batch 32",
+            "c2st_classifier": classifier,
         }
         print(task, results[task], flush=True)
         out.write_text(json.dumps(results, indent=1))
@@ -176,6 +185,12 @@ def main():
     p.add_argument("--speed", action="store_true")
     p.add_argument("--speed-set", action="store_true")
     p.add_argument("--accuracy", nargs="*")
+    p.add_argument(
+        "--classifier",
+        default="sklearn",
+        choices=["sklearn", "jax"],
+        help="C2ST classifier (see amortized.diagnostics.c2st)",
+    )
     a = p.parse_args()
     tasks = [
         "two_moons",
@@ -192,7 +207,7 @@ def main():
     if a.speed_set:
         speed_set()
     if a.accuracy is not None:
-        accuracy(a.accuracy or tasks)
+        accuracy(a.accuracy or tasks, classifier=a.classifier)
 
 
 if __name__ == "__main__":
