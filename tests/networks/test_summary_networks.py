@@ -37,8 +37,17 @@ SMALL = {
     "time_series_network_uni": TimeSeriesNetwork(
         summary_dim=4, filters=[8, 8], recurrent_dim=8, bidirectional=False
     ),
+    # summary_dim 24 > the 22 explicit statistics of 3 features: they pass through unmixed
+    "time_series_network_passthrough": TimeSeriesNetwork(
+        summary_dim=24, filters=[8], recurrent_dim=8
+    ),
 }
-SERIES = ["time_series_transformer", "time_series_network", "time_series_network_uni"]
+SERIES = [
+    "time_series_transformer",
+    "time_series_network",
+    "time_series_network_uni",
+    "time_series_network_passthrough",
+]
 SETS = [k for k in SMALL if k not in SERIES]
 
 
@@ -69,7 +78,7 @@ def test_padding_with_mask_does_not_change_the_summary(name):
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_time_series_transformer_is_order_sensitive_and_shapes(name):
     net, x = built(name), data()
-    assert net(x).shape == (4,)
+    assert net(x).shape == (SMALL[name].summary_dim,)
     if name in SERIES:
         assert not np.allclose(net(x[::-1]), net(x), atol=1e-4)
 
@@ -205,3 +214,22 @@ def test_autocorrelations_match_numpy_and_ignore_padding():
 
     np.testing.assert_allclose(log_length(scaled, None), [np.log(60.0)], rtol=1e-6)
     np.testing.assert_allclose(log_length(scaled_p, mask), [np.log(60.0)], rtol=1e-6)
+
+
+def test_time_series_network_passes_explicit_statistics_through():
+    # reference: the statistics computed with NumPy; float32 on 40 values, 1e-4 relative
+    rng = np.random.default_rng(4)
+    y = np.cumsum(rng.normal(size=40)) + 3.0
+    x = jnp.asarray(y[:, None], jnp.float32)
+    net = TimeSeriesNetwork(summary_dim=12, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
+    net = net.build((40, 1), jax.random.key(0))
+    out = np.asarray(net(x))
+    sd = np.sqrt(y.var() + 1e-6)
+    z = (y - y.mean()) / sd
+    ref = [y.mean(), np.log(sd), np.mean(z[1:] * z[:-1]), np.mean(z[2:] * z[:-2]), np.log(40)]
+    assert out.shape == (12,)
+    np.testing.assert_allclose(out[:5], ref, rtol=1e-4, atol=1e-5)
+    # with no room beside them (summary_dim <= 5), the statistics only feed the head
+    small = TimeSeriesNetwork(summary_dim=5, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
+    small = small.build((40, 1), jax.random.key(0))
+    assert small.head.out_features == 5

@@ -5,10 +5,15 @@ Each series is first put on its own scale, x <- (x - mean) / sd (per feature, ob
 steps only); the mean, the log sd, the autocorrelations at lags 1..``autocorrelation_lags``
 and the log of the number of observed steps join the summary. Then
 h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same" padding, over time);
-forward GRU over the steps (and a backward GRU, ``bidirectional``); summary =
-Linear([final states, mean over time of h]). The time-averaged convolution features are
-moment-like statistics of local windows (e.g. lagged products, which identify
-autoregressive structure); without them the GRU alone learned such structure far more
+forward GRU over the steps (and a backward GRU, ``bidirectional``); with
+e = [mean, log sd, autocorrelations, log steps] ((2 + lags) * features + 1 numbers),
+summary = [e, Linear([final states, mean over time of h, e])] when ``summary_dim`` > len(e),
+else Linear([final states, mean over time of h, e]). The explicit statistics pass through
+unmixed because mixed into a linear head with ~200 learned features they were blurred:
+AR(2) against NUTS after 3,000 steps, C2ST 0.719 mixed, 0.628 passed through (the flow
+conditioned on e alone: 0.656, on exact sufficient statistics: 0.656). The time-averaged
+convolution features are moment-like statistics of local windows (e.g. lagged products,
+which identify autoregressive structure); without them the GRU alone learned such structure far more
 slowly (AR(2): no recovery of the coefficients after 500 steps, against correlation 0.9 for
 the same features averaged). Padded steps (``mask`` 0) are zeroed before every convolution (so the
 convolutions see exactly the zeros of an unpadded series' border) and skipped by the GRUs
@@ -47,6 +52,10 @@ class TimeSeriesNetwork(SummaryNetwork):
     Parameters
     ----------
     summary_dim : int, default 16
+        Output size. The first (2 + ``autocorrelation_lags``) * features + 1 numbers are the
+        explicit statistics (mean, log sd, autocorrelations, log length) when that leaves at
+        least one learned number; otherwise all ``summary_dim`` are learned from them and
+        the recurrent features.
     filters : sequence of int, default (64, 64)
         Channels of each 1-D convolution over time.
     kernel_size : int, default 3
@@ -123,7 +132,15 @@ class TimeSeriesNetwork(SummaryNetwork):
             + (2 + int(autocorrelation_lags)) * chans[0]
             + 1
         )
-        self.head = eqx.nn.Linear(out_in, int(summary_dim), key=keys[-1])
+        self.head = eqx.nn.Linear(out_in, int(summary_dim) - self._passed(), key=keys[-1])
+
+    def _passed(self) -> int:
+        """How many explicit statistics (mean, log sd, autocorrelations per feature, log
+        length) pass to the summary unmixed: all of them when ``summary_dim`` leaves room for
+        at least one learned number beside them, else none (they still feed the head)."""
+        c = self.config
+        n = (2 + c["autocorrelation_lags"]) * self.input_shape[-1] + 1
+        return n if c["summary_dim"] > n else 0
 
     def __call__(self, x, key=None, mask=None):
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
@@ -137,8 +154,11 @@ class TimeSeriesNetwork(SummaryNetwork):
         states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
         if self.backward_cell is not None:
             states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
-        z = jnp.concatenate([*states, pooled, loc, log_scale, acf, log_length(x, mask)])
+        explicit = jnp.concatenate([loc, log_scale, acf, log_length(x, mask)])
+        z = jnp.concatenate([*states, pooled, explicit])
         rate = self.config["dropout"]
         if key is not None and rate > 0:
             z = jnp.where(dropout_keep_mask(key, 0, z.shape, rate), z / (1.0 - rate), 0.0)
+        if self._passed():
+            return jnp.concatenate([explicit, self.head(z)])
         return self.head(z)
