@@ -131,7 +131,7 @@ class Constrain(ElementwiseTransform):
         # configurations saved before ``method`` existed used the logit map
         if "method" not in params:
             interval = params.get("lower") is not None and params.get("upper") is not None
-            params["method"] = "sigmoid" if interval else "log"
+            params = {**params, "method": "sigmoid" if interval else "log"}
         return cls(**params)
 
     def _check(self, key, x):

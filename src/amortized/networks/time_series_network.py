@@ -126,21 +126,20 @@ class TimeSeriesNetwork(SummaryNetwork):
         self.backward_cell = (
             eqx.nn.GRUCell(chans[-1], int(recurrent_dim), key=keys[-2]) if bidirectional else None
         )
-        out_in = (
-            int(recurrent_dim) * (2 if bidirectional else 1)
-            + chans[-1]
-            + (2 + int(autocorrelation_lags)) * chans[0]
-            + 1
-        )
+        out_in = int(recurrent_dim) * (2 if bidirectional else 1) + chans[-1] + self._explicit()
         self.head = eqx.nn.Linear(out_in, int(summary_dim) - self._passed(), key=keys[-1])
 
+    def _explicit(self) -> int:
+        """Number of explicit statistics: mean, log sd and autocorrelations per feature, and
+        the log length."""
+        return (2 + self.config["autocorrelation_lags"]) * self.input_shape[-1] + 1
+
     def _passed(self) -> int:
-        """How many explicit statistics (mean, log sd, autocorrelations per feature, log
-        length) pass to the summary unmixed: all of them when ``summary_dim`` leaves room for
-        at least one learned number beside them, else none (they still feed the head)."""
-        c = self.config
-        n = (2 + c["autocorrelation_lags"]) * self.input_shape[-1] + 1
-        return n if c["summary_dim"] > n else 0
+        """How many explicit statistics pass to the summary unmixed: all of them when
+        ``summary_dim`` leaves room for at least one learned number beside them, else none
+        (they still feed the head)."""
+        n = self._explicit()
+        return n if self.config["summary_dim"] > n else 0
 
     def __call__(self, x, key=None, mask=None):
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
