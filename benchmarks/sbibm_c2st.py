@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
         [--network coupling_spline|coupling_affine|flow_matching] [--observations 1 2 ...]
-        [--jobs 2] [--classifier sklearn|jax] [--write-md]
+        [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--write-md]
 
 Per task: simulate ``budget`` datasets (5% held out for validation), train, draw 10,000
 posterior samples for each observation, and compute C2ST against the 10,000 sbibm reference
@@ -113,6 +113,7 @@ def run_task(
     structure: bool = True,
     constrain: str | None = None,
     classifier: str = "sklearn",
+    ensemble: int = 1,
 ) -> dict:
     import amortized as bf
     from amortized.simulators.benchmarks import PRIOR_BOUNDS
@@ -138,13 +139,29 @@ def run_task(
             "adapter": adapter,
             **{k: v for k, v in routing.items() if k == "summary_network"},
         }
-    wf = bf.BasicWorkflow(
-        simulator=bf.simulators.benchmarks.get_task(SET_TASKS[task][0] if as_set else task),
-        inference_network=network("coupling_affine" if net_name == "auto" else net_name),
-        **({} if "adapter" in routing else {"inference_variables": "theta"}),
-        **routing,
-    )
-    sims = wf.simulate(budget, seed=seed)
+    simulator = bf.simulators.benchmarks.get_task(SET_TASKS[task][0] if as_set else task)
+
+    def make_workflow(name: str):
+        return bf.BasicWorkflow(
+            simulator=simulator,
+            inference_network=network(name),
+            **({} if "adapter" in routing else {"inference_variables": "theta"}),
+            **routing,
+        )
+
+    def train_workflow(name: str, fit_seed: int):
+        wf = make_workflow(name)
+        hist = wf.fit_offline(
+            train,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=val,
+            seed=fit_seed,
+            restore_best=True,
+        )
+        return wf, hist
+
+    sims = simulator.sample(budget, seed=seed)
     n_val = max(1, budget // 20)
     train = {k: v[n_val:] for k, v in sims.items()}
     val = {k: v[:n_val] for k, v in sims.items()}
@@ -152,29 +169,23 @@ def run_task(
     t0 = time.perf_counter()
     best = None
     for cand in candidates:
-        cand_wf = (
-            wf
-            if cand == candidates[0]
-            else bf.BasicWorkflow(
-                simulator=wf.simulator,
-                inference_network=network(cand),
-                **({} if "adapter" in routing else {"inference_variables": "theta"}),
-                **routing,
-            )
-        )
-        hist = cand_wf.fit_offline(
-            train,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=val,
-            seed=seed + 1,
-            restore_best=True,
-        )
+        cand_wf, hist = train_workflow(cand, seed + 1)
         val_loss = float(np.min(hist["val_loss"]))
         print(f"  {task}: {cand} best validation loss {val_loss:.4f}", flush=True)
         if best is None or val_loss < best[0]:
             best = (val_loss, cand, cand_wf, hist)
     _, chosen, wf, hist = best
+    approximator = wf.approximator
+    if ensemble > 1:
+        # more members of the chosen network on the same simulations, each with its own
+        # initialization and batch order (member 0 is the network trained above)
+        approximator = bf.approximators.EnsembleApproximator(
+            [approximator]
+            + [
+                train_workflow(chosen, seed + 1 + 1000 * k)[0].approximator
+                for k in range(1, ensemble)
+            ]
+        )
     train_s = time.perf_counter() - t0
     refs, obs = [], []
     for k in observations:
@@ -182,13 +193,22 @@ def run_task(
         obs.append(SET_TASKS[task][1](o[0]) if as_set else o[0])
         refs.append(r)
     t1 = time.perf_counter()
-    draws = wf.sample(conditions={"x": np.stack(obs)}, num_samples=10_000, seed=seed + 2)["theta"]
+    draws = approximator.sample(conditions={"x": np.stack(obs)}, num_samples=10_000, seed=seed + 2)[
+        "theta"
+    ]
     sample_s = time.perf_counter() - t1
     jobs_in = [(refs[i], draws[i], classifier) for i in range(len(observations))]
     t2 = time.perf_counter()
     scores = []
     # Printed as each observation finishes: a 10-D C2ST takes minutes per observation.
-    if jobs > 1:
+    if jobs == 0:
+        # every fold of every observation as one vmapped classifier run (fast on a GPU)
+        from amortized.diagnostics.c2st import c2st_many
+
+        scores = c2st_many(refs, [draws[i] for i in range(len(observations))]).tolist()
+        for k, score in zip(observations, scores, strict=True):
+            print(f"  {task} observation {k}: C2ST {score:.3f}", flush=True)
+    elif jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -208,6 +228,8 @@ def run_task(
     if constrain and task in PRIOR_BOUNDS:
         how = "" if constrain == "default" else f" ({constrain})"
         net_name = f"{net_name}, prior support constrained{how}"
+    if ensemble > 1:
+        net_name = f"{net_name} x{ensemble} ensemble"
     if as_set:
         net_name = f"{net_name} + {SET_TASKS[task][2]} (x as a set)"
     return {
@@ -221,8 +243,9 @@ def run_task(
         "c2st": scores,
         "c2st_mean": float(np.mean(scores)),
         "c2st_classifier": classifier,
+        "ensemble": ensemble,
         "train_seconds": train_s,
-        "seconds_per_epoch": train_s / (epochs * len(candidates)),
+        "seconds_per_epoch": train_s / (epochs * (len(candidates) + ensemble - 1)),
         "sample_seconds": sample_s,
         "c2st_seconds": c2st_s,
         "best_val_loss": float(np.min(hist["val_loss"])),
@@ -297,7 +320,20 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2, help="parallel C2ST processes")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="parallel C2ST processes; 0: all folds of all observations as one vmapped run "
+        "of the JAX classifier (for a GPU)",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="train this many networks on the same simulations and sample their mixture "
+        "(EnsembleApproximator)",
+    )
     p.add_argument("--write-md", action="store_true")
     p.add_argument("--flat", action="store_true", help="route every task's data as a flat vector")
     p.add_argument("--tag", default="", help="suffix of the results file")
@@ -317,6 +353,10 @@ def main() -> None:
         "compiled with JAX (minutes instead of hours for the 10-D tasks)",
     )
     a = p.parse_args()
+    if a.jobs == 0 and a.classifier != "jax":
+        p.error("--jobs 0 (one vmapped C2ST run) needs --classifier jax")
+    if a.jobs < 0 or a.ensemble < 1:
+        p.error("--jobs must be >= 0 and --ensemble >= 1")
     # the number of optimizer steps, not epochs, sets training quality: scale epochs so
     # that each budget gets about 30k steps (10^3: 300 epochs of 8 batches is too few)
     batch = a.batch_size or {1_000: 64, 10_000: 128, 100_000: 256}[a.budget]
@@ -337,6 +377,7 @@ def main() -> None:
             not a.flat,
             a.constrain,
             a.classifier,
+            a.ensemble,
         )
         print(
             f"{task}: C2ST {r['c2st_mean']:.3f} {np.round(r['c2st'], 3).tolist()} "

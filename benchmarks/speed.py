@@ -3,12 +3,15 @@
 Usage::
 
     python benchmarks/speed.py [--write-md]
+    python benchmarks/speed.py --accelerator [--write-md]   # on a GPU machine
 
 Settings match the BayesFlow measurements in DESIGN.md: two_moons, 10^4 simulations,
 batch 256, CouplingFlow(depth=6, affine, subnet widths 128x128); FlowMatching with its
 defaults. Each timing is the median of repeated runs after compilation. The memory check
 trains offline on 10^5 two_moons simulations in a fresh process and reports its peak
-resident set size.
+resident set size. ``--accelerator`` times training and sampling only (no BayesFlow
+column, no memory check), adds a large-batch epoch and 10^6 draws (100 datasets x 10^4),
+and writes ``results/speed_accelerator.json`` and the "speed-accelerator" table.
 """
 
 from __future__ import annotations
@@ -93,27 +96,95 @@ def set_transformer_epoch_seconds() -> float:
     return float(np.median(hist["epoch_seconds"][1:]))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--write-md", action="store_true")
-    a = p.parse_args()
+def flow_timings(large: bool = False) -> dict:
+    """Training epochs and draws of the coupling flows and flow matching on two_moons;
+    ``large`` adds a batch-2048 epoch and 10^6 draws (10^4 for each of 100 datasets), the
+    sizes where an accelerator's strengths show."""
+    import jax
+
     import amortized as bf
 
     data = bf.simulators.benchmarks.two_moons().sample(10_000, seed=0)
-    obs = {"x": data["x"][:1]}
-    res = {"machine": machine()}
+    one, many = {"x": data["x"][:1]}, {"x": data["x"][:100]}
+    res = {"machine": machine(), "devices": str(jax.devices())}
+    if large:
+        res["coupling_epoch_s_b2048"], _ = training_epoch_seconds(
+            bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]}),
+            data,
+            batch_size=2048,
+        )
     cf = bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]})
     res["coupling_epoch_s"], wf = training_epoch_seconds(cf, data)
-    res["coupling_10k_draws_s"] = _median_time(
-        lambda: wf.sample(conditions=obs, num_samples=10_000, seed=1)
-    )
     res["coupling_spline_epoch_s"], _ = training_epoch_seconds(
         bf.networks.CouplingFlow(transform="spline"), data
     )
     res["flow_matching_epoch_s"], wf_fm = training_epoch_seconds(bf.networks.FlowMatching(), data)
-    res["flow_matching_10k_draws_s"] = _median_time(
-        lambda: wf_fm.sample(conditions=obs, num_samples=10_000, seed=1)
-    )
+    for name, w in (("coupling", wf), ("flow_matching", wf_fm)):
+        res[f"{name}_10k_draws_s"] = _median_time(
+            lambda w=w: w.sample(conditions=one, num_samples=10_000, seed=1)
+        )
+        if large:
+            res[f"{name}_1M_draws_s"] = _median_time(
+                lambda w=w: w.sample(conditions=many, num_samples=10_000, seed=1)
+            )
+    return res
+
+
+def write_accelerator_markdown(res: dict) -> None:
+    cpu_file = RESULTS / "speed.json"
+    cpu = json.loads(cpu_file.read_text()) if cpu_file.exists() else {}
+    rows = [
+        (
+            "CouplingFlow epoch (depth 6, affine, 128x128, batch 256, 10^4 sims)",
+            "coupling_epoch_s_b256",
+            "coupling_epoch_s",
+        ),
+        ("same, batch 2048", "coupling_epoch_s_b2048", None),
+        ("10,000 draws, CouplingFlow", "coupling_10k_draws_s", "coupling_10k_draws_s"),
+        ("10^6 draws (10^4 for each of 100 datasets), CouplingFlow", "coupling_1M_draws_s", None),
+        (
+            "CouplingFlow spline epoch (defaults, batch 256)",
+            "coupling_spline_epoch_s",
+            "coupling_spline_epoch_s",
+        ),
+        (
+            "FlowMatching epoch (defaults, batch 256)",
+            "flow_matching_epoch_s",
+            "flow_matching_epoch_s",
+        ),
+        (
+            "10,000 draws, FlowMatching (defaults)",
+            "flow_matching_10k_draws_s",
+            "flow_matching_10k_draws_s",
+        ),
+        ("10^6 draws, FlowMatching", "flow_matching_1M_draws_s", None),
+    ]
+    lines = [
+        f"Machine: {res['machine']}, {res['devices']}. Seconds, median after compilation.",
+        "",
+        f"| measurement | amortized (s) | same on {cpu.get('machine', 'the CPU')} (s) |",
+        "|---|---|---|",
+    ]
+    for label, key, cpu_key in rows:
+        other = f"{cpu[cpu_key]:.3f}" if cpu_key and cpu_key in cpu else ""
+        lines.append(f"| {label} | {res[key]:.4f} | {other} |")
+    replace_block("speed-accelerator", "\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--write-md", action="store_true")
+    p.add_argument("--accelerator", action="store_true", help="training and sampling only")
+    a = p.parse_args()
+    if a.accelerator:
+        res = flow_timings(large=True)
+        print(json.dumps(res, indent=1))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "speed_accelerator.json").write_text(json.dumps(res, indent=1))
+        if a.write_md:
+            write_accelerator_markdown(res)
+        return
+    res = flow_timings()
     res["set_transformer_epoch_s"] = set_transformer_epoch_seconds()
     res["peak_rss_mib_offline_1e5"] = peak_memory_offline_1e5()
     print(json.dumps(res, indent=1))

@@ -2,5 +2,6 @@
 
 from .continuous import ContinuousApproximator
 from .core import Networks
+from .ensemble import EnsembleApproximator
 
-__all__ = ["ContinuousApproximator", "Networks"]
+__all__ = ["ContinuousApproximator", "EnsembleApproximator", "Networks"]

@@ -106,12 +106,32 @@ def save_approximator(
     return path
 
 
+def check_format(manifest: dict[str, Any], path: Path, fmt: str, newest: int) -> None:
+    """Raise a :class:`ModelFileError` unless ``manifest`` declares format ``fmt`` at a
+    version this library reads (at most ``newest``)."""
+    if manifest.get("format") != fmt:
+        raise ModelFileError(
+            f"load: {str(path)!r} has format {manifest.get('format')!r}, expected {fmt!r}"
+        )
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > newest:
+        raise ModelFileError(
+            f"load: {str(path)!r} uses format version {version}; this amortized reads versions "
+            f"up to {newest}. Upgrade amortized to load it."
+        )
+
+
 def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load: no saved model at {str(path)!r}")
     try:
         with zipfile.ZipFile(path) as zf:
+            if "ensemble.json" in zf.namelist():
+                raise ModelFileError(
+                    f"load: {str(path)!r} holds an ensemble of approximators; read it with "
+                    f"bf.approximators.EnsembleApproximator.load"
+                )
             manifest = json.loads(zf.read("manifest.json"))
             weights = zf.read("weights.eqx")
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
@@ -119,16 +139,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
             f"load: {str(path)!r} is not a readable amortized model file ({type(e).__name__}: "
             f"{e}); it may be corrupted or truncated"
         ) from e
-    if manifest.get("format") != FORMAT:
-        raise ModelFileError(
-            f"load: {str(path)!r} has format {manifest.get('format')!r}, expected {FORMAT!r}"
-        )
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"load: {str(path)!r} uses format version {version}; this amortized reads versions "
-            f"up to {FORMAT_VERSION}. Upgrade amortized to load it."
-        )
+    check_format(manifest, path, FORMAT, FORMAT_VERSION)
     if hashlib.sha256(weights).hexdigest() != manifest.get("weights_sha256"):
         raise ModelFileError(
             f"load: the weights in {str(path)!r} fail their checksum; the file is corrupted"

@@ -6,7 +6,7 @@ num_samples, *shape)}``; ``targets (num_datasets, dim)`` or ``{name: (num_datase
 
 from . import plots
 from ._arrays import Metric
-from .c2st import c2st
+from .c2st import c2st, c2st_many
 from .contraction import posterior_contraction, posterior_z_scores
 from .coverage import calibration_error, expected_coverage
 from .default import DEFAULT_METRICS, default_diagnostics
@@ -34,6 +34,7 @@ __all__ = [
     "Thresholds",
     "build_report",
     "c2st",
+    "c2st_many",
     "calibration_error",
     "default_diagnostics",
     "default_figures",
