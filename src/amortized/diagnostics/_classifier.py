@@ -25,6 +25,7 @@ work without the interpreter.
 from __future__ import annotations
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +72,20 @@ def _batch_loss(params, x, y, weight):
     return jnp.sum(ce * weight) / n + 0.5 * ALPHA * l2 / n
 
 
+class _State(NamedTuple):
+    """The epoch loop's carry: parameters, Adam moments and step count, the shuffling key,
+    epochs run, the best epoch loss and the epochs since it last improved by ``TOL``."""
+
+    params: Any
+    m: Any
+    v: Any
+    t: jax.Array
+    key: jax.Array
+    epochs: jax.Array
+    best: jax.Array
+    stale: jax.Array
+
+
 @functools.partial(jax.jit, static_argnames=("hidden", "max_epochs"))
 def _train(key, x, y, hidden: tuple[int, ...], max_epochs: int):
     """Train on ``x (n, d)``, ``y (n,)``; returns the parameters and the epochs run."""
@@ -94,33 +109,34 @@ def _train(key, x, y, hidden: tuple[int, ...], max_epochs: int):
         params = jax.tree.map(lambda p, a, b: p - lr * a / (jnp.sqrt(b) + EPS), params, m, v)
         return (params, m, v, t), loss * weight.sum()
 
-    def epoch(state):
-        params, m, v, t, k, it, best, count = state
-        k, sub = jax.random.split(k)
+    def epoch(state: _State) -> _State:
+        key, sub = jax.random.split(state.key)
         # the permuted sample indices, then indices >= n that mark the last batch's padding
         order = jnp.concatenate([jax.random.permutation(sub, n), jnp.arange(n, padded)])
         (params, m, v, t), losses = jax.lax.scan(
-            batch_step, (params, m, v, t), order.reshape(num_batches, BATCH_SIZE)
+            batch_step,
+            (state.params, state.m, state.v, state.t),
+            order.reshape(num_batches, BATCH_SIZE),
         )
         loss = losses.sum() / n
-        count = jnp.where(loss > best - TOL, count + 1, 0)
-        return params, m, v, t, k, it + 1, jnp.minimum(loss, best), count
+        stale = jnp.where(loss > state.best - TOL, state.stale + 1, 0)
+        return _State(params, m, v, t, key, state.epochs + 1, jnp.minimum(loss, state.best), stale)
 
-    def running(state):
-        return (state[5] < max_epochs) & (state[7] <= N_ITER_NO_CHANGE)
+    def running(state: _State):
+        return (state.epochs < max_epochs) & (state.stale <= N_ITER_NO_CHANGE)
 
-    state = (
-        params,
-        zeros,
-        zeros,
-        jnp.zeros((), x.dtype),
-        k_shuffle,
-        jnp.zeros((), jnp.int32),
-        jnp.array(jnp.inf, x.dtype),
-        jnp.zeros((), jnp.int32),
+    state = _State(
+        params=params,
+        m=zeros,
+        v=zeros,
+        t=jnp.zeros((), x.dtype),
+        key=k_shuffle,
+        epochs=jnp.zeros((), jnp.int32),
+        best=jnp.array(jnp.inf, x.dtype),
+        stale=jnp.zeros((), jnp.int32),
     )
     state = jax.lax.while_loop(running, epoch, state)
-    return state[0], state[5]
+    return state.params, state.epochs
 
 
 def mlp_classifier_accuracy(
