@@ -67,6 +67,13 @@ CONFIGS = {
     "E1200_B512_d8": ("coupling_spline", "probit", 1200, 512, {"net": {"depth": 8}}),
     "E2400_B1024": ("coupling_spline", "probit", 2400, 1024, {}),
     "E2000_B512": ("coupling_spline", "probit", 2000, 512, {}),
+    "sp_probit_t": (
+        "coupling_spline",
+        "probit",
+        300,
+        128,
+        {"net": {"base_distribution": "student_t"}},
+    ),
 }
 # Mixtures of configurations trained on DIFFERENT simulations (each seed its own 10^4): they
 # spend K x the budget, so they are no 10^4 result; the same-data ensemble is
