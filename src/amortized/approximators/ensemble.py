@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -200,38 +199,24 @@ class EnsembleApproximator:
 
     # -- saving ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the trained ensemble to one zip file (the members' model files inside);
-        atomic like :func:`save_approximator`. Read it back with :meth:`load`."""
-        from .serialization import save_approximator
+        """Write the trained ensemble to one zip file (the members' model files inside),
+        atomically as :func:`save_approximator` writes. Read it back with :meth:`load`."""
+        from .serialization import approximator_entries, write_zip_atomically, zip_bytes
 
         for i, m in enumerate(self.members):
             if not m.is_trained:
                 raise RuntimeError(f"save: ensemble member {i} is not trained; call fit first")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        names = [f"member_{i}.amz" for i in range(len(self.members))]
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "weights": self.weights.tolist(),
-            "members": [f"member_{i}.amz" for i in range(len(self.members))],
+            "members": names,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with tempfile.TemporaryDirectory() as folder:
-                with os.fdopen(fd, "wb") as fh:
-                    with zipfile.ZipFile(fh, "w") as zf:
-                        zf.writestr("ensemble.json", json.dumps(manifest, indent=1))
-                        for name, m in zip(manifest["members"], self.members, strict=True):
-                            member_path = save_approximator(m, Path(folder) / name)
-                            zf.write(member_path, name)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        entries = {"ensemble.json": json.dumps(manifest, indent=1).encode()}
+        for name, m in zip(names, self.members, strict=True):
+            entries[name] = zip_bytes(approximator_entries(m))
+        return write_zip_atomically(path, entries)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EnsembleApproximator:
@@ -251,10 +236,8 @@ class EnsembleApproximator:
                 f"({type(e).__name__}: {e}); it may be corrupted or truncated"
             ) from e
         check_format(manifest, path, FORMAT, FORMAT_VERSION)
-        members = []
-        with tempfile.TemporaryDirectory() as folder:
-            for i, blob in enumerate(blobs):
-                member_path = Path(folder) / f"member_{i}.amz"
-                member_path.write_bytes(blob)
-                members.append(load_approximator(member_path)[0])
+        members = [
+            load_approximator(f"{path}:{name}", data=blob)[0]
+            for name, blob in zip(manifest["members"], blobs, strict=True)
+        ]
         return cls(members, weights=manifest["weights"])

@@ -65,6 +65,13 @@ def save_approximator(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``approximator`` (trained) to ``path``; returns the path."""
+    return write_zip_atomically(path, approximator_entries(approximator, extra))
+
+
+def approximator_entries(
+    approximator: ContinuousApproximator, extra: dict[str, Any] | None = None
+) -> dict[str, bytes]:
+    """The files of a model file: ``manifest.json`` and ``weights.eqx``."""
     approximator._require_trained("save")
     from .. import __version__
 
@@ -88,14 +95,28 @@ def save_approximator(
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "extra": extra or {},
     }
+    return {"manifest.json": json.dumps(manifest, indent=1).encode(), "weights.eqx": weights}
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    """A deflated zip archive of ``{name: content}`` in memory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+def write_zip_atomically(path: str | os.PathLike, entries: dict[str, bytes]) -> Path:
+    """Write the zip of ``entries`` to a temporary file in the target folder that replaces
+    ``path`` only once complete and synced, so an error never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = zip_bytes(entries)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("manifest.json", json.dumps(manifest, indent=1))
-                zf.writestr("weights.eqx", weights)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -121,12 +142,16 @@ def check_format(manifest: dict[str, Any], path: Path, fmt: str, newest: int) ->
         )
 
 
-def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
+def read_manifest(
+    path: str | os.PathLike, data: bytes | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """The manifest and weights of the model file at ``path``, or of its content ``data``
+    (a member inside an ensemble file; ``path`` then names it in messages)."""
     path = Path(path)
-    if not path.exists():
+    if data is None and not path.exists():
         raise FileNotFoundError(f"load: no saved model at {str(path)!r}")
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(path if data is None else io.BytesIO(data)) as zf:
             if "ensemble.json" in zf.namelist():
                 raise ModelFileError(
                     f"load: {str(path)!r} holds an ensemble of approximators; read it with "
@@ -147,9 +172,12 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     return manifest, weights
 
 
-def load_approximator(path: str | os.PathLike) -> tuple[ContinuousApproximator, dict[str, Any]]:
-    """Rebuild a saved approximator; returns it and the manifest's ``extra`` dict."""
-    manifest, weights = read_manifest(path)
+def load_approximator(
+    path: str | os.PathLike, data: bytes | None = None
+) -> tuple[ContinuousApproximator, dict[str, Any]]:
+    """Rebuild a saved approximator (from ``path``, or from the file content ``data`` as
+    :func:`read_manifest` takes it); returns it and the manifest's ``extra`` dict."""
+    manifest, weights = read_manifest(path, data)
     network, inference = _rebuild(manifest["inference_network"], INFERENCE_NETWORKS)
     summary_network = summary = None
     if manifest.get("summary_network"):
