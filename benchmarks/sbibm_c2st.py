@@ -334,6 +334,13 @@ def main() -> None:
         help="train this many networks on the same simulations and sample their mixture "
         "(EnsembleApproximator)",
     )
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="split the CPU into this many JAX devices for data-parallel training "
+        "(bf.set_cpu_devices)",
+    )
     p.add_argument("--write-md", action="store_true")
     p.add_argument("--flat", action="store_true", help="route every task's data as a flat vector")
     p.add_argument("--tag", default="", help="suffix of the results file")
@@ -353,6 +360,10 @@ def main() -> None:
         "compiled with JAX (minutes instead of hours for the 10-D tasks)",
     )
     a = p.parse_args()
+    if a.cpu_devices:
+        import amortized as bf
+
+        bf.set_cpu_devices(a.cpu_devices)  # before anything runs on JAX
     if a.jobs == 0 and a.classifier != "jax":
         p.error("--jobs 0 (one vmapped C2ST run) needs --classifier jax")
     if a.jobs < 0 or a.ensemble < 1:

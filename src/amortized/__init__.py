@@ -9,6 +9,7 @@ from . import adapters, approximators, diagnostics, networks, simulators, traini
 from .adapters import Adapter
 from .approximators import ContinuousApproximator
 from .simulators import LikelihoodModel, NumPyroModel, make_simulator
+from .training import set_cpu_devices
 from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "load",
     "make_simulator",
     "networks",
+    "set_cpu_devices",
     "simulators",
     "training",
     "workflow",

@@ -182,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--cpu-devices",
+        default=None,
+        type=_positive,
+        help="JAX devices to split the CPU into for data-parallel training "
+        "(default: one per core; see amortized.set_cpu_devices)",
+    )
     for name, text in (
         ("diagnose", "print the diagnostics of a saved workflow"),
         ("report", "write the report folder of a saved workflow"),
@@ -207,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     args = parser.parse_args(argv)
     if args.command == "demo":
+        from .training import parallel
+
+        if not parallel.jax_started():  # (main() called in a process where JAX already ran)
+            parallel.set_cpu_devices(args.cpu_devices)
         demo(
             args.model,
             args.out,

@@ -54,8 +54,8 @@ def test_per_step_epoch_matches_the_compiled_epoch():
     params = ravel_pytree(eqx.filter(ap.nets, eqx.is_inexact_array))[0]
     args = (ap.nets, opt.init(params), ap.stats, arrays, jax.random.key(3), core.loss, opt, 4, 16)
     assert fit_module.step_has_loop(ap.nets, args[1], ap.stats, arrays, core.loss, opt, 16, True)
-    nets_a, _, loss_a = fit_module._train_epoch(*args, True)
-    nets_b, _, loss_b = fit_module._train_epoch_by_step(*args, True)
+    nets_a, _, loss_a = fit_module._train_epoch(*args, True, None)
+    nets_b, _, loss_b = fit_module._train_epoch_by_step(*args, True, None)
     np.testing.assert_allclose(np.asarray(loss_a), np.asarray(loss_b), rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(nets_a), jax.tree.leaves(nets_b), strict=True):
         if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating):

@@ -28,7 +28,7 @@ from .._validation import (
 from ..adapters import NETWORK_KEYS, Adapter
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
-from ..training import default_optimizer, fit
+from ..training import default_optimizer, fit, parallel
 from . import core
 from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
@@ -50,13 +50,21 @@ def _row_chunk(tree, start: int, stop: int, cap: int):
 
 
 @eqx.filter_jit
-def _sample_chunk(nets, stats, key, cond_batch, num_datasets, num_samples):
-    return core.sample(nets, stats, key, cond_batch, num_datasets, num_samples)
+def _sample_chunk(nets, stats, key, cond_batch, num_datasets, num_samples, devices):
+    def draw(inputs, k, s):
+        nets, stats, cond_batch = inputs
+        return core.sample(nets, stats, k, cond_batch, num_datasets, s)
+
+    return parallel.draws(draw, (nets, stats, cond_batch), key, num_samples, devices)
 
 
 @eqx.filter_jit
-def _sample_log_prob_chunk(nets, stats, key, cond_batch, num_datasets, num_samples):
-    return core.sample_and_log_prob(nets, stats, key, cond_batch, num_datasets, num_samples)
+def _sample_log_prob_chunk(nets, stats, key, cond_batch, num_datasets, num_samples, devices):
+    def draw(inputs, k, s):
+        nets, stats, cond_batch = inputs
+        return core.sample_and_log_prob(nets, stats, k, cond_batch, num_datasets, s)
+
+    return parallel.draws(draw, (nets, stats, cond_batch), key, num_samples, devices)
 
 
 @eqx.filter_jit
@@ -443,11 +451,12 @@ class ContinuousApproximator:
         starts = range(0, n, per_call)
         show = progress and len(starts) > 1 and sys.stderr.isatty()
         fn = _sample_log_prob_chunk if with_log_prob else _sample_chunk
+        devices = parallel.sampling_devices()
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=not show):
             stop = min(n, start + per_call)
             chunk, size = _row_chunk(arrays, start, stop, per_call)
             key, sub = jax.random.split(key)
-            out = fn(self.nets, self.stats, sub, chunk, size, num_samples)
+            out = fn(self.nets, self.stats, sub, chunk, size, num_samples, devices)
             if with_log_prob:
                 out, lp = out
                 log_q.append(np.asarray(lp[: stop - start], np.float64))

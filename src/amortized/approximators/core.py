@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ..networks.base import InferenceNetwork
+from ..networks.mlp import split_dropout_key
 from .standardization import Stats, log_det, standardize, unstandardize
 
 IV, IC, SV = "inference_variables", "inference_conditions", "summary_variables"
@@ -39,7 +40,7 @@ def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
             x = {n: _zero_padding(a, mask[n]) if n in mask else a for n, a in x.items()}
         else:
             x = _zero_padding(x, mask)
-    keys = None if key is None else jax.random.split(key, jax.tree.leaves(x)[0].shape[0])
+    keys = None if key is None else split_dropout_key(key, jax.tree.leaves(x)[0].shape[0])
     if mask is None:
         if keys is None:
             return jax.vmap(lambda xi: nets.summary(xi))(x)

@@ -24,7 +24,7 @@ from .._validation import check_choice, strict, strict_kwargs
 from . import couplings
 from .base import InferenceNetwork, encode_config
 from .distributions import BASE_DISTRIBUTIONS, base_log_prob, base_sample
-from .mlp import MLP
+from .mlp import MLP, split_dropout_key
 
 TRANSFORMS = ("affine", "spline")
 PERMUTATIONS = ("random", "swap", None)
@@ -69,7 +69,7 @@ class _Coupling(eqx.Module):
         return couplings.spline_forward(x, p, self.bins, self.bound)
 
     def forward(self, x, c, key=None):
-        ka, kb = (None, None) if key is None else jax.random.split(key)
+        ka, kb = (None, None) if key is None else split_dropout_key(key, 2)
         x1, x2 = x[: self.d1], x[self.d1 :]
         x2, ld = self._f(x2, self.net_a(jnp.concatenate([x1, c]), ka), False)
         if self.net_b is not None:
@@ -194,7 +194,9 @@ class CouplingFlow(InferenceNetwork):
     # -- one example -------------------------------------------------------------------
     def _to_latent(self, x, c, key=None):
         logdet = jnp.zeros(())
-        keys = [None] * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
+        keys = (
+            [None] * len(self.layers) if key is None else split_dropout_key(key, len(self.layers))
+        )
         for i, layer in enumerate(self.layers):
             if self.actnorm is not None:
                 log_s, b = self.actnorm[i]
@@ -255,5 +257,5 @@ class CouplingFlow(InferenceNetwork):
     def loss(self, x, cond, key, train=True):
         if not train:
             return -jnp.mean(self.log_prob(x, cond))
-        keys = jax.random.split(key, x.shape[0])
+        keys = split_dropout_key(key, x.shape[0])
         return -jnp.mean(jax.vmap(self._log_prob_one)(x, cond, keys))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from .._validation import strict
 from .base import encode_config
-from .mlp import MLP
+from .mlp import MLP, split_dropout_key
 from .summary_base import SummaryNetwork, masked_mean
 
 
@@ -63,7 +63,7 @@ class DeepSet(SummaryNetwork):
         self.rho = MLP(2 * width, int(summary_dim), widths_invariant, activation, dropout, key=k2)
 
     def __call__(self, x, key=None, mask=None):
-        k1, k2 = (None, None) if key is None else jax.random.split(key)
+        k1, k2 = (None, None) if key is None else split_dropout_key(key, 2)
         h = self.phi.rows(x, k1)
         hmax = h if mask is None else jnp.where(mask.astype(bool)[:, None], h, -jnp.inf)
         pooled = jnp.concatenate([masked_mean(h, mask), jnp.max(hmax, axis=0)])

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from .._validation import check_choice, strict, strict_kwargs
 from .base import InferenceNetwork, encode_config
 from .distributions import base_log_prob
-from .mlp import TimeMLP
+from .mlp import TimeMLP, split_dropout_key
 
 SOLVERS = {
     "euler": diffrax.Euler,
@@ -193,7 +193,7 @@ class FlowMatching(InferenceNetwork):
         u = jax.random.uniform(kt, (x.shape[0],))
         t = u ** (1.0 / (1.0 + self.alpha))
         xt = (1.0 - t[:, None]) * x0 + t[:, None] * x
-        keys = jax.random.split(kd, x.shape[0]) if train else None
+        keys = split_dropout_key(kd, x.shape[0]) if train else None
         pred = jax.vmap(
             lambda xi, ti, ci, ki: self.field(jnp.concatenate([xi, ci]), ti, ki),
             in_axes=(0, 0, 0, 0 if train else None),

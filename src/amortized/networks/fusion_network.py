@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import strict
-from .mlp import MLP
+from .mlp import MLP, split_dropout_key
 from .summary_base import SummaryNetwork
 
 
@@ -146,7 +146,7 @@ class FusionNetwork(SummaryNetwork):
         keys = (
             [None] * (len(self.nets) + 1)
             if key is None
-            else list(jax.random.split(key, len(self.nets) + 1))
+            else list(split_dropout_key(key, len(self.nets) + 1))
         )
         parts = []
         for name, net, k in zip(self.names, self.nets, keys, strict=False):

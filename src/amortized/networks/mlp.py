@@ -47,6 +47,21 @@ def dropout_keep_mask(key: jax.Array, layer: int, shape: tuple[int, ...], rate: 
     return bits >= jnp.uint32(min(int(rate * 2**32), 2**32 - 1))
 
 
+def split_dropout_key(key: jax.Array, num: int) -> jax.Array:
+    """``num`` keys derived from ``key`` by the counter hash, for dropout masks.
+
+    Same role as ``jax.random.split`` for keys that only seed dropout: on CPU, JAX lowers
+    each threefry split to a small rolled loop, and a coupling-flow training step that
+    split its key per example, per layer and per coupling ran eight such loops (about a
+    fifth of the step) where these few integer operations per key suffice.
+    """
+    words = jax.random.key_data(key)
+    i = jnp.arange(num, dtype=jnp.uint32).reshape((num,) + (1,) * words.ndim)
+    lanes = jnp.broadcast_to(jnp.arange(words.shape[-1], dtype=jnp.uint32), words.shape)[None]
+    derived = _mix32(words[None] ^ _mix32(i * jnp.uint32(0x9E3779B9) + lanes + jnp.uint32(1)))
+    return jax.random.wrap_key_data(derived, impl=jax.random.key_impl(key))
+
+
 def _activation(name: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"MLP: activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
@@ -138,7 +153,7 @@ class MLP(eqx.Module):
         dropout key."""
         if key is None:
             return jax.vmap(lambda r: self(r))(x)
-        return jax.vmap(lambda r, k: self(r, k))(x, jax.random.split(key, x.shape[0]))
+        return jax.vmap(lambda r, k: self(r, k))(x, split_dropout_key(key, x.shape[0]))
 
 
 def fourier_time_embedding(t: jax.Array, dim: int) -> jax.Array:

@@ -14,6 +14,7 @@ import jax
 
 from .._validation import strict
 from .base import encode_config
+from .mlp import split_dropout_key
 from .summary_base import MAB, PMA, SummaryNetwork
 
 
@@ -34,7 +35,7 @@ class _Block(eqx.Module):
             self.inducing = self.induced = None
 
     def __call__(self, x, mask=None, key=None):
-        k1, k2 = (None, None) if key is None else jax.random.split(key)
+        k1, k2 = (None, None) if key is None else split_dropout_key(key, 2)
         h = jax.vmap(self.proj)(x)
         if self.induced is None:
             return self.mab(h, h, mask, k1)
@@ -125,7 +126,7 @@ class SetTransformer(SummaryNetwork):
         keys = (
             [None] * (len(self.blocks) + 1)
             if key is None
-            else list(jax.random.split(key, len(self.blocks) + 1))
+            else list(split_dropout_key(key, len(self.blocks) + 1))
         )
         h = x
         for block, k in zip(self.blocks, keys[:-1], strict=True):

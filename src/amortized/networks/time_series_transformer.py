@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from .._validation import strict
 from .base import encode_config
+from .mlp import split_dropout_key
 from .summary_base import (
     MAB,
     PMA,
@@ -150,7 +151,7 @@ class TimeSeriesTransformer(SummaryNetwork):
         keys = (
             [None] * (len(self.blocks) + 1)
             if key is None
-            else list(jax.random.split(key, len(self.blocks) + 1))
+            else list(split_dropout_key(key, len(self.blocks) + 1))
         )
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)

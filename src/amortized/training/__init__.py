@@ -1,6 +1,7 @@
-"""Training: optimizers, the compiled epoch and the fit loop."""
+"""Training: optimizers, the compiled epoch, the fit loop and data-parallel steps."""
 
 from .fit import TrainingDiverged, fit
 from .optimizer import default_optimizer
+from .parallel import set_cpu_devices
 
-__all__ = ["TrainingDiverged", "default_optimizer", "fit"]
+__all__ = ["TrainingDiverged", "default_optimizer", "fit", "set_cpu_devices"]

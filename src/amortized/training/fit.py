@@ -25,6 +25,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
+from . import parallel
+
 LossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array, bool], jax.Array]
 
 
@@ -43,13 +45,14 @@ def _flat(params, flat: bool):
     return params, lambda p: p
 
 
-def _update(params, opt_state, unravel, static, stats, batch, key, loss_fn, optimizer):
-    """One optimizer step on ``batch``: the new (flat or tree) parameters, state and loss."""
+def _update(params, opt_state, unravel, static, stats, batch, key, loss_fn, optimizer, devices):
+    """One optimizer step on ``batch`` (split over ``devices`` when given): the new (flat or
+    tree) parameters, state and loss."""
 
-    def objective(p):
-        return loss_fn(eqx.combine(unravel(p), static), stats, batch, key, True)
+    def objective(p, b, k):
+        return loss_fn(eqx.combine(unravel(p), static), stats, b, k, True)
 
-    value, grads = jax.value_and_grad(objective)(params)
+    value, grads = parallel.value_and_grad(objective, params, batch, key, devices)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, value
 
@@ -63,7 +66,7 @@ def _batch_plan(key, n: int, num_batches: int, batch_size: int):
 
 @eqx.filter_jit
 def _train_epoch(
-    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat
+    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat, devices
 ):
     params, static = eqx.partition(nets, eqx.is_inexact_array)
     # The default optimizer updates one flat vector: its elementwise updates then run as a
@@ -76,7 +79,7 @@ def _train_epoch(
         ib, k = inputs
         batch = jax.tree.map(lambda a: a[ib], data)
         params, opt_state, value = _update(
-            *carry, unravel, static, stats, batch, k, loss_fn, optimizer
+            *carry, unravel, static, stats, batch, k, loss_fn, optimizer, devices
         )
         return (params, opt_state), value
 
@@ -84,12 +87,12 @@ def _train_epoch(
     return eqx.combine(unravel(params), static), opt_state, losses
 
 
-def _train_step_impl(nets, opt_state, stats, data, ib, key, loss_fn, optimizer, flat):
+def _train_step_impl(nets, opt_state, stats, data, ib, key, loss_fn, optimizer, flat, devices):
     params, static = eqx.partition(nets, eqx.is_inexact_array)
     params, unravel = _flat(params, flat)
     batch = jax.tree.map(lambda a: a[ib], data)
     params, opt_state, value = _update(
-        params, opt_state, unravel, static, stats, batch, key, loss_fn, optimizer
+        params, opt_state, unravel, static, stats, batch, key, loss_fn, optimizer, devices
     )
     return eqx.combine(unravel(params), static), opt_state, value
 
@@ -99,14 +102,14 @@ _plan = jax.jit(_batch_plan, static_argnums=(1, 2, 3))
 
 
 def _train_epoch_by_step(
-    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat
+    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat, devices
 ):
     """:func:`_train_epoch` as one compiled call per step (same batches, keys and updates)."""
     idx, keys = _plan(key, _num_rows(data), num_batches, batch_size)
     losses = []
     for b in range(num_batches):
         nets, opt_state, value = _train_step(
-            nets, opt_state, stats, data, idx[b], keys[b], loss_fn, optimizer, flat
+            nets, opt_state, stats, data, idx[b], keys[b], loss_fn, optimizer, flat, devices
         )
         losses.append(value)
     return nets, opt_state, jnp.stack(losses)
@@ -137,7 +140,7 @@ def step_has_loop(nets, opt_state, stats, data, loss_fn, optimizer, batch_size, 
     """Whether one training step of ``loss_fn`` contains a loop (traced, not compiled)."""
     ib = jnp.zeros((batch_size,), jnp.int32)
     closed = eqx.filter_make_jaxpr(_train_step_impl)(
-        nets, opt_state, stats, data, ib, jax.random.key(0), loss_fn, optimizer, flat
+        nets, opt_state, stats, data, ib, jax.random.key(0), loss_fn, optimizer, flat, None
     )[0]
     return _has_loop(closed.jaxpr)
 
@@ -191,6 +194,7 @@ def fit(
     progress: bool = True,
     history: dict[str, list] | None = None,
     flat_params: bool = False,
+    data_parallel: bool = True,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -200,6 +204,9 @@ def fit(
     and the wall time of each epoch's training steps, the first including compilation;
     JSON-serializable). ``flat_params``: the optimizer sees all parameters as one vector
     (faster; only for optimizers that do not depend on the parameter tree's structure).
+    ``data_parallel``: with several local devices (GPUs, or a CPU split by
+    :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
+    (see :mod:`amortized.training.parallel`); one device otherwise.
     """
     history = history if history is not None else {"loss": [], "val_loss": []}
     history.setdefault("epoch_seconds", [])
@@ -210,6 +217,7 @@ def fit(
     show = progress and sys.stderr.isatty()
     bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not show, leave=True)
     run_epoch = None  # chosen on the first epoch's data (see the module docstring)
+    devices = None
     for epoch in bar:
         started = time.perf_counter()
         data = epoch_data(epoch)
@@ -221,8 +229,19 @@ def fit(
                 nets, opt_state, stats, data, loss_fn, optimizer, bs, flat_params
             )
             run_epoch = _train_epoch_by_step if nested else _train_epoch
+            devices = parallel.training_devices(bs) if data_parallel else None
         nets, opt_state, losses = run_epoch(
-            nets, opt_state, stats, data, k_epoch, loss_fn, optimizer, n // bs, bs, flat_params
+            nets,
+            opt_state,
+            stats,
+            data,
+            k_epoch,
+            loss_fn,
+            optimizer,
+            n // bs,
+            bs,
+            flat_params,
+            devices,
         )
         losses = np.asarray(losses)  # waits for the epoch to finish
         history["epoch_seconds"].append(time.perf_counter() - started)
