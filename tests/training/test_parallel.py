@@ -143,3 +143,14 @@ def test_one_device_means_no_split():
     assert parallel.training_devices(256) is None
     assert parallel.jax_started()
     assert parallel.sampling_devices() is None
+
+
+def test_default_device_count_is_capped(monkeypatch):
+    # a 64-core machine gets DEFAULT_MAX_DEVICES devices by default (the request is named in
+    # the error, since JAX already started in this process)
+    jax.numpy.zeros(1).block_until_ready()
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(64)))
+    want = parallel.DEFAULT_MAX_DEVICES
+    assert want == 8
+    with pytest.raises(RuntimeError, match=f"device_count={want}'"):
+        bf.set_cpu_devices()
