@@ -50,19 +50,13 @@ def _row_chunk(tree, start: int, stop: int, cap: int):
 
 
 @eqx.filter_jit
-def _sample_chunk(nets, stats, key, cond_batch, num_datasets, num_samples, devices):
+def _draw_chunk(sampler, nets, stats, key, cond_batch, num_datasets, num_samples, devices):
+    """``sampler`` (:func:`core.sample` or :func:`core.sample_and_log_prob`) on one chunk of
+    datasets, its draws split over ``devices``."""
+
     def draw(inputs, k, s):
-        nets, stats, cond_batch = inputs
-        return core.sample(nets, stats, k, cond_batch, num_datasets, s)
-
-    return parallel.draws(draw, (nets, stats, cond_batch), key, num_samples, devices)
-
-
-@eqx.filter_jit
-def _sample_log_prob_chunk(nets, stats, key, cond_batch, num_datasets, num_samples, devices):
-    def draw(inputs, k, s):
-        nets, stats, cond_batch = inputs
-        return core.sample_and_log_prob(nets, stats, k, cond_batch, num_datasets, s)
+        nets_, stats_, cond_ = inputs
+        return sampler(nets_, stats_, k, cond_, num_datasets, s)
 
     return parallel.draws(draw, (nets, stats, cond_batch), key, num_samples, devices)
 
@@ -450,13 +444,15 @@ class ContinuousApproximator:
         draws, log_q = [], []
         starts = range(0, n, per_call)
         show = progress and len(starts) > 1 and sys.stderr.isatty()
-        fn = _sample_log_prob_chunk if with_log_prob else _sample_chunk
+        sampler = core.sample_and_log_prob if with_log_prob else core.sample
         devices = parallel.sampling_devices()
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=not show):
             stop = min(n, start + per_call)
             chunk, size = _row_chunk(arrays, start, stop, per_call)
             key, sub = jax.random.split(key)
-            out = fn(self.nets, self.stats, sub, chunk, size, num_samples, devices)
+            out = _draw_chunk(
+                sampler, self.nets, self.stats, sub, chunk, size, num_samples, devices
+            )
             if with_log_prob:
                 out, lp = out
                 log_q.append(np.asarray(lp[: stop - start], np.float64))

@@ -53,7 +53,7 @@ def split_dropout_key(key: jax.Array, num: int) -> jax.Array:
     Same role as ``jax.random.split`` for keys that only seed dropout: on CPU, JAX lowers
     each threefry split to a small rolled loop, and a coupling-flow training step that
     split its key per example, per layer and per coupling ran eight such loops (about a
-    fifth of the step) where these few integer operations per key suffice.
+    tenth of the step) where these few integer operations per key suffice.
     """
     words = jax.random.key_data(key)
     i = jnp.arange(num, dtype=jnp.uint32).reshape((num,) + (1,) * words.ndim)

@@ -194,7 +194,6 @@ def fit(
     progress: bool = True,
     history: dict[str, list] | None = None,
     flat_params: bool = False,
-    data_parallel: bool = True,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -204,9 +203,9 @@ def fit(
     and the wall time of each epoch's training steps, the first including compilation;
     JSON-serializable). ``flat_params``: the optimizer sees all parameters as one vector
     (faster; only for optimizers that do not depend on the parameter tree's structure).
-    ``data_parallel``: with several local devices (GPUs, or a CPU split by
+    With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
-    (see :mod:`amortized.training.parallel`); one device otherwise.
+    (see :mod:`amortized.training.parallel`).
     """
     history = history if history is not None else {"loss": [], "val_loss": []}
     history.setdefault("epoch_seconds", [])
@@ -229,7 +228,7 @@ def fit(
                 nets, opt_state, stats, data, loss_fn, optimizer, bs, flat_params
             )
             run_epoch = _train_epoch_by_step if nested else _train_epoch
-            devices = parallel.training_devices(bs) if data_parallel else None
+            devices = parallel.training_devices(bs)
         nets, opt_state, losses = run_epoch(
             nets,
             opt_state,

@@ -52,9 +52,9 @@ class WorkflowResult:
     """Per dataset: ``step`` (which step produced the accepted draws, or "review"),
     ``draws`` ``{site: (num_datasets, num_samples, *shape)}``, ``diagnostics`` (arrays over
     datasets: distance, ood, valid_draws (amortized draws in the support, after PSIS those
-    with a finite weight), khat, psis_ess, nested_rhat, rhat, ess, NaN where a step did not
-    run; and note, why a dataset marked "review" was not accepted) and ``seconds`` per
-    step."""
+    with a finite weight), khat, psis_ess, nested_rhat, rhat, ess (bulk ESS of the last MCMC
+    step run: ChEES, or NUTS after it), NaN where a step did not run; and note, why a
+    dataset marked "review" was not accepted) and ``seconds`` per step."""
 
     step: np.ndarray
     draws: dict[str, np.ndarray]
