@@ -91,7 +91,7 @@ def _load(task):
     return {"theta": d["theta"].astype("float32"), "x": d["x"].astype("float32")}
 
 
-def speed():
+def speed(fits: int = 3, save: bool = True):
     data = _load("two_moons")
     import keras
 
@@ -102,10 +102,10 @@ def speed():
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    # three fits of 6 epochs (as speed.py times ours); the first epoch of each compiles;
+    # fits of 6 epochs (as speed.py times ours); the first epoch of each compiles;
     # the median over fits of the median of epochs 2..6 is reported
     epochs = []
-    for _ in range(3):
+    for _ in range(fits):
         times = []
         wf = _workflow(depth=6, subnet_kwargs={"widths": [128, 128]})
         wf.fit_offline(data, epochs=6, batch_size=256, verbose=0, callbacks=[EpochTimer()])
@@ -124,6 +124,8 @@ def speed():
         "coupling_10k_draws_s": float(np.median(times)),
     }
     print(json.dumps(res, indent=1))
+    if not save:
+        return
     res_file = RESULTS / "bayesflow_speed.json"
     old = json.loads(res_file.read_text()) if res_file.exists() else {}
     res_file.write_text(json.dumps(old | res, indent=1))  # keeps the --speed-set timing
@@ -194,6 +196,12 @@ def main():
     p.add_argument("--make-data", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--speed-set", action="store_true")
+    p.add_argument(
+        "--speed-once",
+        action="store_true",
+        help="one fit's coupling-flow epoch time as JSON, nothing saved (for speed.py "
+        "--versus-bayesflow)",
+    )
     p.add_argument("--accuracy", nargs="*")
     p.add_argument(
         "--classifier",
@@ -216,6 +224,8 @@ def main():
         speed()
     if a.speed_set:
         speed_set()
+    if a.speed_once:
+        speed(fits=1, save=False)
     if a.accuracy is not None:
         accuracy(a.accuracy or tasks, classifier=a.classifier)
 

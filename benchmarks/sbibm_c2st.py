@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
         [--network coupling_spline|coupling_affine|flow_matching] [--observations 1 2 ...]
-        [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--write-md]
+        [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--members-dir DIR] [--write-md]
 
 Per task: simulate ``budget`` datasets (5% held out for validation), train, draw 10,000
 posterior samples for each observation, and compute C2ST against the 10,000 sbibm reference
@@ -114,6 +114,7 @@ def run_task(
     constrain: str | None = None,
     classifier: str = "sklearn",
     ensemble: int = 1,
+    members_dir: str | None = None,
 ) -> dict:
     import amortized as bf
     from amortized.simulators.benchmarks import PRIOR_BOUNDS
@@ -161,6 +162,26 @@ def run_task(
         )
         return wf, hist
 
+    def member(name: str, k: int):
+        """Member k of an ensemble of ``name`` networks (k = 0: the single network): trained
+        with seed ``seed + 1 + 1000 k``; with ``members_dir``, saved there and loaded again
+        by a later run with the same settings. Returns (approximator, best validation loss)."""
+        fit_seed = seed + 1 + 1000 * k
+        if members_dir is None:
+            wf_k, hist_k = train_workflow(name, fit_seed)
+            return wf_k.approximator, float(np.min(hist_k["val_loss"]))
+        tag = f"{task}_{budget}_{name}_{constrain}_{int(structure)}_{epochs}x{batch_size}"
+        path = Path(members_dir) / f"{tag}_seed{fit_seed}"
+        if (path / "val_loss.json").exists():
+            print(f"  {task}: member {k} loaded from {path}", flush=True)
+            val_loss = json.loads((path / "val_loss.json").read_text())
+            return bf.load(path / "workflow").approximator, val_loss
+        wf_k, hist_k = train_workflow(name, fit_seed)
+        wf_k.save(path / "workflow")
+        val_loss = float(np.min(hist_k["val_loss"]))
+        (path / "val_loss.json").write_text(json.dumps(val_loss))
+        return wf_k.approximator, val_loss
+
     sims = simulator.sample(budget, seed=seed)
     n_val = max(1, budget // 20)
     train = {k: v[n_val:] for k, v in sims.items()}
@@ -169,22 +190,16 @@ def run_task(
     t0 = time.perf_counter()
     best = None
     for cand in candidates:
-        cand_wf, hist = train_workflow(cand, seed + 1)
-        val_loss = float(np.min(hist["val_loss"]))
+        cand_approx, val_loss = member(cand, 0)
         print(f"  {task}: {cand} best validation loss {val_loss:.4f}", flush=True)
         if best is None or val_loss < best[0]:
-            best = (val_loss, cand, cand_wf, hist)
-    _, chosen, wf, hist = best
-    approximator = wf.approximator
+            best = (val_loss, cand, cand_approx)
+    best_val_loss, chosen, approximator = best
     if ensemble > 1:
         # more members of the chosen network on the same simulations, each with its own
         # initialization and batch order (member 0 is the network trained above)
         approximator = bf.approximators.EnsembleApproximator(
-            [approximator]
-            + [
-                train_workflow(chosen, seed + 1 + 1000 * k)[0].approximator
-                for k in range(1, ensemble)
-            ]
+            [approximator] + [member(chosen, k)[0] for k in range(1, ensemble)]
         )
     train_s = time.perf_counter() - t0
     refs, obs = [], []
@@ -248,7 +263,7 @@ def run_task(
         "seconds_per_epoch": train_s / (epochs * (len(candidates) + ensemble - 1)),
         "sample_seconds": sample_s,
         "c2st_seconds": c2st_s,
-        "best_val_loss": float(np.min(hist["val_loss"])),
+        "best_val_loss": best_val_loss,
         "machine": machine(),
     }
 
@@ -335,6 +350,12 @@ def main() -> None:
         "(EnsembleApproximator)",
     )
     p.add_argument(
+        "--members-dir",
+        default=None,
+        help="save each trained network here and load it in later runs with the same "
+        "settings (a larger --ensemble then trains only the new members)",
+    )
+    p.add_argument(
         "--cpu-devices",
         type=int,
         default=None,
@@ -389,6 +410,7 @@ def main() -> None:
             a.constrain,
             a.classifier,
             a.ensemble,
+            a.members_dir,
         )
         print(
             f"{task}: C2ST {r['c2st_mean']:.3f} {np.round(r['c2st'], 3).tolist()} "

@@ -136,6 +136,47 @@ def flow_timings(large: bool = False) -> dict:
     return res
 
 
+def _json_tail(out: str) -> dict:
+    """The JSON object a child process printed last (warnings may come before it)."""
+    starts = [i for i in range(len(out)) if out[i] == "{" and (i == 0 or out[i - 1] == "\n")]
+    for i in reversed(starts):
+        try:
+            return json.loads(out[i:])
+        except json.JSONDecodeError:
+            continue
+    raise ValueError(f"no JSON object at the end of the output: {out[-500:]!r}")
+
+
+def versus_bayesflow(bf_python: str, rounds: int, cpu_devices: int | None) -> dict:
+    """The coupling-flow epoch, ours and BayesFlow's, measured in alternating fresh
+    processes (one fit each, median of epochs 2-6), ``rounds`` times: the two sides then
+    see the same drift of this machine's speed, which moves single timings by 15-20%."""
+    ours_cmd = [sys.executable, str(Path(__file__)), "--epoch-once"]
+    if cpu_devices:
+        ours_cmd += ["--cpu-devices", str(cpu_devices)]
+    theirs_cmd = [bf_python, str(HERE / "bayesflow_compare.py"), "--speed-once"]
+    env = dict(__import__("os").environ, KERAS_BACKEND="jax")
+    ours, theirs = [], []
+    for r in range(rounds):
+        for cmd, into in ((ours_cmd, ours), (theirs_cmd, theirs)):
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            into.append(_json_tail(out.stdout)["coupling_epoch_s"])
+        print(f"round {r + 1}: ours {ours[-1]:.3f} s, BayesFlow {theirs[-1]:.3f} s", flush=True)
+    res = {
+        "machine": machine(),
+        "cpu_devices": cpu_devices or 1,
+        "rounds": rounds,
+        "ours_epoch_s": ours,
+        "bayesflow_epoch_s": theirs,
+        "ours_median_s": float(np.median(ours)),
+        "bayesflow_median_s": float(np.median(theirs)),
+        "round_ratios": [a / b for a, b in zip(ours, theirs, strict=True)],
+    }
+    res["ratio_of_medians"] = res["ours_median_s"] / res["bayesflow_median_s"]
+    res["median_round_ratio"] = float(np.median(res["round_ratios"]))
+    return res
+
+
 def write_accelerator_markdown(res: dict) -> None:
     cpu_file = RESULTS / "speed.json"
     cpu = json.loads(cpu_file.read_text()) if cpu_file.exists() else {}
@@ -188,7 +229,31 @@ def main() -> None:
         help="split the CPU into this many JAX devices (bf.set_cpu_devices) and time "
         "training and sampling only; writes results/speed_cpu<N>.json",
     )
+    p.add_argument(
+        "--versus-bayesflow",
+        metavar="PYTHON",
+        default=None,
+        help="a Python with BayesFlow 2.1: time the coupling-flow epoch against BayesFlow's "
+        "in alternating fresh processes; writes results/speed_versus_bayesflow.json",
+    )
+    p.add_argument("--rounds", type=int, default=7, help="rounds of --versus-bayesflow")
+    p.add_argument("--epoch-once", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.epoch_once:
+        import amortized as bf
+
+        if a.cpu_devices:
+            bf.set_cpu_devices(a.cpu_devices)
+        data = bf.simulators.benchmarks.two_moons().sample(10_000, seed=0)
+        cf = bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]})
+        print(json.dumps({"coupling_epoch_s": training_epoch_seconds(cf, data)[0]}))
+        return
+    if a.versus_bayesflow:
+        res = versus_bayesflow(a.versus_bayesflow, a.rounds, a.cpu_devices)
+        print(json.dumps(res, indent=1))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "speed_versus_bayesflow.json").write_text(json.dumps(res, indent=1))
+        return
     if a.cpu_devices:
         import amortized as bf
 
@@ -264,6 +329,19 @@ def write_markdown(res: dict) -> None:
         "|---|---|---|---|---|",
     ]
     lines += [f"| {label} | {mine(key)} | {other(key)} |" for label, key in rows]
+    vs_file = RESULTS / "speed_versus_bayesflow.json"
+    if vs_file.exists():
+        vs = json.loads(vs_file.read_text())
+        lines += [
+            "",
+            f"Coupling-flow epoch in {vs['rounds']} alternating rounds of fresh processes "
+            f"(`--versus-bayesflow`, ours with the CPU split into {vs['cpu_devices']} "
+            f"device(s)): ours {vs['ours_median_s']:.3f} s, BayesFlow "
+            f"{vs['bayesflow_median_s']:.3f} s (medians), ratio "
+            f"**{vs['ratio_of_medians']:.2f}**; per round "
+            + ", ".join(f"{r:.2f}" for r in vs["round_ratios"])
+            + ".",
+        ]
     lines += [
         "",
         f"Peak resident memory, offline training on 10^5 two_moons simulations "

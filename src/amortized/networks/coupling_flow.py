@@ -32,6 +32,13 @@ SPLINE_OPTIONS = ("bins", "bound")
 MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
 
 
+def _subnet(net: MLP, xs: jax.Array, keys: jax.Array | None) -> jax.Array:
+    """``net`` on each row of ``xs``; with per-row dropout keys, its training form."""
+    if keys is None:
+        return jax.vmap(net)(xs)
+    return net.train_rows(xs, keys)
+
+
 class _Coupling(eqx.Module):
     """One dual coupling: x2 given x1, then x1 given x2."""
 
@@ -68,14 +75,24 @@ class _Coupling(eqx.Module):
             return couplings.spline_inverse(x, p, self.bins, self.bound)
         return couplings.spline_forward(x, p, self.bins, self.bound)
 
-    def forward(self, x, c, key=None):
-        ka, kb = (None, None) if key is None else split_dropout_key(key, 2)
-        x1, x2 = x[: self.d1], x[self.d1 :]
-        x2, ld = self._f(x2, self.net_a(jnp.concatenate([x1, c]), ka), False)
+    def forward_rows(self, x, c, keys=None):
+        """Rows ``x`` ``(N, dim)`` given ``c`` ``(N, cond_dim)`` -> ``(N, dim)`` and the
+        log-determinants ``(N,)``. ``keys`` ``(N,)``: per-row dropout keys of a training
+        step, which runs the subnets batch-wise (:meth:`MLP.train_rows`)."""
+        if keys is None:
+            ka = kb = None
+        else:
+            pair = jax.vmap(lambda k: split_dropout_key(k, 2))(keys)
+            ka, kb = pair[:, 0], pair[:, 1]
+        x1, x2 = x[:, : self.d1], x[:, self.d1 :]
+        x2, ld = self._f_rows(x2, _subnet(self.net_a, jnp.concatenate([x1, c], axis=1), ka))
         if self.net_b is not None:
-            x1, ld_b = self._f(x1, self.net_b(jnp.concatenate([x2, c]), kb), False)
+            x1, ld_b = self._f_rows(x1, _subnet(self.net_b, jnp.concatenate([x2, c], axis=1), kb))
             ld = ld + ld_b
-        return jnp.concatenate([x1, x2]), ld
+        return jnp.concatenate([x1, x2], axis=1), ld
+
+    def _f_rows(self, x, p):
+        return jax.vmap(lambda v, q: self._f(v, q, False))(x, p)
 
     def inverse(self, z, c):
         """``z -> (x, log|det dx/dz|)``."""
@@ -191,22 +208,32 @@ class CouplingFlow(InferenceNetwork):
         else:
             self.perms = None
 
-    # -- one example -------------------------------------------------------------------
-    def _to_latent(self, x, c, key=None):
-        logdet = jnp.zeros(())
-        keys = (
-            [None] * len(self.layers) if key is None else split_dropout_key(key, len(self.layers))
+    # -- rows (training) and one example ---------------------------------------------
+    def _to_latent_rows(self, x, c, keys=None):
+        """Rows ``x`` ``(N, dim)``, ``c`` ``(N, cond_dim)`` -> ``z`` ``(N, dim)`` and
+        ``log|det dz/dx|`` ``(N,)``; ``keys`` ``(N,)`` per-row dropout keys (training)."""
+        depth = len(self.layers)
+        logdet = jnp.zeros(x.shape[:1])
+        per_layer = (
+            [None] * depth
+            if keys is None
+            else jnp.moveaxis(jax.vmap(lambda k: split_dropout_key(k, depth))(keys), 0, 1)
         )
         for i, layer in enumerate(self.layers):
             if self.actnorm is not None:
                 log_s, b = self.actnorm[i]
-                x = x * jnp.exp(log_s) + b
+                x = x * jnp.exp(log_s)[None, :] + b[None, :]
                 logdet = logdet + jnp.sum(log_s)
             if self.perms is not None:
-                x = x[self.perms[i]]
-            x, ld = layer.forward(x, c, keys[i])
+                x = x[:, self.perms[i]]
+            x, ld = layer.forward_rows(x, c, per_layer[i])
             logdet = logdet + ld
         return x, logdet
+
+    def _to_latent(self, x, c):
+        """``x -> (z, log|det dz/dx|)`` for one example."""
+        z, logdet = self._to_latent_rows(x[None, :], c[None, :])
+        return z[0], logdet[0]
 
     def _from_latent(self, z, c):
         """``z -> (x, log|det dx/dz|)`` for one example."""
@@ -222,8 +249,8 @@ class CouplingFlow(InferenceNetwork):
                 logdet = logdet - jnp.sum(log_s)
         return z, logdet
 
-    def _log_prob_one(self, x, c, key=None):
-        z, logdet = self._to_latent(x, c, key)
+    def _log_prob_one(self, x, c):
+        z, logdet = self._to_latent(x, c)
         return base_log_prob(self.base, z, self.df) + logdet
 
     # -- batched -----------------------------------------------------------------------
@@ -257,5 +284,8 @@ class CouplingFlow(InferenceNetwork):
     def loss(self, x, cond, key, train=True):
         if not train:
             return -jnp.mean(self.log_prob(x, cond))
-        keys = split_dropout_key(key, x.shape[0])
-        return -jnp.mean(jax.vmap(self._log_prob_one)(x, cond, keys))
+        # the whole batch at once: the subnets' weight gradients then run as fast
+        # matrix products (MLP.train_rows); each row keeps its own dropout key
+        z, logdet = self._to_latent_rows(x, cond, split_dropout_key(key, x.shape[0]))
+        log_base = jax.vmap(lambda v: base_log_prob(self.base, v, self.df))(z)
+        return -jnp.mean(log_base + logdet)

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .dense import dense_rows
+
 ACTIVATIONS = {
     "silu": jax.nn.silu,
     "relu": jax.nn.relu,
@@ -133,20 +135,43 @@ class MLP(eqx.Module):
     ) -> jax.Array:
         """``modulations`` (one ``(scale, shift)`` per hidden layer) applies FiLM:
         pre-activations become ``a * (1 + scale) + shift``."""
+
+        def keep(i, shape):
+            return dropout_keep_mask(key, i, shape, self.dropout)
+
+        return self._forward(
+            x, lambda layer, v: layer(v), None if key is None else keep, modulations
+        )
+
+    def train_rows(self, xs: jax.Array, keys: jax.Array) -> jax.Array:
+        """The training call on a whole batch: ``jax.vmap(self)(xs, keys)`` for rows ``xs``
+        ``(rows, in)`` with one dropout key per row ``(rows,)``, the same values, computed
+        batch-wise so that the weight gradients run as fast matrix products
+        (:func:`~amortized.networks.dense.dense_rows`; reverse-mode derivatives only).
+        Call it on the whole batch, not under ``vmap`` over rows."""
+
+        def keep(i, shape):
+            return jax.vmap(lambda k: dropout_keep_mask(k, i, shape[1:], self.dropout))(keys)
+
+        return self._forward(xs, dense_rows, keep, None)
+
+    def _forward(self, x, linear, keep, modulations):
+        """The layers on ``x`` (one example, or rows for ``train_rows``); ``linear(layer, h)``
+        applies a dense layer, ``keep(i, shape)`` gives layer i's dropout keep mask (None:
+        no dropout)."""
         act = _activation(self.activation)
         h = x
         for i, layer in enumerate(self.layers):
             inp = h
-            if key is not None and self.dropout > 0 and i > 0:
-                keep = dropout_keep_mask(key, i, inp.shape, self.dropout)
-                inp = jnp.where(keep, inp / (1.0 - self.dropout), 0.0)
-            a = layer(inp)
+            if keep is not None and self.dropout > 0 and i > 0:
+                inp = jnp.where(keep(i, inp.shape), inp / (1.0 - self.dropout), 0.0)
+            a = linear(layer, inp)
             if modulations is not None:
                 scale, shift = modulations[i]
                 a = a * (1.0 + scale) + shift
             z = act(a)
             h = h + z if (self.residual and i > 0 and h.shape == z.shape) else z
-        return self.out(h)
+        return linear(self.out, h)
 
     def rows(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """Apply to each row of ``x`` ``(N, in)``; with a key, each row gets its own
