@@ -162,6 +162,8 @@ def run_task(
         )
         return wf, hist
 
+    trained = []  # members trained in this run (loaded ones took no training time)
+
     def member(name: str, k: int):
         """Member k of an ensemble of ``name`` networks (k = 0: the single network): trained
         with seed ``seed + 1 + 1000 k``; with ``members_dir``, saved there and loaded again
@@ -169,6 +171,7 @@ def run_task(
         fit_seed = seed + 1 + 1000 * k
         if members_dir is None:
             wf_k, hist_k = train_workflow(name, fit_seed)
+            trained.append(k)
             return wf_k.approximator, float(np.min(hist_k["val_loss"]))
         tag = f"{task}_{budget}_{name}_{constrain}_{int(structure)}_{epochs}x{batch_size}"
         path = Path(members_dir) / f"{tag}_seed{fit_seed}"
@@ -177,6 +180,7 @@ def run_task(
             val_loss = json.loads((path / "val_loss.json").read_text())
             return bf.load(path / "workflow").approximator, val_loss
         wf_k, hist_k = train_workflow(name, fit_seed)
+        trained.append(k)
         wf_k.save(path / "workflow")
         val_loss = float(np.min(hist_k["val_loss"]))
         (path / "val_loss.json").write_text(json.dumps(val_loss))
@@ -260,7 +264,8 @@ def run_task(
         "c2st_classifier": classifier,
         "ensemble": ensemble,
         "train_seconds": train_s,
-        "seconds_per_epoch": train_s / (epochs * (len(candidates) + ensemble - 1)),
+        "seconds_per_epoch": train_s / (epochs * max(1, len(trained))),
+        "networks_trained": len(trained),
         "sample_seconds": sample_s,
         "c2st_seconds": c2st_s,
         "best_val_loss": best_val_loss,

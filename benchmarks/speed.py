@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -29,6 +30,20 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from sbibm_c2st import RESULTS, machine, replace_block  # noqa: E402
+
+
+def coupling_flow():
+    """The coupling flow of the speed comparison with BayesFlow (depth 6, affine, 128x128)."""
+    import amortized as bf
+
+    return bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]})
+
+
+def two_moons_1e4() -> dict:
+    """The 10^4 two_moons simulations every training timing here uses."""
+    import amortized as bf
+
+    return bf.simulators.benchmarks.two_moons().sample(10_000, seed=0)
 
 
 def _median_time(fn, repeats=5):
@@ -89,7 +104,7 @@ def set_transformer_epoch_seconds() -> float:
 
     d = np.load(DATA / "sets.npz")
     wf = bf.BasicWorkflow(
-        inference_network=bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]}),
+        inference_network=coupling_flow(),
         summary_network=bf.networks.SetTransformer(
             summary_dim=16, embed_dims=[64, 64], num_heads=[4, 4], num_seeds=4, mlp_widths=[256]
         ),
@@ -110,17 +125,16 @@ def flow_timings(large: bool = False) -> dict:
 
     import amortized as bf
 
-    data = bf.simulators.benchmarks.two_moons().sample(10_000, seed=0)
+    data = two_moons_1e4()
     one, many = {"x": data["x"][:1]}, {"x": data["x"][:100]}
     res = {"machine": machine(), "devices": str(jax.devices())}
     if large:
         res["coupling_epoch_s_b2048"], _ = training_epoch_seconds(
-            bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]}),
+            coupling_flow(),
             data,
             batch_size=2048,
         )
-    cf = bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]})
-    res["coupling_epoch_s"], wf = training_epoch_seconds(cf, data, fits=3)
+    res["coupling_epoch_s"], wf = training_epoch_seconds(coupling_flow(), data, fits=3)
     res["coupling_spline_epoch_s"], _ = training_epoch_seconds(
         bf.networks.CouplingFlow(transform="spline"), data
     )
@@ -155,7 +169,7 @@ def versus_bayesflow(bf_python: str, rounds: int, cpu_devices: int | None) -> di
     if cpu_devices:
         ours_cmd += ["--cpu-devices", str(cpu_devices)]
     theirs_cmd = [bf_python, str(HERE / "bayesflow_compare.py"), "--speed-once"]
-    env = dict(__import__("os").environ, KERAS_BACKEND="jax")
+    env = dict(os.environ, KERAS_BACKEND="jax")
     ours, theirs = [], []
     for r in range(rounds):
         for cmd, into in ((ours_cmd, ours), (theirs_cmd, theirs)):
@@ -244,9 +258,8 @@ def main() -> None:
 
         if a.cpu_devices:
             bf.set_cpu_devices(a.cpu_devices)
-        data = bf.simulators.benchmarks.two_moons().sample(10_000, seed=0)
-        cf = bf.networks.CouplingFlow(depth=6, subnet_kwargs={"widths": [128, 128]})
-        print(json.dumps({"coupling_epoch_s": training_epoch_seconds(cf, data)[0]}))
+        epoch_s, _ = training_epoch_seconds(coupling_flow(), two_moons_1e4())
+        print(json.dumps({"coupling_epoch_s": epoch_s}))
         return
     if a.versus_bayesflow:
         res = versus_bayesflow(a.versus_bayesflow, a.rounds, a.cpu_devices)

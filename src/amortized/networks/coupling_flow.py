@@ -34,9 +34,7 @@ MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
 
 def _subnet(net: MLP, xs: jax.Array, keys: jax.Array | None) -> jax.Array:
     """``net`` on each row of ``xs``; with per-row dropout keys, its training form."""
-    if keys is None:
-        return jax.vmap(net)(xs)
-    return net.train_rows(xs, keys)
+    return net.rows(xs) if keys is None else net.train_rows(xs, keys)
 
 
 class _Coupling(eqx.Module):
