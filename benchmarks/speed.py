@@ -170,6 +170,11 @@ def versus_bayesflow(bf_python: str, rounds: int, cpu_devices: int | None) -> di
         ours_cmd += ["--cpu-devices", str(cpu_devices)]
     theirs_cmd = [bf_python, str(HERE / "bayesflow_compare.py"), "--speed-once"]
     env = dict(os.environ, KERAS_BACKEND="jax")
+    if not (RESULTS / "bayesflow_data" / "two_moons.npz").exists():
+        # BayesFlow trains on our simulations, written by our Python (fresh clone)
+        subprocess.run(
+            [sys.executable, str(HERE / "bayesflow_compare.py"), "--make-data"], check=True
+        )
     ours, theirs = [], []
     for r in range(rounds):
         for cmd, into in ((ours_cmd, ours), (theirs_cmd, theirs)):
@@ -349,10 +354,10 @@ def write_markdown(res: dict) -> None:
             "",
             f"Coupling-flow epoch in {vs['rounds']} alternating rounds of fresh processes "
             f"(`--versus-bayesflow`, ours with the CPU split into {vs['cpu_devices']} "
-            f"device(s)): ours {vs['ours_median_s']:.3f} s, BayesFlow "
-            f"{vs['bayesflow_median_s']:.3f} s (medians), ratio "
-            f"**{vs['ratio_of_medians']:.2f}**; per round "
-            + ", ".join(f"{r:.2f}" for r in vs["round_ratios"])
+            f"device(s); machine: {vs['machine']}): ours {vs['ours_median_s']:.3f} s, "
+            f"BayesFlow {vs['bayesflow_median_s']:.3f} s (medians), ratio "
+            f"**{vs['ratio_of_medians']:.3f}**; per round "
+            + ", ".join(f"{r:.3f}" for r in vs["round_ratios"])
             + ".",
         ]
     lines += [

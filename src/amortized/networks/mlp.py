@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _random
+from .._random import mix32 as _mix32
 from .dense import dense_rows
 
 ACTIVATIONS = {
@@ -23,15 +25,6 @@ ACTIVATIONS = {
     "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
     "elu": jax.nn.elu,
 }
-
-
-def _mix32(x: jax.Array) -> jax.Array:
-    """An invertible 32-bit integer hash with good avalanche (the "lowbias32" constants)."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
 
 
 def dropout_keep_mask(key: jax.Array, layer: int, shape: tuple[int, ...], rate: float):
@@ -50,18 +43,15 @@ def dropout_keep_mask(key: jax.Array, layer: int, shape: tuple[int, ...], rate: 
 
 
 def split_dropout_key(key: jax.Array, num: int) -> jax.Array:
-    """``num`` keys derived from ``key`` by the counter hash, for dropout masks.
+    """``num`` keys derived from ``key`` by the counter hash, for dropout masks
+    (:func:`amortized._random.split`).
 
     Same role as ``jax.random.split`` for keys that only seed dropout: on CPU, JAX lowers
     each threefry split to a small rolled loop, and a coupling-flow training step that
     split its key per example, per layer and per coupling ran eight such loops (about a
     tenth of the step) where these few integer operations per key suffice.
     """
-    words = jax.random.key_data(key)
-    i = jnp.arange(num, dtype=jnp.uint32).reshape((num,) + (1,) * words.ndim)
-    lanes = jnp.broadcast_to(jnp.arange(words.shape[-1], dtype=jnp.uint32), words.shape)[None]
-    derived = _mix32(words[None] ^ _mix32(i * jnp.uint32(0x9E3779B9) + lanes + jnp.uint32(1)))
-    return jax.random.wrap_key_data(derived, impl=jax.random.key_impl(key))
+    return _random.split(key, num)
 
 
 def _activation(name: str):

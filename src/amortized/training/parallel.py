@@ -27,9 +27,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -112,6 +113,21 @@ def sampling_devices() -> tuple[Any, ...] | None:
 def _mesh(devices: Sequence[Any]) -> Mesh:
     """A one-axis mesh ("batch") over ``devices``."""
     return Mesh(np.asarray(devices), ("batch",))
+
+
+def replicate(tree: Any, devices: Sequence[Any] | None) -> Any:
+    """The arrays of ``tree`` placed whole on every one of ``devices`` (unchanged for
+    ``None``), as the data-parallel training step returns them.
+
+    A compiled function is specialized to the placement of its inputs: networks and optimizer
+    state start on one device and come back from the first data-parallel epoch replicated over
+    the mesh, so without this the second epoch compiled the whole training step again (3.8 s
+    of a 2-core coupling-flow fit)."""
+    if not devices:
+        return tree
+    arrays, rest = eqx.partition(tree, eqx.is_array)
+    arrays = jax.device_put(arrays, NamedSharding(_mesh(devices), P()))
+    return eqx.combine(arrays, rest)
 
 
 def value_and_grad(

@@ -1,0 +1,46 @@
+"""Cheap counter-based randomness for training: key splitting and batch permutations.
+
+JAX's default keys (threefry) are strong but, on CPU, every ``jax.random.split`` or
+``permutation`` lowers to small rolled loops that cost more than the work they feed (in a
+coupling-flow epoch: 2-3% of its time for one permutation of 10^4 rows and one key per
+step). Shuffling batches and seeding per-row dropout masks or per-step draws needs
+independent-looking streams, not cryptographic ones, so these derive them with a few
+integer operations of a bijective 32-bit hash. The keys they return are ordinary JAX keys:
+whatever is drawn from them still goes through threefry.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def mix32(x: jax.Array) -> jax.Array:
+    """An invertible 32-bit integer hash with good avalanche (the "lowbias32" constants);
+    a bijection of ``uint32``, so distinct inputs give distinct outputs."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def split(key: jax.Array, num: int) -> jax.Array:
+    """``num`` keys ``(num, *key.shape)`` derived from ``key`` by hashing its words with
+    the index; the role of ``jax.random.split`` where the keys only need to differ."""
+    words = jax.random.key_data(key)
+    i = jnp.arange(num, dtype=jnp.uint32).reshape((num,) + (1,) * words.ndim)
+    lanes = jnp.broadcast_to(jnp.arange(words.shape[-1], dtype=jnp.uint32), words.shape)[None]
+    derived = mix32(words[None] ^ mix32(i * jnp.uint32(0x9E3779B9) + lanes + jnp.uint32(1)))
+    return jax.random.wrap_key_data(derived, impl=jax.random.key_impl(key))
+
+
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A pseudo-random permutation of ``0..n-1`` (int32, ``n < 2^32``): the order of the
+    hashed indices. The hash is a bijection, so the sort keys are distinct and one sort
+    suffices (``jax.random.permutation`` sorts random bits twice for 10^4 rows, to break
+    ties)."""
+    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    seed = mix32(words[0] ^ mix32(words[-1] + jnp.uint32(0x85EBCA6B)))
+    bits = mix32(mix32(jnp.arange(n, dtype=jnp.uint32) ^ seed) + seed)
+    return jnp.argsort(bits).astype(jnp.int32)
