@@ -86,6 +86,7 @@ CHILD = textwrap.dedent(
     import amortized.approximators.continuous as cont
     cont.fit = counting(cont.fit)
     hist = wf.fit_offline(data, epochs=25, batch_size=128, seed=2, progress=False)
+    out["history_devices"] = hist["devices"]
     out["compiles_first_epoch"] = compiles[0]
     out["compiles_later_epochs"] = sum(compiles[1:])
     out["loss_first"], out["loss_last"] = hist["loss"][0], hist["loss"][-1]
@@ -137,6 +138,7 @@ def test_later_epochs_do_not_compile_again(child):
 
 
 def test_data_parallel_training_and_sampling_recover_the_posterior(child):
+    assert child["history_devices"] == [2] * 25  # recorded per epoch
     assert child["loss_last"] < child["loss_first"]
     assert child["shape"] == [1, 4001, 1]  # 4001 draws: 2001 per device, cut to 4001
     assert child["same_seed_equal"]

@@ -202,16 +202,18 @@ def fit(
     (the same arrays for offline training, fresh simulations for online training).
 
     Returns the trained networks (the best by validation loss with ``restore_best``) and the
-    history ``{"loss": [...], "val_loss": [...], "epoch_seconds": [...]}`` (per-epoch means
-    and the wall time of each epoch's training steps, the first including compilation;
-    JSON-serializable). ``flat_params``: the optimizer sees all parameters as one vector
-    (faster; only for optimizers that do not depend on the parameter tree's structure).
+    history ``{"loss": [...], "val_loss": [...], "epoch_seconds": [...], "devices": [...]}``
+    (per-epoch means, the wall time of each epoch's training steps, the first including
+    compilation, and the number of devices each batch was split over; JSON-serializable).
+    ``flat_params``: the optimizer sees all parameters as one vector (faster; only for
+    optimizers that do not depend on the parameter tree's structure).
     With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
     (see :mod:`amortized.training.parallel`).
     """
     history = history if history is not None else {"loss": [], "val_loss": []}
     history.setdefault("epoch_seconds", [])
+    history.setdefault("devices", [])
     opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
     best, best_val = nets, np.inf
     # one validation key for all epochs, so that stochastic losses are comparable
@@ -248,6 +250,7 @@ def fit(
         )
         losses = np.asarray(losses)  # waits for the epoch to finish
         history["epoch_seconds"].append(time.perf_counter() - started)
+        history["devices"].append(len(devices) if devices else 1)
         _check_finite(losses, epoch, learning_rate)
         history["loss"].append(float(losses.mean()))
         post = {"loss": f"{history['loss'][-1]:.4f}"}
