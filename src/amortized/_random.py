@@ -11,6 +11,8 @@ whatever is drawn from them still goes through threefry.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -35,12 +37,18 @@ def split(key: jax.Array, num: int) -> jax.Array:
     return jax.random.wrap_key_data(derived, impl=jax.random.key_impl(key))
 
 
+def bits(key: jax.Array, salt: int, shape: tuple[int, ...]) -> jax.Array:
+    """``uint32`` bits of ``shape``, one per element: the element's index hashed with
+    ``key`` and ``salt``. A bijection of the index for a fixed key and salt, so the bits of
+    distinct elements differ (sort keys without ties)."""
+    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    seed = mix32(words[0] ^ mix32(words[-1] + jnp.uint32(salt)))
+    idx = jnp.arange(math.prod(shape), dtype=jnp.uint32).reshape(shape)
+    return mix32(mix32(idx ^ seed) + seed)
+
+
 def permutation(key: jax.Array, n: int) -> jax.Array:
     """A pseudo-random permutation of ``0..n-1`` (int32, ``n < 2^32``): the order of the
-    hashed indices. The hash is a bijection, so the sort keys are distinct and one sort
-    suffices (``jax.random.permutation`` sorts random bits twice for 10^4 rows, to break
-    ties)."""
-    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
-    seed = mix32(words[0] ^ mix32(words[-1] + jnp.uint32(0x85EBCA6B)))
-    bits = mix32(mix32(jnp.arange(n, dtype=jnp.uint32) ^ seed) + seed)
-    return jnp.argsort(bits).astype(jnp.int32)
+    hashed indices (:func:`bits`). They are distinct, so one sort suffices
+    (``jax.random.permutation`` sorts random bits twice for 10^4 rows, to break ties)."""
+    return jnp.argsort(bits(key, 0x85EBCA6B, (n,))).astype(jnp.int32)

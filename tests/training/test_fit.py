@@ -85,19 +85,19 @@ def test_second_fit_with_the_same_settings_compiles_nothing():
             count[0] += 1
 
     monitoring.register_event_duration_secs_listener(listen)
-    data = bf.simulators.benchmarks.two_moons().sample(606, seed=0)
-    seen = []
-    for seed in range(2):
-        wf = bf.BasicWorkflow(
-            inference_network=bf.networks.CouplingFlow(depth=1, subnet_kwargs={"widths": [7]}),
-            inference_variables="theta",
-            inference_conditions="x",
-        )
-        before = count[0]
-        wf.fit_offline(data, epochs=2, batch_size=101, seed=seed, progress=False)
-        seen.append(count[0] - before)
     try:
-        assert seen[0] > 0
-        assert seen[1] == 0, seen
+        data = bf.simulators.benchmarks.two_moons().sample(606, seed=0)
+        seen = []
+        for seed in range(2):
+            wf = bf.BasicWorkflow(
+                inference_network=bf.networks.CouplingFlow(depth=1, subnet_kwargs={"widths": [7]}),
+                inference_variables="theta",
+                inference_conditions="x",
+            )
+            before = count[0]
+            wf.fit_offline(data, epochs=2, batch_size=101, seed=seed, progress=False)
+            seen.append(count[0] - before)
     finally:
         monitoring.unregister_event_duration_listener(listen)
+    assert seen[0] > 0
+    assert seen[1] == 0, seen

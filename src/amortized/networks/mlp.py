@@ -11,10 +11,8 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import _random
-from .._random import mix32 as _mix32
 from .dense import dense_rows
 
 ACTIVATIONS = {
@@ -35,10 +33,7 @@ def dropout_keep_mask(key: jax.Array, layer: int, shape: tuple[int, ...], rate: 
     integer operations per element, where drawing the mask with threefry made dropout the
     most expensive part of a coupling-flow training step on CPU (3 ms of 9).
     """
-    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
-    seed = _mix32(words[0] ^ _mix32(words[-1] + jnp.uint32(layer)))
-    idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
-    bits = _mix32(_mix32(idx ^ seed) + seed)
+    bits = _random.bits(key, layer, tuple(shape))
     return bits >= jnp.uint32(min(int(rate * 2**32), 2**32 - 1))
 
 
