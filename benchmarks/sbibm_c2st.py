@@ -54,19 +54,37 @@ TARGET_10K = {
 }
 
 
-def network(name: str):
+def network(name: str, widths: list[int] | None = None, bins: int | None = None):
     """``auto`` (handled in run_task) trains the affine and the spline flow and keeps the one
     with the lower validation loss: a choice made on held-out simulations only, as a modeller
-    would make it, never on the reference posterior."""
+    would make it, never on the reference posterior. ``widths``: the subnets' hidden widths
+    (default: the network's own); ``bins``: the spline's bins."""
     import amortized as bf
 
-    if name == "coupling_affine":
-        return bf.networks.CouplingFlow()
-    if name == "coupling_spline":
-        return bf.networks.CouplingFlow(transform="spline")
+    sub = {} if widths is None else {"subnet_kwargs": {"widths": list(widths)}}
+    if name in ("coupling_affine", "coupling_spline"):
+        spline = name == "coupling_spline"
+        if bins is not None and not spline:
+            raise ValueError("--bins applies to the spline flow only")
+        tk = {"transform_kwargs": {"bins": bins}} if bins is not None else {}
+        return bf.networks.CouplingFlow(transform="spline" if spline else "affine", **sub, **tk)
     if name == "flow_matching":
-        return bf.networks.FlowMatching()
+        if bins is not None:
+            raise ValueError("--bins applies to the spline flow only")
+        return bf.networks.FlowMatching(**sub)
     raise ValueError(f"unknown network {name!r}")
+
+
+def size_label(widths: list[int] | None, bins: int | None, learning_rate: float | None) -> str:
+    """The non-default network size and learning rate, for labels and member folders."""
+    parts = []
+    if widths is not None:
+        parts.append(f"widths {'x'.join(map(str, widths))}")
+    if bins is not None:
+        parts.append(f"{bins} bins")
+    if learning_rate is not None:
+        parts.append(f"lr {learning_rate:g}")
+    return ", ".join(parts)
 
 
 def load_reference(task: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,11 +133,15 @@ def run_task(
     classifier: str = "sklearn",
     ensemble: int = 1,
     members_dir: str | None = None,
+    widths: list[int] | None = None,
+    bins: int | None = None,
+    learning_rate: float | None = None,
 ) -> dict:
     import amortized as bf
     from amortized.simulators.benchmarks import PRIOR_BOUNDS
 
     as_set = structure and task in SET_TASKS
+    size = size_label(widths, bins, learning_rate)
     routing = (
         dict(
             summary_variables="x",
@@ -145,7 +167,8 @@ def run_task(
     def make_workflow(name: str):
         return bf.BasicWorkflow(
             simulator=simulator,
-            inference_network=network(name),
+            inference_network=network(name, widths, bins),
+            **({} if learning_rate is None else {"initial_learning_rate": learning_rate}),
             **({} if "adapter" in routing else {"inference_variables": "theta"}),
             **routing,
         )
@@ -174,6 +197,8 @@ def run_task(
             trained.append(k)
             return wf_k.approximator, float(np.min(hist_k["val_loss"]))
         tag = f"{task}_{budget}_{name}_{constrain}_{int(structure)}_{epochs}x{batch_size}"
+        if size:
+            tag += "_" + size.replace(", ", "_").replace(" ", "")
         path = Path(members_dir) / f"{tag}_seed{fit_seed}"
         if (path / "val_loss.json").exists():
             print(f"  {task}: member {k} loaded from {path}", flush=True)
@@ -247,6 +272,8 @@ def run_task(
     if constrain and task in PRIOR_BOUNDS:
         how = "" if constrain == "default" else f" ({constrain})"
         net_name = f"{net_name}, prior support constrained{how}"
+    if size:
+        net_name = f"{net_name} ({size})"
     if ensemble > 1:
         net_name = f"{net_name} x{ensemble} ensemble"
     if as_set:
@@ -305,8 +332,10 @@ def write_markdown() -> None:
         nobs = len(r["observations"])
         # scores from the compiled classifier are marked (same test, see diagnostics.c2st)
         how = ", JAX" if r.get("c2st_classifier", "sklearn") == "jax" else ""
+        # replicates with other simulations and initializations (--seed) get their own row
+        net = r["network"] + (f", seed {r['seed']}" if r.get("seed") else "")
         lines.append(
-            f"| {r['task']} | {r['budget']} | {r['network']} | {r['epochs']} | {r['batch_size']} "
+            f"| {r['task']} | {r['budget']} | {net} | {r['epochs']} | {r['batch_size']} "
             f"| {r['c2st_mean']:.3f} ({nobs}{how}) | {npe} | {tgt} | {r['seconds_per_epoch']:.3f} "
             f"| {r['sample_seconds']:.2f} | {r['machine']} |"
         )
@@ -367,6 +396,15 @@ def main() -> None:
         help="split the CPU into this many JAX devices for data-parallel training "
         "(bf.set_cpu_devices)",
     )
+    p.add_argument(
+        "--widths",
+        nargs="+",
+        type=int,
+        default=None,
+        help="hidden widths of the inference network's subnets (default: the network's own)",
+    )
+    p.add_argument("--bins", type=int, default=None, help="bins of the spline flow")
+    p.add_argument("--learning-rate", type=float, default=None, help="default: 5e-4")
     p.add_argument("--write-md", action="store_true")
     p.add_argument("--flat", action="store_true", help="route every task's data as a flat vector")
     p.add_argument("--tag", default="", help="suffix of the results file")
@@ -416,6 +454,9 @@ def main() -> None:
             a.classifier,
             a.ensemble,
             a.members_dir,
+            a.widths,
+            a.bins,
+            a.learning_rate,
         )
         print(
             f"{task}: C2ST {r['c2st_mean']:.3f} {np.round(r['c2st'], 3).tolist()} "

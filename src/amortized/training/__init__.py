@@ -1,7 +1,14 @@
 """Training: optimizers, the compiled epoch, the fit loop and data-parallel steps."""
 
-from .fit import TrainingDiverged, fit
+from .fit import OverfittingWarning, TrainingDiverged, fit, overfitting_message
 from .optimizer import default_optimizer
 from .parallel import set_cpu_devices
 
-__all__ = ["TrainingDiverged", "default_optimizer", "fit", "set_cpu_devices"]
+__all__ = [
+    "OverfittingWarning",
+    "TrainingDiverged",
+    "default_optimizer",
+    "fit",
+    "overfitting_message",
+    "set_cpu_devices",
+]
