@@ -58,19 +58,17 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
     """``auto`` (handled in run_task) trains the affine and the spline flow and keeps the one
     with the lower validation loss: a choice made on held-out simulations only, as a modeller
     would make it, never on the reference posterior. ``widths``: the subnets' hidden widths
-    (default: the network's own); ``bins``: the spline's bins."""
+    (default: the network's own); ``bins``: the spline flow's bins (``--bins`` is refused
+    for a network without a spline)."""
     import amortized as bf
 
     sub = {} if widths is None else {"subnet_kwargs": {"widths": list(widths)}}
-    if name in ("coupling_affine", "coupling_spline"):
-        spline = name == "coupling_spline"
-        if bins is not None and not spline:
-            raise ValueError("--bins applies to the spline flow only")
-        tk = {"transform_kwargs": {"bins": bins}} if bins is not None else {}
-        return bf.networks.CouplingFlow(transform="spline" if spline else "affine", **sub, **tk)
+    if name == "coupling_affine":
+        return bf.networks.CouplingFlow(**sub)
+    if name == "coupling_spline":
+        tk = {} if bins is None else {"transform_kwargs": {"bins": bins}}
+        return bf.networks.CouplingFlow(transform="spline", **sub, **tk)
     if name == "flow_matching":
-        if bins is not None:
-            raise ValueError("--bins applies to the spline flow only")
         return bf.networks.FlowMatching(**sub)
     raise ValueError(f"unknown network {name!r}")
 
@@ -430,6 +428,8 @@ def main() -> None:
         bf.set_cpu_devices(a.cpu_devices)  # before anything runs on JAX
     if a.jobs == 0 and a.classifier != "jax":
         p.error("--jobs 0 (one vmapped C2ST run) needs --classifier jax")
+    if a.bins is not None and a.network not in ("coupling_spline", "auto"):
+        p.error(f"--bins sets the spline flow's bins; --network {a.network} has no spline")
     if a.jobs < 0 or a.ensemble < 1:
         p.error("--jobs must be >= 0 and --ensemble >= 1")
     # the number of optimizer steps, not epochs, sets training quality: scale epochs so
