@@ -26,7 +26,7 @@ from scipy.stats import truncnorm
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sbibm_c2st import load_reference  # noqa: E402
+from sbibm_c2st import box_adapter, holdout, load_reference  # noqa: E402
 
 SCALE = np.sqrt(0.1)
 # name: (subnet widths, spline bins, learning rate); "default" is CouplingFlow(transform="spline")
@@ -64,16 +64,8 @@ def run(name: str, seed: int) -> None:
 
     widths, bins, lr = SETTINGS[name]
     sim = bf.simulators.benchmarks.get_task("gaussian_linear_uniform")
-    sims = sim.sample(10_000, seed=0)
-    train = {k: v[500:] for k, v in sims.items()}
-    val = {k: v[:500] for k, v in sims.items()}
-    adapter = (
-        bf.Adapter()
-        .convert_dtype()
-        .constrain("theta", lower=-1.0, upper=1.0, method="probit")
-        .rename("theta", "inference_variables")
-        .rename("x", "inference_conditions")
-    )
+    train, val = holdout(sim.sample(10_000, seed=0), 10_000)
+    adapter = box_adapter("gaussian_linear_uniform", "probit")
     flow = bf.networks.CouplingFlow(
         transform="spline",
         subnet_kwargs={"widths": widths},

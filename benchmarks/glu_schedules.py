@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sbibm_c2st import SBIBM  # noqa: E402
+from sbibm_c2st import SBIBM, box_adapter, holdout  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "/tmp/glu_out"))
 DRAWS = Path(os.environ.get("DRAWS", "/tmp/glu_draws"))
@@ -113,10 +113,7 @@ def train(name):
     }[net_name]()
     sim = bf.simulators.benchmarks.get_task("gaussian_linear_uniform")
     if constrain:
-        ad = (
-            bf.Adapter().convert_dtype().constrain("theta", lower=-1.0, upper=1.0, method=constrain)
-        )
-        ad = ad.rename("theta", "inference_variables").rename("x", "inference_conditions")
+        ad = box_adapter("gaussian_linear_uniform", constrain)
         wf = bf.BasicWorkflow(simulator=sim, inference_network=net, adapter=ad)
     else:
         wf = bf.BasicWorkflow(
@@ -125,14 +122,13 @@ def train(name):
             inference_variables="theta",
             inference_conditions="x",
         )
-    sims = wf.simulate(10000, seed=seed)
-    nv = 500
+    train, val = holdout(wf.simulate(10000, seed=seed), 10000)
     t0 = time.perf_counter()
     hist = wf.fit_offline(
-        {k: v[nv:] for k, v in sims.items()},
+        train,
         epochs=epochs,
         batch_size=batch,
-        validation_data={k: v[:nv] for k, v in sims.items()},
+        validation_data=val,
         seed=seed + 1,
         restore_best=True,
         progress=False,

@@ -85,6 +85,29 @@ def size_label(widths: list[int] | None, bins: int | None, learning_rate: float 
     return ", ".join(parts)
 
 
+def box_adapter(task: str, method: str, conditions: str = "inference_conditions"):
+    """The adapter that declares ``task``'s box-uniform prior (``PRIOR_BOUNDS``) with
+    ``Adapter.constrain(method=method)``, as a modeller would, and routes ``theta`` to the
+    inference variables and ``x`` to ``conditions``."""
+    import amortized as bf
+    from amortized.simulators.benchmarks import PRIOR_BOUNDS
+
+    lo, hi = PRIOR_BOUNDS[task]
+    return (
+        bf.Adapter()
+        .convert_dtype()
+        .constrain("theta", lower=lo, upper=hi, method=method)
+        .rename("theta", "inference_variables")
+        .rename("x", conditions)
+    )
+
+
+def holdout(sims: dict, budget: int) -> tuple[dict, dict]:
+    """(training, validation) split of ``budget`` simulations: the first 5% held out."""
+    n_val = max(1, budget // 20)
+    return {k: v[n_val:] for k, v in sims.items()}, {k: v[:n_val] for k, v in sims.items()}
+
+
 def load_reference(task: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     folder, obs_file = REFERENCE.get(task, (task, "observation.csv"))
     d = SBIBM / folder / f"num_observation_{k}"
@@ -149,12 +172,8 @@ def run_task(
         else dict(inference_conditions="x")
     )
     if constrain and task in PRIOR_BOUNDS:
-        # the prior's box support declared in the adapter, as a modeller would
-        lo, hi = PRIOR_BOUNDS[task]
-        adapter = bf.Adapter().convert_dtype()
-        adapter = adapter.constrain("theta", lower=lo, upper=hi, method=constrain)
-        adapter = adapter.rename("theta", "inference_variables").rename(
-            "x", "summary_variables" if as_set else "inference_conditions"
+        adapter = box_adapter(
+            task, constrain, "summary_variables" if as_set else "inference_conditions"
         )
         routing = {
             "adapter": adapter,
@@ -210,9 +229,7 @@ def run_task(
         return wf_k.approximator, val_loss
 
     sims = simulator.sample(budget, seed=seed)
-    n_val = max(1, budget // 20)
-    train = {k: v[n_val:] for k, v in sims.items()}
-    val = {k: v[:n_val] for k, v in sims.items()}
+    train, val = holdout(sims, budget)
     candidates = ["coupling_affine", "coupling_spline"] if net_name == "auto" else [net_name]
     t0 = time.perf_counter()
     best = None
