@@ -31,7 +31,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 DATA = RESULTS / "bayesflow_data"
-SBIBM = HERE.parent.parent / "shared" / "benchmarks" / "sbibm"
+SBIBM = Path(
+    os.environ.get("AMORTIZED_SBIBM") or HERE.parent.parent / "shared" / "benchmarks" / "sbibm"
+)
 
 
 def make_data(tasks):

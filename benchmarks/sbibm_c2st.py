@@ -28,7 +28,8 @@ from amortized.simulators.benchmarks import SBIBM_TASKS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SBIBM = ROOT.parent / "shared" / "benchmarks" / "sbibm"
+# the reference posteriors: AMORTIZED_SBIBM, else the shared/ folder beside the checkout
+SBIBM = Path(os.environ.get("AMORTIZED_SBIBM") or ROOT.parent / "shared" / "benchmarks" / "sbibm")
 RESULTS = HERE / "results"
 # bernoulli_glm_raw (issue 4): the 100 raw binary observations instead of the summary
 # statistics; same reference posteriors (V^T y is sufficient)

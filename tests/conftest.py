@@ -1,15 +1,10 @@
-"""Run JAX strictly: rank promotion raises, float32 stays the default."""
+"""Shared fixtures. JAX runs strictly (rank promotion raises, float32 stays the default):
+the repository's root conftest.py sets that for the tests and the doctests alike."""
 
-import jax
 import numpy as np
 import pytest
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_enable_x64", False)
-
-SBIBM = (
-    __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "sbibm"
-)
+from amortized.simulators.benchmarks import SBIBM_ENV, SBIBM_HOW, sbibm_root
 
 
 @pytest.fixture
@@ -18,7 +13,11 @@ def rng():
 
 
 def sbibm_path():
-    """The sbibm reference folder beside the checkout (skip where it is absent)."""
-    if not SBIBM.exists():
-        pytest.skip(f"sbibm reference data not found at {SBIBM}")
-    return SBIBM
+    """The sbibm reference folder named by AMORTIZED_SBIBM (skip where it is not given)."""
+    try:
+        root = sbibm_root()
+    except FileNotFoundError as err:  # AMORTIZED_SBIBM names a folder this machine lacks
+        pytest.skip(str(err))
+    if root is None:
+        pytest.skip(f"sbibm reference data not given ({SBIBM_ENV} unset): {SBIBM_HOW}")
+    return root

@@ -19,25 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .simulators.benchmarks import SBIBM_HOW, TASKS, sbibm_root
 from .simulators.benchmarks import SBIBM_TASKS as DEMO_MODELS
-from .simulators.benchmarks import TASKS
 
 
-def _find_reference(model: str, observation: int = 1) -> Path | None:
-    """The sbibm reference folder for ``model``, looked up beside the working directory."""
-    for root in (Path.cwd(), *Path.cwd().parents):
-        cand = root / "shared" / "benchmarks" / "sbibm" / model / f"num_observation_{observation}"
-        if cand.exists():
-            return cand
-    return None
-
-
-def _sbibm_c2st(wf, model: str, seed: int) -> float | None:
+def _sbibm_c2st(wf, model: str, seed: int, sbibm: Path | None) -> float | None:
     import amortized as bf
 
-    ref_dir = _find_reference(model)
-    if ref_dir is None:
+    root = sbibm_root(sbibm)
+    if root is None:
+        print(f"C2ST against the sbibm reference skipped: {SBIBM_HOW} (--sbibm PATH)")
         return None
+    ref_dir = root / model / "num_observation_1"
+    if not ref_dir.is_dir():
+        raise SystemExit(f"amortized: no sbibm reference for {model!r} at {ref_dir}; {SBIBM_HOW}")
     ref = np.loadtxt(ref_dir / "reference_posterior_samples.csv.bz2", delimiter=",", skiprows=1)
     obs = np.loadtxt(ref_dir / "observation.csv", delimiter=",", skiprows=1, ndmin=2)
     approx = wf.sample(conditions={"x": obs}, num_samples=len(ref), seed=seed)["theta"][0]
@@ -52,6 +47,7 @@ def demo(
     seed: int,
     progress: bool,
     test_datasets: int = 300,
+    sbibm: Path | None = None,
 ) -> dict:
     import amortized as bf
 
@@ -77,7 +73,7 @@ def demo(
     t_train = time.perf_counter() - t0
     wf.save(out / "model.amz", metadata={"model": model})
     config = {"model": model, "simulation budget": budget, "training seconds": round(t_train, 1)}
-    c2st = _sbibm_c2st(wf, model, seed + 4)
+    c2st = _sbibm_c2st(wf, model, seed + 4, sbibm)
     if c2st is not None:
         config["C2ST vs. sbibm reference, observation 1 (0.5 best)"] = c2st
     print(f"diagnosing on {test_datasets} held-out simulations ...", flush=True)
@@ -183,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
+        "--sbibm",
+        default=None,
+        type=Path,
+        help="folder of sbibm reference posteriors, for the C2ST of the demo's model "
+        "(default: the AMORTIZED_SBIBM environment variable; without either, no C2ST)",
+    )
+    p.add_argument(
         "--cpu-devices",
         default=None,
         type=_positive,
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             not args.no_progress,
             args.test_datasets,
+            args.sbibm,
         )
         return 0
     return {"diagnose": diagnose_cmd, "report": report_cmd}[args.command](args)

@@ -26,7 +26,8 @@ def test_loss_and_pairs(draws):
     with pytest.raises(KeyError, match="loss"):
         plots.loss({})
     est, tgt = draws
-    fig = plots.pairs_posterior(est, tgt, priors=np.random.default_rng(0).normal(size=(50, 2)))
+    prior = np.random.default_rng(0).normal(size=(50, 2))
+    fig = plots.pairs_posterior(est, tgt, priors=prior, dataset_id=0)
     assert sum(ax.get_visible() for ax in fig.axes) == 3  # lower triangle of a 2 x 2 grid
     with pytest.raises(IndexError, match="dataset_id"):
         plots.pairs_posterior(est, dataset_id=60)

@@ -61,3 +61,31 @@ def test_thresholds_live_in_one_place():
     assert r.calibration == "excellent" and r.contraction == "low"
     strict = rate_diagnostics(table, THRESHOLDS.__class__(contraction_medium=-1.0))
     assert strict[0].contraction == "medium"
+
+
+def test_multimodal_posteriors_are_not_rated_on_recovery():
+    # Silent failure 8: the demo's two-moons posterior is correctly bimodal, yet recovery was
+    # rated "poor" and a larger summary network advised. Reference: exact bimodal posteriors
+    # by construction (the truth is one draw from the same mixture as the posterior draws),
+    # so calibration holds and only the point-estimate metrics mislead.
+    rng = np.random.default_rng(5)
+    n, s = 300, 1000
+    a = rng.uniform(2.0, 4.0, size=(n, 1))
+
+    def posterior(size):
+        return rng.choice([-1.0, 1.0], size=(n, size, 1)) * a[:, None] + 0.2 * rng.normal(
+            size=(n, size, 1)
+        )
+
+    draws, truth = posterior(s), posterior(1)[:, 0]
+    table = default_diagnostics(draws, truth)
+    assert table.loc["multimodal_fraction"].iloc[0] > 0.95
+    (r,) = rate_diagnostics(table)
+    assert r.recovery == "not rated" and "multimodal posterior" in r.summary
+    steps = next_steps([r], None)
+    assert any("multimodal" in step for step in steps)
+    assert not any("summary network" in step for step in steps)
+    # a unimodal posterior keeps its recovery rating
+    uni = default_diagnostics(truth[:, None] + 0.1 * rng.normal(size=(n, s, 1)), truth)
+    assert uni.loc["multimodal_fraction"].iloc[0] < 0.05
+    assert rate_diagnostics(uni)[0].recovery != "not rated"

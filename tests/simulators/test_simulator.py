@@ -94,3 +94,18 @@ def test_bad_arguments():
         bf.make_simulator([lambda: 3.0]).sample(2)
     with pytest.raises(SimulationError, match="changes shape between draws"):
         bf.make_simulator([lambda: {"x": np.zeros(np.random.randint(1, 4))}]).sample(30, seed=0)
+
+
+def test_misspelled_fixed_variable_raises_and_lists_variables():
+    # Silent failure 2: ``thetaa=`` used to leave theta random and return an extra output.
+    sim = bf.make_simulator(
+        [
+            lambda: {"theta": np.random.normal(size=2)},
+            lambda theta: {"x": theta + np.random.normal(size=2)},
+        ]
+    )
+    with pytest.raises(KeyError, match=r"\['thetaa'\].*\['theta', 'x'\]"):
+        sim.sample(3, seed=0, thetaa=np.zeros(2))
+    # fixing a real output or input still works
+    assert np.all(sim.sample(3, seed=0, theta=np.zeros(2))["theta"] == 0)
+    assert np.all(sim.sample(3, seed=0, x=np.ones(2))["x"] == 1)

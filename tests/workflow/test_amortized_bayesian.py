@@ -213,3 +213,15 @@ def test_psis_weights_agree_whether_log_q_comes_with_the_draws_or_after(trained,
     # float32 densities through the inverse and the forward pass: k-hat to 1e-3
     np.testing.assert_allclose(res.diagnostics["khat"], one_pass.diagnostics["khat"], atol=1e-3)
     assert list(res.step) == list(one_pass.step)
+
+
+def test_estimated_log_q_is_refused_for_importance_weights():
+    # Silent failure 7: an estimated log q (Hutchinson) must not weight draws in PSIS
+    m = bf.NumPyroModel(model, observed="y")
+    net = bf.networks.FlowMatching(subnet_kwargs={"widths": [16]}, exact_divergence_max_dim=1)
+    wf = bf.BasicWorkflow(simulator=m.simulator, adapter=m.default_adapter(), inference_network=net)
+    wf.fit_offline(m.simulator.sample(64, seed=0), epochs=1, batch_size=32, seed=0, progress=False)
+    assert not wf.approximator.log_prob_is_exact
+    abw = bf.AmortizedBayesianWorkflow(wf, m, num_samples=20, reference_simulations=50)
+    with pytest.raises(ValueError, match="log q is an estimate"):
+        abw.run({"y": m.simulator.sample(2, seed=1)["y"]})

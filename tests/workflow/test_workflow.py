@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -114,6 +115,65 @@ def test_save_is_atomic_and_load_rejects_bad_files(trained, tmp_path, monkeypatc
         bf.load(tmp_path / "newer.amz")
     with pytest.raises(ModelFileError, match="checksum"):
         bf.load(tmp_path / "sum.amz")
+
+
+def test_edited_model_file_is_refused_by_entry(trained, tmp_path):
+    # Silent failure 5: only the weights were checksummed, so adding 5 to a stored
+    # standardization mean loaded and shifted every posterior by 5.
+    path = trained.save(tmp_path / "m.amz")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not the temp file's 0600
+    with zipfile.ZipFile(path) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    stats = json.loads(entries["stats.json"])
+    key = next(iter(stats["standardization"]))
+    stats["standardization"][key]["mean"] = [m + 5.0 for m in stats["standardization"][key]["mean"]]
+    edited = dict(entries, **{"stats.json": json.dumps(stats).encode()})
+    for name, content in (
+        ("stats.json", edited),
+        ("adapter.json", dict(entries, **{"adapter.json": b"[]"})),
+        ("history.json", dict(entries, **{"history.json": b"{}"})),
+        ("added.txt", dict(entries, **{"added.txt": b"x"})),
+    ):
+        with zipfile.ZipFile(tmp_path / "edited.amz", "w") as zf:
+            for n, c in content.items():
+                zf.writestr(n, c)
+        with pytest.raises(ModelFileError, match=f"entry '{name}'"):
+            bf.load(tmp_path / "edited.amz")
+    # the untouched file still loads and samples as before
+    x = {"x": np.zeros((2, 2), np.float32)}
+    a = trained.sample(conditions=x, num_samples=50, seed=1)["mu"]
+    b = bf.load(path).sample(conditions=x, num_samples=50, seed=1)["mu"]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_format_version_1_files_still_load(trained, tmp_path):
+    # files written before every entry was checksummed: one manifest, weights checksummed
+    import hashlib
+
+    path = trained.save(tmp_path / "m.amz")
+    with zipfile.ZipFile(path) as zf:
+        e = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(e["manifest.json"]) | {
+        "format_version": 1,
+        "adapter": json.loads(e["adapter.json"]),
+        "stats": json.loads(e["stats.json"])["standardization"],
+        "history": json.loads(e["history.json"]),
+        "weights_sha256": hashlib.sha256(e["weights.eqx"]).hexdigest(),
+    }
+    with zipfile.ZipFile(tmp_path / "v1.amz", "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest))
+        zf.writestr("weights.eqx", e["weights.eqx"])
+    x = {"x": np.zeros((2, 2), np.float32)}
+    np.testing.assert_array_equal(
+        bf.load(tmp_path / "v1.amz").sample(conditions=x, num_samples=20, seed=1)["mu"],
+        trained.sample(conditions=x, num_samples=20, seed=1)["mu"],
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_online_training_and_restore_best():

@@ -8,6 +8,7 @@ elementwise, so a density in the original space is
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -19,6 +20,47 @@ from ._base import Transform, as_keys, missing, to_jsonable, xp_of
 # Adapter.forward(check_support=False) turns the domain checks off for one call: values
 # outside a transform's domain then give inf/NaN instead of an error
 SUPPORT_CHECKS: ContextVar[bool] = ContextVar("adapter_support_checks", default=True)
+
+
+class SupportBoundaryWarning(UserWarning):
+    """Draws mapped back onto (or past) the boundary of an open support were moved inside."""
+
+
+def _inside(key: str, x, lo, hi, where: str):
+    """``x`` with every value at or beyond the open interval ``(lo, hi)`` (either may be
+    None) or non-finite replaced by the nearest representable value inside it, and a
+    :class:`SupportBoundaryWarning` with the count.
+
+    In float32 the logistic function reaches 1 at about 17 and ``exp`` overflows at about
+    89, so draws from a network conditioned far from its training data can land exactly on
+    a bound or at infinity: values no density of the model allows. They are moved, not
+    dropped (every draw keeps its place), and the count says how many there were."""
+    if xp_of(x) is not np or not np.issubdtype(np.asarray(x).dtype, np.floating):
+        return x  # traced values cannot be checked eagerly
+    x = np.array(x)
+    dtype = x.dtype.type
+    finite_hi = np.finfo(x.dtype).max
+    lo_ = -np.inf if lo is None else np.broadcast_to(lo, x.shape).astype(x.dtype)
+    hi_ = np.inf if hi is None else np.broadcast_to(hi, x.shape).astype(x.dtype)
+    low = (x <= lo_) | (x == -np.inf)
+    high = (x >= hi_) | (x == np.inf)
+    bad = int(np.sum(low | high))
+    if not bad:
+        return x
+    inner_lo = np.nextafter(lo_, dtype(np.inf)) if lo is not None else dtype(-finite_hi)
+    inner_hi = np.nextafter(hi_, dtype(-np.inf)) if hi is not None else dtype(finite_hi)
+    x = np.where(low, inner_lo, np.where(high, inner_hi, x)).astype(x.dtype)
+    warnings.warn(
+        f"Adapter.{where}: {bad} of {x.size} value(s) of {key!r} came back on or beyond the "
+        f"boundary of its support ({'-inf' if lo is None else 'lower bound'}, "
+        f"{'inf' if hi is None else 'upper bound'}) in {x.dtype} (the network's output "
+        f"saturated the inverse map, usually for conditions far from the training data); "
+        f"they were moved to the nearest representable value inside. Treat these draws "
+        f"with suspicion",
+        SupportBoundaryWarning,
+        stacklevel=5,
+    )
+    return x
 
 
 def _aligned(p, x):
@@ -37,6 +79,11 @@ class ElementwiseTransform(Transform):
 
     def _check(self, key: str, x: Any) -> None:
         """Raise if ``x`` lies outside the transform's domain."""
+
+    def _interior(self, key: str, x: Any) -> Any:
+        """``x`` (an inverse's output) moved strictly inside the transform's open domain,
+        with a warning where it was not (see :func:`_inside`)."""
+        return x
 
     def forward(self, data, ldj, strict):
         if missing(self.name, data, self.keys, strict):
@@ -59,7 +106,11 @@ class ElementwiseTransform(Transform):
             return data
         data = dict(data)
         for k in self.keys:
-            data[k] = self._inv(data[k])
+            # an overflow to inf is not an error here: _interior moves it inside and
+            # warns by name, so NumPy's own RuntimeWarning would only repeat it unnamed
+            with np.errstate(over="ignore", under="ignore"):
+                y = self._inv(data[k])
+            data[k] = self._interior(k, y)
         return data
 
     def params(self):
@@ -149,6 +200,9 @@ class Constrain(ElementwiseTransform):
                 f"interval ({lo}, {hi}); min {x.min()}, max {x.max()}"
             )
 
+    def _interior(self, key, x):
+        return _inside(key, x, _aligned(self.lower, x), _aligned(self.upper, x), self.name)
+
     def _fwd(self, x):
         xp = xp_of(x)
         lo, hi = _aligned(self.lower, x), _aligned(self.upper, x)
@@ -225,6 +279,9 @@ class Log(ElementwiseTransform):
     def _inv(self, y):
         xp = xp_of(y)
         return xp.expm1(y) if self.p1 else xp.exp(y)
+
+    def _interior(self, key, x):
+        return _inside(key, x, -1.0 if self.p1 else 0.0, None, self.name)
 
     def _ldj(self, x):
         return -self._fwd(x)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,15 +27,17 @@ from .._validation import (
     strict,
 )
 from ..adapters import NETWORK_KEYS, Adapter
+from ..adapters.usage import condition_sources, head_rows, key_routes
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
 from ..training import default_optimizer, fit, parallel
-from . import core
+from . import condition_checks, core
 from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
 
 STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
 SAMPLE_CHUNK = 2**17  # rows per compiled sampling call: bounds memory for any request
+RANGE_ROWS = 4096  # training datasets that set the saved ranges; rows per summary chunk
 
 
 def _bucket(n: int, cap: int) -> int:
@@ -46,7 +49,9 @@ def _row_chunk(tree, start: int, stop: int, cap: int):
     """Rows ``start:stop`` of every array in ``tree``, padded to a power-of-two bucket (at most
     ``cap``) so that chunked calls compile a handful of times; returns ``(chunk, size)``."""
     size = _bucket(stop - start, cap)
-    return jax.tree.map(lambda v: _pad_rows(v[start:stop], size), tree), size
+    # sliced and padded in NumPy: eager JAX slices would compile a small program for every
+    # new number of datasets, and a long session would pile them up
+    return jax.tree.map(lambda v: _pad_rows(np.asarray(v)[start:stop], size), tree), size
 
 
 @eqx.filter_jit
@@ -99,8 +104,10 @@ class ContinuousApproximator:
 
     Examples
     --------
+    >>> adapter = bf.Adapter().rename("theta", "inference_variables").rename(
+    ...     "x", "inference_conditions")
     >>> approximator = ContinuousApproximator(
-    ...     inference_network=FlowMatching(), adapter=adapter)
+    ...     inference_network=bf.networks.FlowMatching(), adapter=adapter)
     """
 
     @strict
@@ -149,11 +156,104 @@ class ContinuousApproximator:
         self.nets: Networks | None = None
         self.stats: Stats | None = None
         self.history: dict[str, list] = {"loss": [], "val_loss": []}
+        #: per-feature training ranges of the conditions (see condition_checks)
+        self.condition_ranges: condition_checks.Ranges | None = None
+        #: input keys whose values reach the network's conditions in training
+        self.condition_keys: list[str] | None = None
 
     # -- boundary ----------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:
         return self.nets is not None
+
+    @property
+    def log_prob_is_exact(self) -> bool:
+        """False when the inference network's ``log_prob`` is an estimate (FlowMatching
+        asked for Hutchinson's trace estimator): such a log q must not weight draws."""
+        net = self.nets.inference if self.is_trained else self.inference_network
+        return not getattr(net, "log_prob_is_estimate", False)
+
+    @property
+    def is_conditional(self) -> bool:
+        """False for an unconditional density q(theta): nothing was routed to
+        ``inference_conditions`` or ``summary_variables`` in training."""
+        self._require_trained("is_conditional")
+        return IC in self._shapes or SV in self._shapes
+
+    def _check_training_keys(self, data: Mapping[str, Any]) -> None:
+        """Warn (:class:`~amortized.approximators.condition_checks.UnusedDataWarning`)
+        about training keys that reach no network input; remember the condition keys."""
+        routes = key_routes(self.adapter, head_rows(data))
+        adapted = (
+            self.adapter.forward(head_rows(data), strict=False)
+            if self.adapter is not None
+            else data
+        )
+        conditional = IC in adapted or SV in adapted
+        self.condition_keys = condition_sources(routes)
+        msg = condition_checks.unused_data_message(routes, conditional)
+        if msg:
+            warnings.warn(msg, condition_checks.UnusedDataWarning, stacklevel=4)
+
+    def _check_condition_keys(self, conditions: Mapping[str, Any], where: str) -> dict:
+        """Raise for condition keys that reach no network input; returns the routes."""
+        if not isinstance(conditions, Mapping):
+            raise TypeError(
+                f"{where}: conditions must be a dict of arrays, got {type(conditions).__name__}"
+            )
+        routes = key_routes(self.adapter, head_rows(conditions))
+        trained_on = self.condition_keys if self.condition_keys is not None else ["(unknown)"]
+        err = condition_checks.unused_condition_error(
+            where, routes, self.is_conditional, trained_on
+        )
+        if err is not None:
+            raise err
+        return routes
+
+    def _update_ranges(self, arrays: Mapping[str, Any]) -> None:
+        """Widen the saved training ranges of the conditions by those of ``arrays``."""
+        rows = {k: jax.tree.map(lambda v: v[:RANGE_ROWS], a) for k, a in arrays.items()}
+        rows.pop(IV, None)
+        if not rows:
+            return
+        summaries = None
+        if self.nets.summary is not None:
+            summaries = self._summaries_bucketed(rows)
+        new = condition_checks.compute_ranges(rows, summaries)
+        old = self.condition_ranges or {}
+        self.condition_ranges = {
+            k: {
+                "min": np.minimum(v["min"], old[k]["min"]) if k in old else v["min"],
+                "max": np.maximum(v["max"], old[k]["max"]) if k in old else v["max"],
+            }
+            for k, v in new.items()
+        }
+
+    def _summaries_bucketed(self, arrays) -> np.ndarray:
+        """Summaries of every dataset in ``arrays``, computed in chunks padded to
+        power-of-two buckets (as sampling is), so that checks on any number of datasets
+        compile a handful of times, not once per count."""
+        n = _rows(arrays)
+        out = []
+        for start in range(0, n, RANGE_ROWS):
+            stop = min(n, start + RANGE_ROWS)
+            chunk, _ = _row_chunk(arrays, start, stop, RANGE_ROWS)
+            out.append(np.asarray(_summaries(self.nets, self.stats, chunk))[: stop - start])
+        return np.concatenate(out, axis=0)
+
+    def _warn_out_of_range(self, arrays, routes, where: str) -> None:
+        """Warn by dataset when a condition lies far outside the training ranges."""
+        if not self.condition_ranges or not arrays:
+            return
+        summaries = None
+        if self.nets.summary is not None and "summaries" in self.condition_ranges:
+            summaries = self._summaries_bucketed(arrays)
+        found = condition_checks.outside(self.condition_ranges, arrays, summaries)
+        if found:
+            msg = condition_checks.ood_message(
+                where, found, _rows(arrays), condition_checks.sources_by_network_key(routes)
+            )
+            warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
 
     def to_network_arrays(
         self, data: Mapping[str, Any], *, need_variables: bool = True, where: str = "data"
@@ -316,6 +416,7 @@ class ContinuousApproximator:
         if (dataset is None) == (simulate is None):
             raise ValueError("fit: give exactly one of dataset (offline) or simulate (online)")
         if dataset is not None:
+            self._check_training_keys(dataset)
             train = self.to_network_arrays(dataset, where="training data")
             steps_per_epoch = max(1, _rows(train) // min(batch_size, _rows(train)))
 
@@ -327,10 +428,9 @@ class ContinuousApproximator:
             )
             steps_per_epoch = num_batches_per_epoch
             seeds = np.random.default_rng(int(jax.random.randint(k_sim, (), 0, 2**31 - 1)))
-            train = self.to_network_arrays(
-                simulate(num_batches_per_epoch * batch_size, int(seeds.integers(2**31))),
-                where="simulated data",
-            )
+            raw = simulate(num_batches_per_epoch * batch_size, int(seeds.integers(2**31)))
+            self._check_training_keys(raw)
+            train = self.to_network_arrays(raw, where="simulated data")
             first = [train]
 
             def epoch_data(epoch):
@@ -368,6 +468,7 @@ class ContinuousApproximator:
             history=self.history,
             flat_params=flat,
         )
+        self._update_ranges(train)
         return self.history
 
     # -- inference ---------------------------------------------------------------------
@@ -401,7 +502,15 @@ class ContinuousApproximator:
         networks evaluate their density after sampling). A draw that float32 rounding put
         on the boundary of its support gets a non-finite log density.
 
-        >>> draws, log_q = approximator.sample_and_log_prob(num_samples=1000, conditions=data)
+        >>> sim = bf.simulators.benchmarks.two_moons()
+        >>> approximator = ContinuousApproximator(inference_network=bf.networks.CouplingFlow(
+        ...     depth=2), adapter=bf.Adapter.create_default("theta", "x"))
+        >>> history = approximator.fit(dataset=sim.sample(512, seed=0), epochs=2,
+        ...                            batch_size=128, seed=0, progress=False)
+        >>> data = {"x": sim.sample(3, seed=1)["x"]}
+        >>> draws, log_q = approximator.sample_and_log_prob(num_samples=100, conditions=data)
+        >>> draws["theta"].shape, log_q.shape
+        ((3, 100, 2), (3, 100))
         """
         self._require_density("sample_and_log_prob")
         z, lp = self._draw("sample_and_log_prob", num_samples, conditions, seed, progress, True)
@@ -429,7 +538,9 @@ class ContinuousApproximator:
         """Adapter-space draws ``(n, S, dim)`` (and their log q, or None), chunked."""
         self._require_trained(where)
         num_samples = check_positive_int(where, "num_samples", num_samples)
+        routes = self._check_condition_keys(conditions, where)
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
+        self._warn_out_of_range(arrays, routes, where)
         if arrays:
             n = _rows(arrays)
         elif IC in self._shapes or SV in self._shapes:
@@ -455,8 +566,8 @@ class ContinuousApproximator:
             )
             if with_log_prob:
                 out, lp = out
-                log_q.append(np.asarray(lp[: stop - start], np.float64))
-            draws.append(np.asarray(out[: stop - start]))
+                log_q.append(np.asarray(lp, np.float64)[: stop - start])
+            draws.append(np.asarray(out)[: stop - start])
         z = np.concatenate(draws, axis=0)
         return z, (np.concatenate(log_q, axis=0) if with_log_prob else None)
 
@@ -494,8 +605,16 @@ class ContinuousApproximator:
         through the summary network once (importance weights need thousands of draws per
         dataset).
 
-        >>> draws = approximator.sample(num_samples=1000, conditions=data)
+        >>> sim = bf.simulators.benchmarks.two_moons()
+        >>> approximator = ContinuousApproximator(inference_network=bf.networks.CouplingFlow(
+        ...     depth=2), adapter=bf.Adapter.create_default("theta", "x"))
+        >>> history = approximator.fit(dataset=sim.sample(512, seed=0), epochs=2,
+        ...                            batch_size=128, seed=0, progress=False)
+        >>> data = {"x": sim.sample(3, seed=1)["x"]}
+        >>> draws = approximator.sample(num_samples=100, conditions=data, seed=2)
         >>> log_q = approximator.log_prob_of_draws(draws=draws, conditions=data)
+        >>> log_q.shape
+        (3, 100)
         """
         self._require_density("log_prob_of_draws")
         if not isinstance(draws, Mapping) or not draws:
@@ -524,7 +643,7 @@ class ContinuousApproximator:
             stop = min(n, start + per_call)
             (chunk, xs), _ = _row_chunk((arrays, x), start, stop, per_call)
             lp = _log_prob_draws(self.nets, self.stats, chunk, xs)
-            out.append(np.asarray(lp[: stop - start], np.float64))
+            out.append(np.asarray(lp, np.float64)[: stop - start])
         return np.concatenate(out, axis=0) + ldj
 
     @strict
@@ -618,8 +737,9 @@ def _rows(arrays: Mapping[str, Any]) -> int:
     return int(jax.tree.leaves(arrays)[0].shape[0])
 
 
-def _pad_rows(a: jax.Array, size: int) -> jax.Array:
+def _pad_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` with its last row repeated up to ``size`` rows."""
     if a.shape[0] == size:
         return a
-    pad = jnp.broadcast_to(a[-1:], (size - a.shape[0],) + a.shape[1:])
-    return jnp.concatenate([a, pad], axis=0)
+    pad = np.broadcast_to(a[-1:], (size - a.shape[0],) + a.shape[1:])
+    return np.concatenate([a, pad], axis=0)

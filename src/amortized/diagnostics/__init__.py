@@ -4,7 +4,7 @@ Arrays: ``estimates (num_datasets, num_samples, dim)`` or ``{name: (num_datasets
 num_samples, *shape)}``; ``targets (num_datasets, dim)`` or ``{name: (num_datasets, *shape)}``.
 """
 
-from . import plots
+from . import metrics, plots
 from ._arrays import Metric
 from .c2st import c2st, c2st_many
 from .contraction import posterior_contraction, posterior_z_scores
@@ -13,6 +13,7 @@ from .default import DEFAULT_METRICS, default_diagnostics
 from .diagnose import Diagnosis, default_figures, diagnose
 from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
 from .mmd import mmd
+from .multimodality import multimodal_fraction
 from .nested_rhat import nested_rhat
 from .ood import SummaryReference, mmd_check, summary_reference
 from .psis import MomentMatchResult, PsisResult, moment_match, pareto_k_threshold, psis, resample
@@ -46,7 +47,9 @@ __all__ = [
     "inspect_history",
     "log_gamma",
     "mmd",
+    "metrics",
     "mmd_check",
+    "multimodal_fraction",
     "moment_match",
     "nested_rhat",
     "next_steps",

@@ -161,3 +161,43 @@ class Metric:
 
     def as_dict(self) -> dict[str, float]:
         return {n: float(v) for n, v in zip(self.variable_names, self.values, strict=True)}
+
+    def __getitem__(self, key: str):
+        """BayesFlow's result dict: ``metric["values"]``, ``["metric_name"]``,
+        ``["variable_names"]`` (code written for BayesFlow reads metrics this way)."""
+        fields = {
+            "values": self.values,
+            "metric_name": self.metric_name,
+            "variable_names": list(self.variable_names),
+        }
+        if key not in fields:
+            raise KeyError(f"Metric: no entry {key!r}; entries: {sorted(fields)}")
+        return fields[key]
+
+
+def select_keys(where: str, estimates, targets, variable_keys):
+    """Keep ``variable_keys`` of dict inputs (in that order); arrays pass unchanged."""
+    if variable_keys is None:
+        return estimates, targets
+    keys = [variable_keys] if isinstance(variable_keys, str) else list(variable_keys)
+    if not isinstance(estimates, Mapping):
+        raise TypeError(f"{where}: variable_keys select from dict estimates, got an array")
+    unknown = [k for k in keys if k not in estimates]
+    if unknown:
+        raise KeyError(f"{where}: variable_keys {unknown} not in estimates {sorted(estimates)}")
+    est = {k: estimates[k] for k in keys}
+    tgt = targets if targets is None or not isinstance(targets, Mapping) else None
+    if isinstance(targets, Mapping):
+        missing = [k for k in keys if k not in targets]
+        if missing:
+            raise KeyError(f"{where}: targets lack {missing}; keys: {sorted(targets)}")
+        tgt = {k: targets[k] for k in keys}
+    return est, tgt
+
+
+def bayesflow_draws(
+    where, estimates, targets, variable_keys, variable_names, test_quantities, **kwargs
+) -> Draws:
+    """:func:`as_draws` after picking ``variable_keys`` (BayesFlow's argument order)."""
+    est, tgt = select_keys(where, estimates, targets, variable_keys)
+    return as_draws(where, est, tgt, variable_names, test_quantities, **kwargs)

@@ -11,6 +11,7 @@ from ._arrays import Draws, as_draws
 from .contraction import posterior_contraction, posterior_z_scores
 from .coverage import calibration_error, expected_coverage
 from .ecdf import log_gamma
+from .multimodality import multimodal_fraction
 from .recovery import nrmse, recovery_correlation
 
 #: Rows of the default table, in order, with what each measures.
@@ -24,6 +25,7 @@ DEFAULT_METRICS = {
     "contraction": "median 1 - posterior variance / prior variance",
     "mean_z_score": "mean posterior z-score (0 calibrated)",
     "z_score_variance": "variance of posterior z-scores (1 calibrated; > 1 overconfident)",
+    "multimodal_fraction": "fraction of datasets whose posterior has separated modes",
 }
 
 
@@ -42,6 +44,7 @@ def _columns(d: Draws) -> dict[str, np.ndarray]:
         "contraction": posterior_contraction(*args).values,
         "mean_z_score": z.values,
         "z_score_variance": np.var(z.details["z_scores"], axis=0, ddof=1),
+        "multimodal_fraction": multimodal_fraction(*args).values,
     }
 
 

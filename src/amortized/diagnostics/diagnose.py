@@ -70,12 +70,12 @@ def default_figures(
     from . import plots
 
     d = as_draws("default_figures", estimates, targets, variable_names, test_quantities)
-    args = (d.estimates, d.targets, list(d.names))
+    kw = {"estimates": d.estimates, "targets": d.targets, "variable_names": list(d.names)}
     figs = {}
     if history is not None:
         figs["losses"] = plots.loss(history)
-    figs["recovery"] = plots.recovery(*args)
-    figs["calibration_ecdf"] = plots.calibration_ecdf(*args)
-    figs["coverage"] = plots.coverage(*args)
-    figs["z_score_contraction"] = plots.z_score_contraction(*args)
+    figs["recovery"] = plots.recovery(**kw)
+    figs["calibration_ecdf"] = plots.calibration_ecdf(**kw)
+    figs["coverage"] = plots.coverage(**kw)
+    figs["z_score_contraction"] = plots.z_score_contraction(**kw)
     return figs

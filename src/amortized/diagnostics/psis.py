@@ -11,6 +11,7 @@ smoothing; this module adds the threshold, the effective sample size
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,9 +70,15 @@ def psis(log_weights: np.ndarray) -> PsisResult:
     khat = np.full(lw.shape[0], -np.inf)
     khat[none] = np.inf
     if np.any(fit):
-        smoothed, k = az.psislw(lw[fit], normalize=True)
-        out[fit] = smoothed
-        khat[fit] = np.asarray(k)
+        # ArviZ's Pareto fit overflows on extreme weight tails (its RuntimeWarning says
+        # nothing a user can act on); such a fit returns a non-finite k-hat, which is
+        # reported as inf, a failed check, per dataset
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            smoothed, k = az.psislw(lw[fit], normalize=True)
+        k = np.asarray(k, np.float64)
+        out[fit] = np.where(np.isnan(smoothed), -np.inf, smoothed)
+        khat[fit] = np.where(np.isfinite(k), k, np.inf)
     if np.any(flat):
         # equal weights on the finite draws (zero-weight draws stay at -inf)
         out[flat] = np.where(
@@ -117,7 +124,8 @@ def importance_log_weights(log_target: np.ndarray, log_q: np.ndarray) -> np.ndar
     """``log p - log q`` in float64, with NaN (a density undefined there) and +inf (q
     underflowed at its own draw) set to -inf: such draws carry no usable weight, and
     :func:`psis` refuses NaN and +inf."""
-    lw = np.asarray(log_target, np.float64) - np.asarray(log_q, np.float64)
+    with np.errstate(invalid="ignore"):  # -inf - -inf: handled on the next line
+        lw = np.asarray(log_target, np.float64) - np.asarray(log_q, np.float64)
     return np.where(np.isnan(lw) | (lw == np.inf), -np.inf, lw)
 
 

@@ -21,7 +21,11 @@ significant deviation from what a calibrated posterior gives):
   deviation spans both modes), an unbiased posterior is also called overconfident
   (underconfident) when ``coverage_gap < -max(0.05, 0.9 / sqrt(n))`` (``> +...``).
 
-Recovery from NRMSE: excellent <= 0.05 < good <= 0.10 < fair <= 0.20 < poor.
+Recovery from NRMSE: excellent <= 0.05 < good <= 0.10 < fair <= 0.20 < poor; "not rated"
+when the posterior is multimodal in at least ``multimodal`` (0.2) of the datasets
+(``multimodal_fraction``, see :mod:`amortized.diagnostics.multimodality`): the distance of
+draws from the truth then measures the distance between the modes, not an error, and no
+change to the networks can shrink it. The next steps say so instead of advising changes.
 Contraction: high >= 0.8 > medium >= 0.4 > low; "overconfident" when high meets poor
 calibration.
 
@@ -68,6 +72,7 @@ class Thresholds:
     nrmse_excellent: float = 0.05
     nrmse_good: float = 0.10
     nrmse_fair: float = 0.20
+    multimodal: float = 0.2
     contraction_high: float = 0.8
     contraction_medium: float = 0.4
     overfit_gap: float = 0.10
@@ -87,14 +92,19 @@ class VariableRating:
     calibration_issues: tuple[str, ...]
     recovery: str
     contraction: str
+    #: fraction of datasets with a multimodal posterior (NaN when not measured)
+    multimodal_fraction: float = float("nan")
 
     @property
     def summary(self) -> str:
         issues = f" ({', '.join(self.calibration_issues)})" if self.calibration_issues else ""
-        return (
-            f"{self.calibration} calibration{issues}; {self.recovery} recovery; "
-            f"{self.contraction} contraction"
+        recovery = (
+            f"recovery not rated (multimodal posterior in "
+            f"{self.multimodal_fraction:.0%} of datasets)"
+            if self.recovery == "not rated"
+            else f"{self.recovery} recovery"
         )
+        return f"{self.calibration} calibration{issues}; {recovery}; {self.contraction} contraction"
 
 
 @dataclass(frozen=True)
@@ -164,13 +174,16 @@ def rate_diagnostics(table, thresholds: Thresholds = THRESHOLDS) -> list[Variabl
             if e <= t.nrmse_fair
             else "poor"
         )
+        modal = float(col["multimodal_fraction"]) if "multimodal_fraction" in col else np.nan
+        if modal >= t.multimodal:
+            rec = "not rated"
         c = float(col["contraction"])
         con = (
             "high" if c >= t.contraction_high else "medium" if c >= t.contraction_medium else "low"
         )
         if con == "high" and cal == "poor":
             con = "overconfident"
-        out.append(VariableRating(str(var), cal, tuple(issues), rec, con))
+        out.append(VariableRating(str(var), cal, tuple(issues), rec, con, modal))
     return out
 
 
@@ -278,7 +291,16 @@ def next_steps(ratings: Sequence[VariableRating], history: HistoryCheck | None) 
             "identify them (check contraction), or a larger summary network / more informative "
             "summaries may help."
         )
-    low = [r.variable for r in ratings if r.contraction == "low"]
+    modal = [r.variable for r in ratings if r.recovery == "not rated"]
+    if modal:
+        steps.append(
+            f"Posteriors of {modal} are multimodal in many test datasets: the distance of "
+            "draws (or their median) from the truth measures the distance between modes, so "
+            "recovery and NRMSE do not apply, and a larger network would not change them. "
+            "Judge these variables by calibration (and by C2ST against a reference posterior "
+            "where one exists)."
+        )
+    low = [r.variable for r in ratings if r.contraction == "low" and r.variable not in modal]
     if low:
         steps.append(
             f"Little is learned about {low} (low contraction): expected if the data are "

@@ -89,7 +89,13 @@ def _assessments(ratings: list[VariableRating], table, history: HistoryCheck | N
         "loss": "; ".join(history.messages)
         if history and history.messages
         else ("no problems found" if history else "no training history"),
-        "recovery": per_var(lambda r: f"{r.recovery} recovery"),
+        "recovery": per_var(
+            lambda r: (
+                f"not rated: multimodal posterior in {r.multimodal_fraction:.0%} of datasets"
+                if r.recovery == "not rated"
+                else f"{r.recovery} recovery"
+            )
+        ),
         "calibration_ecdf": per_var(
             lambda r: (
                 ("inside" if lg[r.variable] >= 0 else "outside")

@@ -27,7 +27,7 @@ def sbc_ranks(
 
     >>> rng = np.random.default_rng(0)
     >>> theta = rng.normal(size=(200, 1)); draws = rng.normal(size=(200, 99, 1))
-    >>> sbc_ranks(draws, theta).details["ranks"].max() <= 99
+    >>> bool(sbc_ranks(draws, theta).details["ranks"].max() <= 99)
     True
     """
     d = as_draws("sbc_ranks", estimates, targets, variable_names)

@@ -27,7 +27,8 @@ class InferenceNetwork(eqx.Module):
     dim: int = eqx.field(static=True)
     cond_dim: int = eqx.field(static=True)
 
-    has_log_prob = True  # networks with exact densities
+    has_log_prob = True  # networks with densities
+    log_prob_is_estimate = False  # True where log_prob is a random estimate, not log q
     one_pass_log_prob = False  # sample_and_log_prob costs no more than sample
 
     @property

@@ -4,16 +4,14 @@ fast matrix product on CPU.
 JAX's own derivative of ``X W^T + b`` makes the weight gradient ``dL/dW = G^T X`` (``G`` the
 output cotangents ``(rows, out)``, ``X`` the inputs ``(rows, in)``): a product contracting
 the leading axis of both operands. XLA's CPU backend does not hand that form to its fast
-matrix kernels (YNNPACK) and runs it through a generic loop: in the coupling-flow training
-step of the speed benchmark (128 rows per core), 42 us for a 128 x 128 weight gradient
-against 28 us for the other products of that size, and about 20 us against 4 us for the
-thin first- and last-layer ones, a quarter of the step's matrix time. XLA folds an
-ordinary transpose back into the product, so the form cannot be changed from outside.
+matrix kernels (YNNPACK) and runs it through a generic loop, markedly slower than the other
+products of the same size (the profile is in BENCHMARKS.md's log). XLA folds an ordinary
+transpose back into the product, so the form cannot be changed from outside.
 
 :func:`dense_rows` gives the same values with a reverse-mode rule (``custom_vjp``) that
 materializes ``G^T`` behind an optimization barrier and multiplies ``(G^T) X``, a plain
-product XLA runs through the fast kernels; in that step the matrix products then took
-about a tenth less time and the whole step 3-8% less. Reverse mode only: ``jax.grad`` and
+product XLA runs through the fast kernels (the measured gain is in BENCHMARKS.md's log).
+Reverse mode only: ``jax.grad`` and
 ``jax.vjp`` work, ``jax.jvp`` and ``jax.jacfwd`` raise, so networks use it in their
 training losses and the plain layer everywhere else (sampling, densities, forward-mode
 divergences). It is meant for a whole batch at once; mapped over single rows with ``vmap``

@@ -8,8 +8,15 @@ re-paired with the data by an entropic OT plan (Sinkhorn) before the loss.
 
 Sampling integrates dx/dt = v(x, t, c) from t = 0 to 1 with Diffrax.
 Density: log q(x1 | c) = log N(x0) - int_0^1 div v(x_t, t, c) dt, integrated backwards
-together with x; the divergence is exact (trace of the Jacobian) up to
-``exact_divergence_max_dim`` dimensions and a Hutchinson estimate above.
+together with x. By default the divergence is exact, the trace of the Jacobian from ``dim``
+forward-mode products, so one density costs about ``dim`` times a sampling pass (the field is
+evaluated ``dim`` times per solver stage). Hutchinson's estimator, ``div v ~ e^T (dv/dx) e``
+with Rademacher ``e``, costs one product per stage whatever the dimension, but gives an
+unbiased *estimate* of log q, not log q: importance weights built on it are biased (the
+log of an unbiased estimate is not unbiased) and random. It is used only when asked for
+(``exact_divergence_max_dim``, above which dimension to estimate), with a fixed, saved key
+(``hutchinson_seed``), and the network says so (``log_prob_is_estimate``), so that the
+amortized Bayesian workflow refuses it for importance weights.
 """
 
 from __future__ import annotations
@@ -122,8 +129,12 @@ class FlowMatching(InferenceNetwork):
     integrate_kwargs : dict, optional
         ``method`` (euler, heun, midpoint, ralston, bosh3, tsit5, dopri5; default midpoint),
         ``steps`` (int, default 16, or "adaptive" with ``rtol``/``atol``), ``max_steps``.
-    exact_divergence_max_dim : int, default 16
-        Above this many dimensions, ``log_prob`` uses Hutchinson's trace estimator.
+    exact_divergence_max_dim : int or None, default None
+        None: ``log_prob`` is exact at any dimension. An int: above this many dimensions
+        ``log_prob`` is Hutchinson's estimate (cheaper, but an estimate; see the module
+        docstring).
+    hutchinson_seed : int, default 0
+        Seeds the estimator's probe vectors when no key is passed to ``log_prob``.
 
     Examples
     --------
@@ -134,7 +145,8 @@ class FlowMatching(InferenceNetwork):
     integrate: tuple = eqx.field(static=True)
     use_ot: bool = eqx.field(static=True)
     alpha: float = eqx.field(static=True)
-    exact_max_dim: int = eqx.field(static=True)
+    exact_max_dim: int | None = eqx.field(static=True)
+    hutchinson_seed: int = eqx.field(static=True)
 
     @strict
     def __init__(
@@ -144,7 +156,8 @@ class FlowMatching(InferenceNetwork):
         use_optimal_transport: bool = False,
         time_power_law_alpha: float = 0.0,
         integrate_kwargs: Mapping[str, Any] | None = None,
-        exact_divergence_max_dim: int = 16,
+        exact_divergence_max_dim: int | None = None,
+        hutchinson_seed: int = 0,
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
@@ -167,12 +180,18 @@ class FlowMatching(InferenceNetwork):
             use_optimal_transport=bool(use_optimal_transport),
             time_power_law_alpha=float(time_power_law_alpha),
             integrate_kwargs=opts,
-            exact_divergence_max_dim=int(exact_divergence_max_dim),
+            exact_divergence_max_dim=(
+                None if exact_divergence_max_dim is None else int(exact_divergence_max_dim)
+            ),
+            hutchinson_seed=int(hutchinson_seed),
         )
         self.integrate = tuple(sorted(opts.items()))
         self.use_ot = bool(use_optimal_transport)
         self.alpha = float(time_power_law_alpha)
-        self.exact_max_dim = int(exact_divergence_max_dim)
+        self.exact_max_dim = (
+            None if exact_divergence_max_dim is None else int(exact_divergence_max_dim)
+        )
+        self.hutchinson_seed = int(hutchinson_seed)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
         if self.dim == 0:
             self.field = None
@@ -180,6 +199,12 @@ class FlowMatching(InferenceNetwork):
         if key is None:
             raise ValueError("FlowMatching: building needs a PRNG key")
         self.field = TimeMLP(self.dim + self.cond_dim, self.dim, key=key, **sub)
+
+    @property
+    def log_prob_is_estimate(self) -> bool:
+        """True when ``log_prob`` is Hutchinson's estimate (asked for by
+        ``exact_divergence_max_dim`` below ``dim``), not the exact density."""
+        return self.exact_max_dim is not None and self.dim > self.exact_max_dim
 
     def velocity(self, x, t, cond, key=None):
         """Batched v(x, t, c): x (B, dim), scalar t, cond (B, cond_dim) -> (B, dim)."""
@@ -206,14 +231,14 @@ class FlowMatching(InferenceNetwork):
         return _solve(lambda t, x: self.velocity(x, t, cond), x0, 0.0, 1.0, dict(self.integrate))
 
     def log_prob(self, x, cond, key: jax.Array | None = None):
-        """Exact density by the instantaneous change of variables (see module docstring).
-        ``key`` seeds Hutchinson's estimator when ``dim > exact_divergence_max_dim``."""
+        """The density by the instantaneous change of variables (see module docstring):
+        exact unless ``log_prob_is_estimate``; then ``key`` (default: the saved
+        ``hutchinson_seed``) seeds Hutchinson's probe vectors."""
         self._require_built("log_prob")
-        hutchinson = self.dim > self.exact_max_dim
+        hutchinson = self.log_prob_is_estimate
         if hutchinson:
-            eps = jax.random.rademacher(
-                jax.random.key(0) if key is None else key, x.shape, dtype=x.dtype
-            )
+            probe = jax.random.key(self.hutchinson_seed) if key is None else key
+            eps = jax.random.rademacher(probe, x.shape, dtype=x.dtype)
 
         def one_field(xi, ci, t):
             return self.field(jnp.concatenate([xi, ci]), t, None)

@@ -59,6 +59,7 @@ class FusionNetwork(SummaryNetwork):
     dropout : float, default 0.05
         In the head.
 
+    >>> from amortized.networks import SetTransformer, TimeSeriesNetwork
     >>> net = FusionNetwork({"series": TimeSeriesNetwork(), "set": SetTransformer()})
     """
 

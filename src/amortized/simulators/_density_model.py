@@ -27,6 +27,11 @@ class DensityModel:
     def _parts_one(self, params, data):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def sample(self, batch_shape, seed: int | None = None, **fixed: Any) -> dict[str, Any]:
+        """Prior predictive draws, as a simulator's ``sample`` gives them (see
+        :meth:`amortized.simulators.Simulator.sample`)."""
+        return self.simulator.sample(batch_shape, seed=seed, **fixed)
+
     # -- densities ---------------------------------------------------------------------
     def _check(self, params: Mapping[str, Any]):
         missing = [k for k in self.latent_sites if k not in params]

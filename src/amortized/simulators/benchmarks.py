@@ -2,7 +2,9 @@
 
 Each task is a batched simulator returning ``{"theta": (n, dim_theta), "x": (n, dim_x)}``,
 written from the task definitions of Lueckmann et al. (2021), "Benchmarking simulation-based
-inference". The reference posteriors live in ``shared/benchmarks/sbibm``.
+inference". Their reference posteriors (sbibm's files, not shipped with the package) are
+found by :func:`sbibm_root`: an explicit path, or the ``AMORTIZED_SBIBM`` environment
+variable.
 
 >>> sim = two_moons()
 >>> sim.sample(5, seed=0)["x"].shape
@@ -11,11 +13,36 @@ inference". The reference posteriors live in ``shared/benchmarks/sbibm``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from .simulator import Simulator, make_simulator
+
+SBIBM_ENV = "AMORTIZED_SBIBM"
+SBIBM_HOW = (
+    f"pass the folder of sbibm reference posteriors (one subfolder per task, e.g. "
+    f"two_moons/num_observation_1/) explicitly, or set {SBIBM_ENV} to it"
+)
+
+
+def sbibm_root(path: str | os.PathLike | None = None) -> Path | None:
+    """The folder of sbibm reference posteriors: ``path`` when given, else the
+    ``AMORTIZED_SBIBM`` environment variable, else None (no walking up from the working
+    directory: a result must not depend on where a command happens to run). A path that was
+    given but does not exist raises and names itself."""
+    given = path if path is not None else os.environ.get(SBIBM_ENV) or None
+    if given is None:
+        return None
+    root = Path(given).expanduser()
+    if not root.is_dir():
+        source = "the path given" if path is not None else f"{SBIBM_ENV}"
+        raise FileNotFoundError(
+            f"sbibm reference folder {str(root)!r} ({source}) does not exist; {SBIBM_HOW}"
+        )
+    return root
 
 
 def _batched(prior: Callable, likelihood: Callable) -> Simulator:

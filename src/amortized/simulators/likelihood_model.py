@@ -70,6 +70,7 @@ class LikelihoodModel(DensityModel):
         listed live on the real line.
 
     >>> import jax.numpy as jnp, numpy as np
+    >>> from amortized.simulators import make_simulator
     >>> sim = make_simulator([lambda: {"mu": np.random.normal(size=1)},
     ...                       lambda mu: {"y": np.random.normal(mu, 1.0, size=10)}])
     >>> m = LikelihoodModel(

@@ -6,7 +6,10 @@ and the log densities for importance sampling and MCMC.
 - ``simulator``: prior predictive draws of every latent site and of the observed site(s),
   batched (a :class:`~amortized.simulators.Simulator`);
 - ``log_prior(params)``, ``log_likelihood(params, data)``: sums of the sites' log densities
-  in the original (constrained) space; ``log_joint`` their sum;
+  in the original (constrained) space, as NumPyro computes them (masks and scales applied);
+  the likelihood holds every term that is not the prior of a latent site (observed sites,
+  ``numpyro.factor`` terms), so ``log_joint``, their sum, equals
+  ``numpyro.infer.util.log_density``;
 - ``to_unconstrained`` / ``to_constrained`` with NumPyro's bijections to each site's support,
   and ``log_joint_unconstrained(u, data)`` = log p(y | T(u)) + log p(T(u)) + log |det J_T(u)|,
   the density MCMC samples in unconstrained space;
@@ -104,7 +107,18 @@ class NumPyroModel(DensityModel):
         return make_simulator([prior_predictive], is_batched=True)
 
     def _parts_one(self, params, data):
-        tr = _trace(self.model, {**self.model_kwargs, **data}, params=params)
-        prior = sum(jnp.sum(tr[n]["fn"].log_prob(tr[n]["value"])) for n in self.latent_sites)
-        lik = sum(jnp.sum(tr[n]["fn"].log_prob(tr[n]["value"])) for n in self.observed)
-        return prior, lik
+        """``(log prior, everything else)`` for one draw and one dataset, from NumPyro's own
+        per-site densities (:func:`numpyro.infer.util.compute_log_probs`), so that masks,
+        plate and ``handlers.scale`` factors, ``numpyro.factor`` terms and observed sites not
+        listed in ``observed`` all count: the second part is the joint less the prior of the
+        latent sites, i.e. the likelihood with every extra term of the model."""
+        from numpyro import handlers
+        from numpyro.infer.util import compute_log_probs
+
+        seeded = handlers.seed(self.model, rng_seed=0)
+        per_site, _ = compute_log_probs(seeded, (), {**self.model_kwargs, **data}, params)
+        prior = sum((per_site[n] for n in self.latent_sites), start=jnp.zeros(()))
+        rest = sum(
+            (v for n, v in per_site.items() if n not in self.latent_sites), start=jnp.zeros(())
+        )
+        return prior, rest

@@ -87,9 +87,13 @@ class Simulator:
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
-    def _call(fn: Callable, available: Mapping[str, Any], where: str) -> dict:
+    def _call(
+        fn: Callable, available: Mapping[str, Any], where: str, used: set | None = None
+    ) -> dict:
         names, var_kw = _accepted_args(fn)
         kwargs = dict(available) if var_kw else {k: v for k, v in available.items() if k in names}
+        if used is not None:
+            used.update(kwargs)
         try:
             out = fn(**kwargs)
         except Exception as e:  # re-raised with the function and draw named
@@ -98,6 +102,8 @@ class Simulator:
             raise SimulationError(
                 f"{where} must return a dict of outputs, got {type(out).__name__}"
             )
+        if used is not None:
+            used.update(out)
         return dict(out)
 
     @staticmethod
@@ -136,8 +142,8 @@ class Simulator:
         --------
         >>> sim = make_simulator([lambda: {"theta": np.random.normal()},
         ...                       lambda theta: {"x": theta + np.random.normal()}])
-        >>> sim.sample(3, seed=0)["x"].shape
-        (3,)
+        >>> sim.sample(3, seed=0)["x"].shape   # a scalar per draw gets a trailing axis
+        (3, 1)
         """
         if isinstance(batch_shape, int | np.integer):
             batch_shape = (int(batch_shape),)
@@ -155,9 +161,12 @@ class Simulator:
             np.random.set_state(saved)
 
     def _sample(self, batch_shape, n, rng, key, fixed) -> dict[str, np.ndarray]:
+        # names that some function takes as an argument or returns: a fixed keyword
+        # outside this set reaches nothing (a misspelled variable would stay random)
+        used: set[str] = set()
         meta = {}
         if self.meta_fn is not None:
-            meta = self._call(self.meta_fn, {}, f"meta_fn {_fn_name(self.meta_fn)!r}")
+            meta = self._call(self.meta_fn, {}, f"meta_fn {_fn_name(self.meta_fn)!r}", used)
             if n >= SHARED_META_WARN and meta:
                 warnings.warn(
                     f"Simulator.sample: all {n} draws share one meta_fn draw "
@@ -186,7 +195,7 @@ class Simulator:
                 avail = shared | {
                     k: v.reshape(batch_shape + v.shape[1:]) for k, v in per_draw.items()
                 }
-                out = self._call(fn, avail | extra, name)
+                out = self._call(fn, avail | extra, name, used)
                 self._promote_fixed(out, shared, per_draw, n)
                 out = {k: v for k, v in out.items() if k not in fixed_names}
                 for k, v in out.items():
@@ -201,7 +210,9 @@ class Simulator:
                 rows: dict[str, list] = {}
                 for j in range(n):
                     avail = shared | {k: v[j] for k, v in per_draw.items()}
-                    out = self._call(fn, avail | extra, f"{name} at draw {j}")
+                    out = self._call(
+                        fn, avail | extra, f"{name} at draw {j}", used if j == 0 else None
+                    )
                     if j == 0:
                         self._promote_fixed(out, shared, per_draw, n)
                     for k, v in out.items():
@@ -217,6 +228,7 @@ class Simulator:
                             f"for a shared size"
                         )
                     per_draw[k] = np.stack(vs)
+        self._check_fixed_used(fixed_names, used)
 
         # A scalar per draw becomes (*batch_shape, 1) so that variables concatenate along
         # the last axis, as BayesFlow users expect.
@@ -225,6 +237,17 @@ class Simulator:
             result.setdefault(k, v)
         self._check_finite(result)
         return result
+
+    def _check_fixed_used(self, fixed_names: set[str], used: set[str]) -> None:
+        """Raise when a fixed keyword was taken or returned by no function."""
+        unknown = sorted(fixed_names - used)
+        if unknown:
+            variables = sorted(used - fixed_names - set(_SPECIAL_ARGS))
+            raise KeyError(
+                f"Simulator.sample: keyword(s) {unknown} are neither an argument nor an "
+                f"output of any simulator function, so fixing them would change nothing; "
+                f"the simulator's variables are {variables}"
+            )
 
     @staticmethod
     def _promote_fixed(out, shared, per_draw, n) -> None:

@@ -3,11 +3,11 @@
 Data for an epoch lives on the device; each epoch draws a fresh permutation and the last
 incomplete batch of that permutation is left for later epochs (every example is seen, in
 expectation equally often). A whole epoch compiled as one call is what makes training fast on
-a CPU: a per-step Python loop costs about twice as much here. The exception is a loss that
-itself contains a loop (a recurrent summary network's ``lax.scan`` over time steps): XLA on
-CPU ran such a scan nested in the epoch's scan 4x slower than the same step compiled alone
-(TimeSeriesNetwork, batch 64 x 224 steps: 0.63 s against 0.15 s per step), so such losses
-are trained with one compiled call per step; both paths compute the same updates.
+a CPU: a per-step Python loop pays a dispatch per step. The exception is a loss that itself
+contains a loop (a recurrent summary network's ``lax.scan`` over time steps): XLA on CPU ran
+such a scan nested in the epoch's scan several times slower than the same step compiled
+alone (BENCHMARKS.md's log), so such losses are trained with one compiled call per step;
+both paths compute the same updates.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def _train_epoch(
 ):
     params, static = eqx.partition(nets, eqx.is_inexact_array)
     # The default optimizer updates one flat vector: its elementwise updates then run as a
-    # few large fused operations instead of a few per parameter array (2.4 ms of an 8 ms
-    # coupling-flow step on CPU went to per-array optimizer work).
+    # few large fused operations instead of a few per parameter array (per-array optimizer
+    # work had been a large share of a coupling-flow step on CPU).
     params, unravel = _flat(params, flat)
     idx, keys = _batch_plan(key, _num_rows(data), num_batches, batch_size)
 

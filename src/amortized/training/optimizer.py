@@ -21,7 +21,7 @@ def default_optimizer(
     The same settings return the same object: the compiled training epoch is specialized
     to its optimizer, so a second fit with the same settings (another ensemble member,
     another analysis of a multiverse) reuses the compiled epoch instead of compiling it
-    again (1.3 s of a small coupling flow's first epoch on 2 cores).
+    again.
 
     >>> opt = default_optimizer(5e-4, total_steps=1000)
     """

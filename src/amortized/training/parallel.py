@@ -8,12 +8,9 @@ the update is that of the whole batch's mean loss:
 
 On a CPU, XLA runs the small matrix products of a training step (a few hundred rows of width
 128) on one core, whatever the number of cores; splitting the CPU into one JAX device per
-core (:func:`set_cpu_devices`) lets every core work on its own shard. On the 2-core machine
-of BENCHMARKS.md this made a coupling-flow epoch (batch 256) 1.9x faster and a spline
-epoch 2.2x; it gains less where one device already keeps both cores busy (a 10-D spline
-flow at batch 512: 0.59 s per epoch against 0.82 s). Small batches gain too (batch 16, 8
-rows per device: 0.19 s against 0.25 s per epoch of 4,000 rows). Several GPUs are used the
-same way with no set-up.
+core (:func:`set_cpu_devices`) lets every core work on its own shard (the speed-up is in
+BENCHMARKS.md). It gains less where one device already keeps every core busy (large
+batches of wide layers). Several GPUs are used the same way with no set-up.
 
 Dropout draws its masks per device (the step's key folded with the device index), so a run
 is reproducible for a given number of devices, and differs between device counts.
@@ -121,8 +118,7 @@ def replicate(tree: Any, devices: Sequence[Any] | None) -> Any:
 
     A compiled function is specialized to the placement of its inputs: networks and optimizer
     state start on one device and come back from the first data-parallel epoch replicated over
-    the mesh, so without this the second epoch compiled the whole training step again (3.8 s
-    of a 2-core coupling-flow fit)."""
+    the mesh, so without this the second epoch compiled the whole training step again."""
     if not devices:
         return tree
     arrays, rest = eqx.partition(tree, eqx.is_array)
@@ -149,7 +145,7 @@ def value_and_grad(
         return jax.lax.pmean((value, grads), "batch")
 
     # (Letting XLA partition the whole step from a sharding constraint on the batch was
-    # slower here than one device: 0.30 s against 0.24 s per epoch.)
+    # slower on a 2-core CPU than one device.)
     return jax.shard_map(
         shard,
         mesh=_mesh(devices),

@@ -21,9 +21,12 @@ rest on, so every dataset ends with draws that passed a check, or is marked for 
    least ``min_ess``; otherwise the dataset is marked ``"review"`` and its NUTS draws are
    kept but not accepted.
 
->>> abw = AmortizedBayesianWorkflow(workflow, model)      # a trained BasicWorkflow and a
->>> result = abw.run({"y": observed}, seed=1)            # NumPyroModel of the same sites
->>> result.table()                                        # one row per dataset
+Usage (a trained ``BasicWorkflow`` and a ``NumPyroModel`` of the same sites; the whole
+pipeline runs in ``tests/workflow/test_amortized_bayesian.py`` and ``benchmarks/gev.py``)::
+
+    abw = AmortizedBayesianWorkflow(workflow, model)
+    result = abw.run({"y": observed}, seed=1)
+    result.table()                                        # one row per dataset
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_choice, check_positive_int, strict
+from ..approximators.condition_checks import OutOfDistributionWarning
 from ..diagnostics.ood import SummaryReference, summary_reference
 from ..diagnostics.psis import importance_log_weights, moment_match, psis, resample
 from ..simulators import DensityModel
@@ -98,8 +102,8 @@ class AmortizedBayesianWorkflow:
     num_superchains, num_subchains : int, optional
         ChEES chains: superchains (distinct starting points) x subchains each. Default 4 x 8
         on a CPU, 8 x 16 on an accelerator: the chains run vectorized, which is nearly free
-        on a GPU, but on a CPU the cost grows with the chain count (GEV, 2 cores: 128 chains
-        took 4-6 s per dataset, 32 chains 0.5-1 s, and NUTS, the next step, 1-1.5 s).
+        on a GPU, but on a CPU the cost grows with the chain count (on 2 cores 128 chains
+        cost several times NUTS, the next step; BENCHMARKS.md's log has the timings).
     chees_warmup, chees_draws : int, default 200, 200
         After warm-up, draws are cheap next to the adaptation, and nested R-hat of
         stationary but autocorrelated chains shrinks with subchains x draws: with 25 draws,
@@ -268,10 +272,27 @@ class AmortizedBayesianWorkflow:
 
         A dataset whose draws or densities fail numerically does not stop the others: it
         moves on to the next step, and one that no step accepts is marked ``"review"`` with
-        the reason in ``diagnostics["note"]``.
+        the reason in ``diagnostics["note"]``. The approximator's cheap range warning
+        (:class:`~amortized.approximators.condition_checks.OutOfDistributionWarning`) is
+        silenced here: this workflow runs the calibrated out-of-distribution test itself
+        and reports it per dataset (``diagnostics["ood"]``).
         """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfDistributionWarning)
+            return self._run(datasets, seed)
+
+    def _run(self, datasets: Mapping[str, Any], seed: int) -> WorkflowResult:
         if self.model is not None:
             self.model.check_data(datasets, "AmortizedBayesianWorkflow.run")
+            if not self.workflow.approximator.log_prob_is_exact:
+                raise ValueError(
+                    "AmortizedBayesianWorkflow.run: the approximator's log q is an estimate "
+                    "(FlowMatching with exact_divergence_max_dim below the number of "
+                    "parameters uses Hutchinson's trace estimator), and importance weights "
+                    "p(y, theta) / q(theta | y) need the exact density: the log of an "
+                    "estimate biases every weight. Train with FlowMatching("
+                    "exact_divergence_max_dim=None) (the default), or run with model=None"
+                )
             data = {k: np.asarray(datasets[k]) for k in self.model.observed}
         else:
             data = {k: np.asarray(v) for k, v in datasets.items()}

@@ -2,10 +2,11 @@
 
 >>> workflow = BasicWorkflow(
 ...     simulator=bf.simulators.benchmarks.two_moons(),
-...     inference_network=bf.networks.CouplingFlow(),
+...     inference_network=bf.networks.CouplingFlow(depth=2),
 ...     inference_variables=["theta"], inference_conditions=["x"])
->>> history = workflow.fit_offline(workflow.simulate(10_000, seed=1), epochs=50,
-...                                batch_size=128, seed=2)
+>>> history = workflow.fit_offline(workflow.simulate(1_000, seed=1), epochs=2,
+...                                batch_size=128, seed=2, progress=False)
+>>> x_obs = np.zeros((1, 2))
 >>> draws = workflow.sample(conditions={"x": x_obs}, num_samples=1000, seed=3)
 >>> draws["theta"].shape
 (1, 1000, 2)
@@ -24,10 +25,12 @@ import numpy as np
 from .. import diagnostics
 from .._validation import check_positive_int, strict
 from ..adapters import Adapter
+from ..adapters.usage import head_rows, key_routes
 from ..approximators import ContinuousApproximator
 from ..approximators.serialization import load_approximator, save_approximator
 from ..networks import CouplingFlow, FlowMatching, InferenceNetwork
 from ..simulators import Simulator
+from ..simulators._density_model import DensityModel
 
 NETWORK_NAMES = {"coupling_flow": CouplingFlow, "flow_matching": FlowMatching}
 
@@ -50,8 +53,10 @@ class BasicWorkflow:
 
     Parameters
     ----------
-    simulator : Simulator, optional
-        Needed for ``simulate`` and ``fit_online``.
+    simulator : Simulator, NumPyroModel or LikelihoodModel, optional
+        Needed for ``simulate`` and ``fit_online``. A model with a likelihood stands for
+        its prior predictive simulator (``model.simulator``), and without an adapter or
+        variable names its ``default_adapter()`` is used.
     adapter : Adapter, optional
         Built from ``inference_variables`` / ``inference_conditions`` /
         ``summary_variables`` when not given.
@@ -89,10 +94,18 @@ class BasicWorkflow:
         summary_mask: str | None = None,
         standardize: str | Sequence[str] | None = "all",
     ):
+        names_given = any(
+            v is not None
+            for v in (inference_variables, inference_conditions, summary_variables, summary_mask)
+        )
+        if isinstance(simulator, DensityModel):
+            if adapter is None and not names_given:
+                adapter = simulator.default_adapter()
+            simulator = simulator.simulator
         if simulator is not None and not isinstance(simulator, Simulator):
             raise TypeError(
-                f"BasicWorkflow: simulator must come from bf.make_simulator, got "
-                f"{type(simulator).__name__}"
+                f"BasicWorkflow: simulator must come from bf.make_simulator (or be a "
+                f"bf.NumPyroModel / bf.LikelihoodModel), got {type(simulator).__name__}"
             )
         if adapter is None:
             if inference_variables is None:
@@ -163,16 +176,34 @@ class BasicWorkflow:
             return sim.sample(n, seed=seed)
         data = sim.sample_ragged(n, chunk_size=chunk_size, seed=seed)
         if "mask" in data:
-            routed = self.adapter.forward({k: v[:1] for k, v in data.items()}, strict=False)
-            if "summary_mask" not in routed:
-                varying = [k for k, v in data.items() if np.ndim(v) >= 2 and k != "mask"]
-                raise ValueError(
-                    f"fit: the simulator's meta_fn changes the size of its outputs, so "
-                    f"datasets are padded and their observed rows marked in 'mask'; route "
-                    f"it to the summary network with BasicWorkflow(summary_mask='mask') (or "
-                    f"Adapter.rename('mask', 'summary_mask')). Outputs: {varying}"
-                )
+            self._route_padding_mask(data)
         return data
+
+    def _route_padding_mask(self, data: Mapping[str, np.ndarray]) -> None:
+        """Datasets of different sizes are padded and their observed rows marked in
+        ``data["mask"]``. An adapter written the BayesFlow way does not mention the mask;
+        when the padded output reaches ``summary_variables`` with the mask's ``(batch, N)``
+        leading shape, the mask is routed to ``summary_mask`` here (the adapter gains a
+        ``rename("mask", "summary_mask")`` step, saved with the model), so padded rows
+        never reach the summary network. Padding that reaches anything else (flat
+        conditions) cannot be masked and raises."""
+        routed = self.adapter.forward({k: v[:1] for k, v in data.items()}, strict=False)
+        if "summary_mask" in routed:
+            return
+        sv = routed.get("summary_variables")
+        mask = np.asarray(data["mask"])
+        if sv is not None and not isinstance(sv, Mapping) and np.shape(sv)[1:2] == mask.shape[1:2]:
+            self.approximator.adapter = self.adapter.copy().rename("mask", "summary_mask")
+            return
+        varying = [k for k, v in data.items() if np.ndim(v) >= 2 and k != "mask"]
+        raise ValueError(
+            f"fit: the simulator's meta_fn changes the size of its outputs, so datasets are "
+            f"padded and their observed rows marked in 'mask'; the padded outputs do not "
+            f"reach 'summary_variables' as (batch, N, ...) sets, so the mask cannot be "
+            f"routed for you. Route the varying outputs to a summary network and the mask "
+            f"with BasicWorkflow(summary_mask='mask') (or Adapter.rename('mask', "
+            f"'summary_mask')). Outputs: {varying}"
+        )
 
     def _validation(self, validation_data, seed, batch_size=32):
         if validation_data is None or isinstance(validation_data, Mapping):
@@ -312,7 +343,11 @@ class BasicWorkflow:
             n = check_positive_int(where, "test_data (a number of simulations)", test_data)
             # with a meta_fn, a fresh meta draw per chunk (e.g. varied N), as in training
             test_data = self._simulate_for_training(n, None if seed is None else seed + 104729, 64)
-        draws = self.sample(num_samples=num_samples, conditions=test_data, seed=seed)
+        # held-out simulations may carry outputs the model does not use (a meta_fn's N):
+        # they are not conditions, so only the keys that reach the networks go to sample
+        routes = key_routes(self.adapter, head_rows(test_data))
+        conditions = {k: v for k, v in test_data.items() if routes.get(k)}
+        draws = self.sample(num_samples=num_samples, conditions=conditions, seed=seed)
         keys = (
             list(draws)
             if variable_keys is None

@@ -1,16 +1,20 @@
 """Diagnostic plots; each returns a matplotlib Figure (no pyplot state is touched)."""
 
 from .calibration_ecdf import calibration_ecdf
+from .calibration_histogram import calibration_histogram
 from .coverage import coverage
 from .loss import loss
+from .mmd_hypothesis_test import mmd_hypothesis_test
 from .pairs import pairs_posterior, pairs_samples
 from .recovery import recovery
 from .z_score_contraction import z_score_contraction
 
 __all__ = [
     "calibration_ecdf",
+    "calibration_histogram",
     "coverage",
     "loss",
+    "mmd_hypothesis_test",
     "pairs_posterior",
     "pairs_samples",
     "recovery",

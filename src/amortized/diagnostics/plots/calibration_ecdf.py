@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .._arrays import bayesflow_draws
 from ..ecdf import log_gamma
 from ._layout import panels
 
@@ -15,7 +16,9 @@ from ._layout import panels
 def calibration_ecdf(
     estimates: Mapping[str, Any] | np.ndarray,
     targets: Mapping[str, Any] | np.ndarray,
+    variable_keys: Sequence[str] | None = None,
     variable_names: Sequence[str] | None = None,
+    test_quantities: Mapping[str, Any] | None = None,
     difference: bool = True,
     alpha: float = 0.05,
 ) -> Figure:
@@ -25,7 +28,11 @@ def calibration_ecdf(
     and below on the right (ranks piled at both ends) shows overconfidence, the mirror image
     underconfidence, and a curve above (below) zero throughout a posterior that overestimates
     (underestimates)."""
-    lg = log_gamma(estimates, targets, variable_names, alpha=alpha)
+    d = bayesflow_draws(
+        "plots.calibration_ecdf", estimates, targets, variable_keys, variable_names,
+        test_quantities,
+    )  # fmt: skip
+    lg = log_gamma(d.estimates, d.targets, list(d.names), alpha=alpha)
     frac, bands = lg.details["fractional"], lg.details["bands"]
     z = np.concatenate([[0.0], bands.z, [1.0]])
     lower = np.concatenate([[0.0], bands.lower, [1.0]])

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .._arrays import bayesflow_draws
 from ..coverage import expected_coverage
 from ._layout import panels
 
@@ -15,14 +16,19 @@ from ._layout import panels
 def coverage(
     estimates: Mapping[str, Any] | np.ndarray,
     targets: Mapping[str, Any] | np.ndarray,
+    variable_keys: Sequence[str] | None = None,
     variable_names: Sequence[str] | None = None,
+    test_quantities: Mapping[str, Any] | None = None,
     difference: bool = False,
     ribbon: float = 0.95,
 ) -> Figure:
     """One panel per variable: empirical coverage of central credible intervals against the
     nominal level, with a ``ribbon`` interval for the true coverage. Under the diagonal:
     overconfident; above: underconfident."""
-    cov = expected_coverage(estimates, targets, variable_names, ribbon=ribbon)
+    d = bayesflow_draws(
+        "plots.coverage", estimates, targets, variable_keys, variable_names, test_quantities
+    )
+    cov = expected_coverage(d.estimates, d.targets, list(d.names), ribbon=ribbon)
     lv, c = cov.details["levels"], cov.details["coverage"]
     lo, hi = cov.details["lower"], cov.details["upper"]
     base = lv if difference else np.zeros_like(lv)

@@ -8,13 +8,25 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def loss(history: Mapping[str, Sequence[float]], moving_average: int | None = None) -> Figure:
-    """Plot ``history["loss"]`` (and ``history["val_loss"]`` when present) against epochs;
-    ``moving_average`` (epochs) overlays a smoothed training curve. Non-finite values are
-    marked, not dropped."""
-    if not isinstance(history, Mapping) or "loss" not in history:
-        raise KeyError("plots.loss: history needs a 'loss' list (as returned by fit_*)")
-    train = np.asarray(history["loss"], np.float64)
+def loss(
+    history: Mapping[str, Sequence[float]],
+    train_key: str = "loss",
+    val_key: str = "val_loss",
+    moving_average: int | bool | None = None,
+) -> Figure:
+    """Plot ``history[train_key]`` (and ``history[val_key]`` when present) against epochs;
+    ``moving_average`` (epochs; ``True``: 5) overlays a smoothed training curve. Non-finite
+    values are marked, not dropped. ``history`` is what ``fit_*`` returns (or a Keras-style
+    object with a ``.history`` dict, as BayesFlow's fit returns)."""
+    history = getattr(history, "history", history)
+    if not isinstance(history, Mapping) or train_key not in history:
+        raise KeyError(
+            f"plots.loss: history needs a {train_key!r} list (as returned by fit_*); keys: "
+            f"{sorted(history) if isinstance(history, Mapping) else type(history).__name__}"
+        )
+    if moving_average is True:
+        moving_average = 5
+    train = np.asarray(history[train_key], np.float64)
     if train.size == 0:
         raise ValueError("plots.loss: the history has no epochs")
     fig = Figure(figsize=(6.5, 3.6))
@@ -29,7 +41,7 @@ def loss(history: Mapping[str, Sequence[float]], moving_average: int | None = No
             color="C0",
             label=f"training ({moving_average}-epoch mean)",
         )
-    val = np.asarray(history.get("val_loss") or [], np.float64)
+    val = np.asarray(history.get(val_key) or [], np.float64)
     if val.size:
         ax.plot(np.arange(1, len(val) + 1), val, color="C1", label="validation")
     bad = epochs[~np.isfinite(train)]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .._arrays import as_draws
+from .._arrays import as_draws, bayesflow_draws, select_keys
 from ._layout import PANEL
 
 
@@ -63,8 +63,9 @@ def pairs_posterior(
     estimates: Mapping[str, Any] | np.ndarray,
     targets: Mapping[str, Any] | np.ndarray | None = None,
     priors: Mapping[str, Any] | np.ndarray | None = None,
+    dataset_id: int | None = None,
+    variable_keys: Sequence[str] | None = None,
     variable_names: Sequence[str] | None = None,
-    dataset_id: int = 0,
     max_points: int = 2000,
 ) -> Figure:
     """Corner plot of the posterior draws of dataset ``dataset_id``.
@@ -73,8 +74,20 @@ def pairs_posterior(
     *shape)}``, or an array ``(num_datasets, num_samples, dim)``; ``targets`` (optional, black
     marks): ``{name: (num_datasets, *shape)}`` or ``(num_datasets, dim)``; ``priors`` (optional,
     grey): samples ``(num_samples, dim)`` or ``{name: (num_samples, *shape)}``.
+    ``dataset_id`` may be left out only when the draws hold one dataset; ``variable_keys``
+    picks variables of dict inputs (BayesFlow's arguments, in its order).
     """
-    d = as_draws("plots.pairs_posterior", estimates, targets, variable_names, require_targets=False)
+    d = bayesflow_draws(
+        "plots.pairs_posterior", estimates, targets, variable_keys, variable_names, None,
+        require_targets=False,
+    )  # fmt: skip
+    if dataset_id is None:
+        if d.num_datasets != 1:
+            raise ValueError(
+                f"plots.pairs_posterior: the draws hold {d.num_datasets} datasets; pass "
+                f"dataset_id to choose one"
+            )
+        dataset_id = 0
     if not 0 <= dataset_id < d.num_datasets:
         raise IndexError(
             f"plots.pairs_posterior: dataset_id {dataset_id} outside 0..{d.num_datasets - 1}"
@@ -82,6 +95,7 @@ def pairs_posterior(
     truth = None if d.targets is None else d.targets[dataset_id]
     other = None
     if priors is not None:
+        priors, _ = select_keys("plots.pairs_posterior", priors, None, variable_keys)
         other, _ = _flatten_one("plots.pairs_posterior", priors, list(d.names))
         other = other[:max_points]
     x = d.estimates[dataset_id, :max_points]
@@ -90,11 +104,20 @@ def pairs_posterior(
 
 def pairs_samples(
     samples: Mapping[str, Any] | np.ndarray,
+    dataset_id: int | None = None,
+    variable_keys: Sequence[str] | None = None,
     variable_names: Sequence[str] | None = None,
     max_points: int = 2000,
 ) -> Figure:
     """Corner plot of samples ``(num_samples, dim)`` or ``{name: (num_samples, *shape)}``,
     e.g. prior draws from ``workflow.simulate``: check their ranges and dependence before
-    training."""
+    training. Samples with a dataset axis, ``(num_datasets, num_samples, dim)``, need
+    ``dataset_id``; ``variable_keys`` picks variables of a dict."""
+    samples, _ = select_keys("plots.pairs_samples", samples, None, variable_keys)
+    if dataset_id is not None:
+        if isinstance(samples, Mapping):
+            samples = {k: np.asarray(v)[dataset_id] for k, v in samples.items()}
+        else:
+            samples = np.asarray(samples)[dataset_id]
     x, names = _flatten_one("plots.pairs_samples", samples, variable_names)
     return _corner(x[:max_points], names, "Samples", "C2", "samples")

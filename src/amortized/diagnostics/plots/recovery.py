@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .._arrays import as_draws
+from .._arrays import bayesflow_draws
 from ..recovery import recovery_correlation
 from ._layout import panels
 
@@ -16,14 +16,18 @@ from ._layout import panels
 def recovery(
     estimates: Mapping[str, Any] | np.ndarray,
     targets: Mapping[str, Any] | np.ndarray,
+    variable_keys: Sequence[str] | None = None,
     variable_names: Sequence[str] | None = None,
+    test_quantities: Mapping[str, Any] | None = None,
     interval: float = 0.95,
     max_points: int = 500,
 ) -> Figure:
     """One panel per variable: median (dot) and central ``interval`` (bar) of each dataset's
     posterior against the true value; the diagonal is perfect recovery. At most
     ``max_points`` datasets are drawn (the first ones) to keep the figure legible."""
-    d = as_draws("plots.recovery", estimates, targets, variable_names)
+    d = bayesflow_draws(
+        "plots.recovery", estimates, targets, variable_keys, variable_names, test_quantities
+    )
     corr = recovery_correlation(d.estimates, d.targets, list(d.names))
     m = min(d.num_datasets, max_points)
     est, tgt = d.estimates[:m], d.targets[:m]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .._arrays import as_draws
+from .._arrays import bayesflow_draws
 from ..contraction import posterior_contraction, posterior_z_scores
 from ._layout import panels
 
@@ -16,13 +16,18 @@ from ._layout import panels
 def z_score_contraction(
     estimates: Mapping[str, Any] | np.ndarray,
     targets: Mapping[str, Any] | np.ndarray,
+    variable_keys: Sequence[str] | None = None,
     variable_names: Sequence[str] | None = None,
+    test_quantities: Mapping[str, Any] | None = None,
 ) -> Figure:
     """One panel per variable, one dot per dataset: contraction (x; near 1: the data are
     informative) against z-score (y; |z| > 3 is rarely seen with a calibrated posterior).
     The ideal cloud sits right with |z| small; high contraction with large |z| is
     overconfidence."""
-    d = as_draws("plots.z_score_contraction", estimates, targets, variable_names)
+    d = bayesflow_draws(
+        "plots.z_score_contraction", estimates, targets, variable_keys, variable_names,
+        test_quantities,
+    )  # fmt: skip
     args = (d.estimates, d.targets, list(d.names))
     c = posterior_contraction(*args).details["contraction"]
     z = posterior_z_scores(*args).details["z_scores"]

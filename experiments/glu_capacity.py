@@ -4,7 +4,7 @@ posterior (what it means).
 
 Usage::
 
-    python benchmarks/glu_capacity.py [NAME ...] [--seed 1]   # default: every setting
+    python experiments/glu_capacity.py [NAME ...] [--seed 1]   # default: every setting
 
 Each setting trains one spline flow (probit map of the box, 100 epochs x 512, restore_best)
 on the sbibm benchmark's split (``simulator.sample(10_000, seed=0)``, the first 500 held
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.stats import truncnorm
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "benchmarks"))  # the shared helpers of sbibm_c2st
 from sbibm_c2st import box_adapter, holdout, load_reference  # noqa: E402
 
 SCALE = np.sqrt(0.1)

@@ -3,8 +3,8 @@
 Usage (each configuration in its own process, e.g. all at once on a GPU machine; then one
 vmapped C2ST over every observation and fold of every configuration)::
 
-    python benchmarks/glu_schedules.py train NAME      # for NAME in CONFIGS
-    python benchmarks/glu_schedules.py score [NAME ...]
+    python experiments/glu_schedules.py train NAME      # for NAME in CONFIGS
+    python experiments/glu_schedules.py score [NAME ...]
 
 Draws go to $DRAWS (default /tmp/glu_draws), the scores to $OUT/scores.json (default
 /tmp/glu_out). C2ST: the sbibm protocol with the JAX classifier (diagnostics.c2st_many's
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "benchmarks"))  # the shared helpers of sbibm_c2st
 from sbibm_c2st import SBIBM, box_adapter, holdout  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "/tmp/glu_out"))
