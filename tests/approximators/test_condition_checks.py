@@ -111,3 +111,23 @@ def test_far_conditions_warn_after_save_and_load(trained, tmp_path):
     loaded = bf.load(trained.save(tmp_path / "m.amz"))
     with pytest.warns(OutOfDistributionWarning, match="dataset 0"):
         loaded.sample(conditions={"x": np.full((1, 2), 40.0)}, num_samples=5, seed=0)
+
+
+def test_set_rows_outside_the_training_range_are_found_and_padding_is_ignored():
+    from amortized.approximators.condition_checks import compute_ranges, outside
+
+    rng = np.random.default_rng(0)
+    train = {"summary_variables": rng.uniform(-1, 1, size=(50, 10, 2))}
+    ranges = compute_ranges(train)
+    # the training range is about (-1, 1); the margin, half its width, reaches about 2
+    sets = np.zeros((3, 4, 2))
+    sets[1, 2, 0] = 3.5  # an observed row far out
+    sets[2, 3, 1] = 99.0  # a padded row far out: masked, so it does not count
+    mask = np.ones((3, 4))
+    mask[2, 3] = 0
+    found = outside(ranges, {"summary_variables": sets, "summary_mask": mask})
+    assert list(found) == [1]
+    ((feature, value, _),) = found[1]["summary_variables"]
+    assert feature == 0 and value == 3.5
+    sets[1, 2, 0] = 1.8
+    assert outside(ranges, {"summary_variables": sets, "summary_mask": mask}) == {}

@@ -6,12 +6,14 @@ Two silent failures are stopped here:
   :func:`amortized.adapters.usage.key_routes`) would be ignored; sampling raises and names
   them, training warns (:class:`UnusedDataWarning`).
 - **Conditions far outside the training data.** A network extrapolates without a word. The
-  per-feature range ``[min, max]`` of the training conditions (direct conditions, the rows of
-  summary variables, and the learned summaries) is saved with the model; a dataset with a
-  feature beyond ``min - MARGIN * (max - min)`` or ``max + MARGIN * (max - min)`` gets an
-  :class:`OutOfDistributionWarning` naming the dataset, the network input and the input keys
-  it comes from. This is a cheap screen with a wide margin, meant to catch absurd inputs; the
-  calibrated out-of-distribution test is the amortized Bayesian workflow's.
+  per-feature range ``[min, max]`` of the training conditions (direct conditions, and the
+  values of every feature over the rows of summary variables) is saved with the model; a
+  dataset with a feature beyond ``min - MARGIN * (max - min)`` or ``max + MARGIN * (max -
+  min)`` gets an :class:`OutOfDistributionWarning` naming the dataset, the network input and
+  the input keys it comes from. This is a cheap screen with a wide margin on the raw inputs
+  (NumPy, no network pass, so it compiles nothing), meant to catch absurd inputs; the
+  calibrated out-of-distribution test, in the space of the learned summaries, is the
+  amortized Bayesian workflow's.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _feature_range(x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, 
     return flat.min(axis=1), flat.max(axis=1)
 
 
-def _per_dataset(arrays: Mapping[str, Any], summaries) -> dict[str, tuple]:
+def _per_dataset(arrays: Mapping[str, Any]) -> dict[str, tuple]:
     """``{name: (min, max)}`` per dataset ``(B, F)`` of each checked condition."""
     out = {}
     ic = arrays.get("inference_conditions")
@@ -109,26 +111,23 @@ def _per_dataset(arrays: Mapping[str, Any], summaries) -> dict[str, tuple]:
     sv = arrays.get("summary_variables")
     if sv is not None and not isinstance(sv, Mapping):
         out["summary_variables"] = _feature_range(sv, arrays.get("summary_mask"))
-    if summaries is not None:
-        s = np.asarray(summaries)
-        out["summaries"] = (s, s)
     return out
 
 
-def compute_ranges(arrays: Mapping[str, Any], summaries=None) -> Ranges:
-    """Per-feature ``{"min", "max"}`` over the training datasets of the direct conditions,
-    the summary variables' rows and the learned ``summaries`` ``(B, summary_dim)``."""
+def compute_ranges(arrays: Mapping[str, Any]) -> Ranges:
+    """Per-feature ``{"min", "max"}`` over the training datasets of the direct conditions
+    and of the summary variables' (observed) rows."""
     return {
         name: {"min": lo.min(axis=0), "max": hi.max(axis=0)}
-        for name, (lo, hi) in _per_dataset(arrays, summaries).items()
+        for name, (lo, hi) in _per_dataset(arrays).items()
     }
 
 
-def outside(ranges: Ranges, arrays: Mapping[str, Any], summaries=None) -> dict[int, dict]:
+def outside(ranges: Ranges, arrays: Mapping[str, Any]) -> dict[int, dict]:
     """``{dataset: {name: [(feature, value, (lo, hi)), ...]}}`` for the datasets with a
     feature past the training range by more than ``MARGIN`` times its width."""
     found: dict[int, dict] = {}
-    for name, (lo, hi) in _per_dataset(arrays, summaries).items():
+    for name, (lo, hi) in _per_dataset(arrays).items():
         if name not in ranges:
             continue
         tmin, tmax = ranges[name]["min"], ranges[name]["max"]
@@ -152,7 +151,7 @@ def ood_message(where: str, found: dict[int, dict], num_datasets: int, sources) 
     for i in sorted(found)[:MAX_LISTED]:
         parts = []
         for name, feats in found[i].items():
-            src = sources.get(name if name != "summaries" else "summary_variables")
+            src = sources.get(name)
             origin = f" (from {src})" if src else ""
             shown = ", ".join(
                 f"feature {j} = {v:.4g} (trained on [{lo:.4g}, {hi:.4g}])"

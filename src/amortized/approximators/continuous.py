@@ -37,7 +37,7 @@ from .standardization import Stats, compute_stats
 
 STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
 SAMPLE_CHUNK = 2**17  # rows per compiled sampling call: bounds memory for any request
-RANGE_ROWS = 4096  # training datasets that set the saved ranges; rows per summary chunk
+RANGE_ROWS = 4096  # training datasets whose conditions set the saved ranges
 
 
 def _bucket(n: int, cap: int) -> int:
@@ -212,14 +212,9 @@ class ContinuousApproximator:
 
     def _update_ranges(self, arrays: Mapping[str, Any]) -> None:
         """Widen the saved training ranges of the conditions by those of ``arrays``."""
-        rows = {k: jax.tree.map(lambda v: v[:RANGE_ROWS], a) for k, a in arrays.items()}
+        rows = {k: jax.tree.map(lambda v: np.asarray(v)[:RANGE_ROWS], a) for k, a in arrays.items()}
         rows.pop(IV, None)
-        if not rows:
-            return
-        summaries = None
-        if self.nets.summary is not None:
-            summaries = self._summaries_bucketed(rows)
-        new = condition_checks.compute_ranges(rows, summaries)
+        new = condition_checks.compute_ranges(rows)
         old = self.condition_ranges or {}
         self.condition_ranges = {
             k: {
@@ -229,26 +224,11 @@ class ContinuousApproximator:
             for k, v in new.items()
         }
 
-    def _summaries_bucketed(self, arrays) -> np.ndarray:
-        """Summaries of every dataset in ``arrays``, computed in chunks padded to
-        power-of-two buckets (as sampling is), so that checks on any number of datasets
-        compile a handful of times, not once per count."""
-        n = _rows(arrays)
-        out = []
-        for start in range(0, n, RANGE_ROWS):
-            stop = min(n, start + RANGE_ROWS)
-            chunk, _ = _row_chunk(arrays, start, stop, RANGE_ROWS)
-            out.append(np.asarray(_summaries(self.nets, self.stats, chunk))[: stop - start])
-        return np.concatenate(out, axis=0)
-
     def _warn_out_of_range(self, arrays, routes, where: str) -> None:
         """Warn by dataset when a condition lies far outside the training ranges."""
         if not self.condition_ranges or not arrays:
             return
-        summaries = None
-        if self.nets.summary is not None and "summaries" in self.condition_ranges:
-            summaries = self._summaries_bucketed(arrays)
-        found = condition_checks.outside(self.condition_ranges, arrays, summaries)
+        found = condition_checks.outside(self.condition_ranges, arrays)
         if found:
             msg = condition_checks.ood_message(
                 where, found, _rows(arrays), condition_checks.sources_by_network_key(routes)
@@ -499,8 +479,10 @@ class ContinuousApproximator:
         """Draws as :meth:`sample` gives them, and ``log q(theta_s | x_i)`` of each in the
         original space, ``(num_datasets, num_samples)``: what :meth:`log_prob_of_draws`
         computes, from the same pass through the network for a coupling flow (other
-        networks evaluate their density after sampling). A draw that float32 rounding put
-        on the boundary of its support gets a non-finite log density.
+        networks evaluate their density after sampling). A draw that the inverse map
+        saturated (moved inside its support, with a ``SupportBoundaryWarning``) gets NaN:
+        it is not where the network put it, so no density describes it, and importance
+        sampling gives it weight zero.
 
         >>> sim = bf.simulators.benchmarks.two_moons()
         >>> approximator = ContinuousApproximator(inference_network=bf.networks.CouplingFlow(
@@ -518,8 +500,15 @@ class ContinuousApproximator:
         # without the support checks: a draw rounded onto a bound gives inf/NaN here
         # instead of an error for the whole batch
         with np.errstate(divide="ignore", invalid="ignore"):
-            _, ldj = self._adapt_draws(draws, *lp.shape, check_support=False)
-        return draws, lp + ldj
+            adapted, ldj = self._adapt_draws(draws, *lp.shape, check_support=False)
+        log_q = lp + ldj
+        if IV in adapted:
+            # the round trip through the adapter returns a draw to the network's value unless
+            # the inverse saturated (float32 logistic at 1 past ~17, exp at inf past ~89)
+            back = np.reshape(np.asarray(adapted[IV], np.float64), z.shape)
+            moved = np.any(~np.isclose(back, z, rtol=0.05, atol=0.5), axis=-1)
+            log_q = np.where(moved, np.nan, log_q)
+        return draws, log_q
 
     def _adapt_draws(self, draws, n: int, s: int, check_support: bool = True):
         """Draws ``{name: (n, s, ...)}`` through the adapter: the adapted arrays (rows
