@@ -79,6 +79,8 @@ def test_bad_arguments(capsys, tmp_path):
         main(["demo", "--epochs", "0"])
     with pytest.raises(SystemExit):
         main(["demo", "--model", "nope"])
+    with pytest.raises(SystemExit, match=r"'/nonexistent' \(the path given\) does not exist"):
+        main(["demo", "--sbibm", "/nonexistent", "--budget", "100"])
     with pytest.raises(SystemExit, match="no saved workflow"):
         main(["diagnose", str(tmp_path / "missing.amz")])
     for cmd in ("demo", "diagnose", "report"):

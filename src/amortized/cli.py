@@ -219,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .training import parallel
 
+        try:  # a wrong reference folder is reported before minutes of training, not after
+            sbibm_root(args.sbibm)
+        except FileNotFoundError as err:
+            raise SystemExit(f"amortized: {err}") from None
+
         if not parallel.jax_started():  # (main() called in a process where JAX already ran)
             parallel.set_cpu_devices(args.cpu_devices)
         demo(
