@@ -43,6 +43,15 @@ def _result(values, name: str, names) -> dict[str, Any]:
     return {"values": np.asarray(values), "metric_name": name, "variable_names": list(names)}
 
 
+def _aggregated(where, name, metric, detail, estimates, targets, variable_keys,
+                variable_names, test_quantities, aggregation) -> dict[str, Any]:  # fmt: skip
+    """``aggregation`` over datasets of the per-dataset values ``details[detail]`` of the
+    library's ``metric``, as BayesFlow's dict."""
+    d = _draws(where, estimates, targets, variable_keys, variable_names, test_quantities)
+    values = metric(d.estimates, d.targets, list(d.names)).details[detail]
+    return _result(aggregation(values, axis=0), name, d.names)
+
+
 def root_mean_squared_error(
     estimates: Array,
     targets: Array,
@@ -126,12 +135,10 @@ def posterior_contraction(
     aggregation: Callable = np.median,
 ) -> dict[str, Any]:
     """``aggregation`` over datasets of ``1 - Var_post / Var_prior``."""
-    d = _draws(
-        "posterior_contraction", estimates, targets, variable_keys, variable_names,
-        test_quantities,
+    return _aggregated(
+        "posterior_contraction", "Posterior Contraction", _contraction, "contraction",
+        estimates, targets, variable_keys, variable_names, test_quantities, aggregation,
     )  # fmt: skip
-    c = _contraction(d.estimates, d.targets, list(d.names)).details["contraction"]
-    return _result(aggregation(c, axis=0), "Posterior Contraction", d.names)
 
 
 def posterior_z_score(
@@ -143,11 +150,10 @@ def posterior_z_score(
     aggregation: Callable = np.median,
 ) -> dict[str, Any]:
     """``aggregation`` over datasets of ``(E_post - truth) / SD_post``."""
-    d = _draws(
-        "posterior_z_score", estimates, targets, variable_keys, variable_names, test_quantities
-    )
-    z = _z_scores(d.estimates, d.targets, list(d.names)).details["z_scores"]
-    return _result(aggregation(z, axis=0), "Posterior z-score", d.names)
+    return _aggregated(
+        "posterior_z_score", "Posterior z-score", _z_scores, "z_scores",
+        estimates, targets, variable_keys, variable_names, test_quantities, aggregation,
+    )  # fmt: skip
 
 
 def classifier_two_sample_test(
