@@ -21,6 +21,7 @@ def gaussian_linear_workflow():
     return wf
 
 
+@pytest.mark.slow  # C2ST classifier on 2 x 10^4 draws: a minute of the 2-core suite
 def test_gaussian_linear_c2st_against_analytic_posterior(gaussian_linear_workflow):
     wf = gaussian_linear_workflow
     obs = wf.simulate(3, seed=10)["x"]

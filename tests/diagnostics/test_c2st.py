@@ -70,6 +70,7 @@ def test_c2st_unknown_classifier():
         c2st(np.zeros((10, 2)), np.zeros((10, 2)), classifier="torch")
 
 
+@pytest.mark.slow  # eight classifiers; c2st_many's doctest runs in the default suite
 def test_c2st_many_matches_c2st_pair_by_pair():
     from amortized.diagnostics.c2st import c2st_many
 

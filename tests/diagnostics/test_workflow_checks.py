@@ -131,6 +131,19 @@ def test_mmd_check_for_a_batch():
     assert value > threshold
 
 
+def test_split_mmds_from_one_kernel_matrix_equal_mmd_of_each_split():
+    from amortized.diagnostics.mmd import kernel_matrix, mmd, split_mmds
+
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    bw = np.array([0.5, 1.0, 2.0])
+    got = split_mmds(kernel_matrix(x, bw), 40, 3, len(bw), np.random.default_rng(5))
+    rng = np.random.default_rng(5)  # the same permutations
+    for value in got:
+        a = rng.permutation(300)
+        # the same sums in another order, in float64
+        np.testing.assert_allclose(value, mmd(x[a[:40]], x[a[40:]], bw), rtol=1e-9, atol=1e-15)
+
+
 def test_rows_without_finite_weights_fail_and_zero_weights_stay_zero():
     lw = np.zeros((3, 500))
     lw[0] = -np.inf  # every draw impossible under the model

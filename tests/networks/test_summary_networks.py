@@ -75,6 +75,26 @@ def test_padding_with_mask_does_not_change_the_summary(name):
     np.testing.assert_allclose(net(padded, mask=mask), net(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", SETS)
+def test_set_summaries_know_the_number_of_observed_rows(name):
+    """The first summary number is log N of the observed rows, exactly (padding excluded),
+    and the learned numbers see it too: the same rows repeated twice (same mean and
+    maximum) summarize differently from the rows once."""
+    net, x = built(name), data(7)
+    padded = jnp.concatenate([x, jnp.zeros((5, 3))])
+    for n in (1, 4, 7):
+        mask = (jnp.arange(12) < n).astype(jnp.float32)
+        # log of a small integer in float32: exact to rounding
+        np.testing.assert_allclose(net(padded, mask=mask)[0], np.log(n), rtol=1e-6)
+    once, twice = net(x), net(jnp.concatenate([x, x]))
+    np.testing.assert_allclose(twice[0] - once[0], np.log(2.0), rtol=1e-6)
+    # a DeepSet's pools (mean and max) are equal for x and [x, x]: any difference in the
+    # learned numbers comes from log N reaching the head
+    assert np.max(np.abs(np.asarray(twice[1:] - once[1:]))) > 1e-4
+    with pytest.raises(ValueError, match="summary_dim must be at least 2"):
+        type(SMALL[name])(summary_dim=1)
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_time_series_transformer_is_order_sensitive_and_shapes(name):
     net, x = built(name), data()

@@ -138,4 +138,109 @@ def test_fit_warns_when_the_network_overfits_a_tiny_dataset():
             validation_data=sim.sample(64, seed=1),
             seed=2,
             progress=False,
+            early_stopping=False,
         )
+
+
+class _Scalar(eqx.Module):
+    w: jax.Array
+
+
+def _squared_error(nets, stats, batch, key, training):
+    return jnp.mean((nets.w - batch["y"]) ** 2)
+
+
+def test_early_stopping_stops_on_a_rising_validation_curve_and_restores_the_best_epoch():
+    # training pulls w from 0 towards +1 while the validation targets are -1: the
+    # validation loss (w + 1)^2 rises from the first epoch on, so the best epoch is 1 and
+    # with patience 3 training stops after epoch 4 of the 50 allowed
+    import optax
+
+    nets, history = fit_module.fit(
+        _Scalar(jnp.zeros(())),
+        None,
+        _squared_error,
+        optax.sgd(0.1),
+        epochs=50,
+        batch_size=4,
+        key=jax.random.key(0),
+        epoch_data=lambda _: {"y": jnp.ones(8)},
+        validation_data={"y": -jnp.ones(4)},
+        progress=False,
+        patience=3,
+    )
+    assert len(history["val_loss"]) == 4 and np.all(np.diff(history["val_loss"]) > 0)
+    assert history["best_epoch"] == 1 and history["stopped_epoch"] == 4
+    assert history["restored_epoch"] == 1
+    # the returned networks are epoch 1's: their validation loss is the first one (float32)
+    np.testing.assert_allclose((float(nets.w) + 1.0) ** 2, history["val_loss"][0], rtol=1e-6)
+    # a validation curve that keeps falling never stops early
+    _, falling = fit_module.fit(
+        _Scalar(jnp.zeros(())),
+        None,
+        _squared_error,
+        optax.sgd(0.1),
+        epochs=6,
+        batch_size=4,
+        key=jax.random.key(0),
+        epoch_data=lambda _: {"y": jnp.ones(8)},
+        validation_data={"y": jnp.ones(4)},
+        progress=False,
+        patience=2,
+    )
+    assert falling["stopped_epoch"] is None and falling["best_epoch"] == 6
+    with pytest.raises(ValueError, match="needs validation_data"):
+        fit_module.fit(
+            _Scalar(jnp.zeros(())),
+            None,
+            _squared_error,
+            optax.sgd(0.1),
+            epochs=2,
+            batch_size=4,
+            key=jax.random.key(0),
+            epoch_data=lambda _: {"y": jnp.ones(8)},
+            patience=2,
+        )
+
+
+def test_fit_offline_stops_early_on_a_held_out_share():
+    # the overfitting setting above with early stopping: 5% (at least min(100, n / 5)) of
+    # the 40 simulations held out, training stops once that loss stopped improving for 10
+    # epochs, and the networks kept are the best epoch's: their loss on the held-out rows
+    # equals the history's minimum (float32 sums of the same rows)
+    sim = bf.simulators.benchmarks.get_task("gaussian_linear")
+    wf = bf.BasicWorkflow(
+        simulator=sim,
+        inference_network=bf.networks.CouplingFlow(subnet_kwargs={"widths": (256, 256)}),
+        inference_variables="theta",
+        inference_conditions="x",
+        initial_learning_rate=2e-3,
+    )
+    data = sim.sample(40, seed=0)
+    history = wf.fit_offline(
+        data, epochs=100, batch_size=16, seed=2, progress=False, early_stopping=True
+    )
+    assert history["held_out"] == 8 and history["stopped_epoch"] is not None
+    assert history["stopped_epoch"] == history["best_epoch"] + 10 < 100
+    assert history["restored_epoch"] == history["best_epoch"]
+    ap = wf.approximator
+    arrays = ap.to_network_arrays(data, where="test")
+    key = jax.random.split(jax.random.key(2), 3)[0]  # the approximator's hold-out key
+    from amortized.training.holdout import split_rows
+
+    _, held = split_rows(arrays, 8, key)
+    # a coupling flow's loss without dropout does not use its key
+    val = fit_module._eval_loss(ap.nets, ap.stats, held, jax.random.key(0), core.loss, 8)
+    np.testing.assert_allclose(float(val), min(history["val_loss"]), rtol=1e-5)
+    with pytest.raises(TypeError, match="early_stopping must be True or False"):
+        wf.fit_offline(data, epochs=1, early_stopping="yes")
+
+
+def test_held_out_rows_split_nested_sources():
+    from amortized.training.holdout import split_rows
+
+    arrays = {"a": np.arange(10), "summary_variables": {"s1": np.arange(20).reshape(10, 2)}}
+    train, held = split_rows(arrays, 3, jax.random.key(0))
+    assert held["summary_variables"]["s1"].shape == (3, 2) and train["a"].shape == (7,)
+    # rows stay together across the sources
+    np.testing.assert_array_equal(held["summary_variables"]["s1"][:, 0], 2 * held["a"])

@@ -1,10 +1,13 @@
 """A set-valued model end to end: conjugate normal mean with N = 20 exchangeable draws."""
 
 import numpy as np
+import pytest
 
 import amortized as bf
 
 
+@pytest.mark.slow  # a SetTransformer trained to accuracy; padding and round trips are
+# checked by tests/networks/test_summary_networks.py in the default suite
 def test_set_transformer_recovers_conjugate_posterior_and_round_trips(tmp_path):
     def prior():
         return {"mu": np.random.normal()}

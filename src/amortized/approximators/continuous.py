@@ -31,6 +31,7 @@ from ..adapters.usage import condition_sources, head_rows, key_routes
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
 from ..training import default_optimizer, fit, parallel
+from ..training.holdout import holdout_size, split_rows
 from . import condition_checks, core
 from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
@@ -374,8 +375,15 @@ class ContinuousApproximator:
         restore_best: bool = False,
         progress: bool = True,
         mask_rate: float = 0.0,
+        patience: int | None = None,
     ) -> dict[str, list]:
         """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
+
+        ``patience``: early stopping (:func:`amortized.training.fit`): stop once the
+        validation loss has not improved for this many epochs and restore the best epoch.
+        Offline without ``validation_data``, a random ``holdout_size(n)`` of the ``n``
+        simulations is held out for it (5%, at least min(100, n / 5); recorded in the
+        history as ``"held_out"``); online, ``validation_data`` is required.
 
         ``mask_rate``: at every training step hide this fraction of the observed rows of the
         summary variables (through ``summary_mask``), so that the approximator learns to
@@ -390,14 +398,23 @@ class ContinuousApproximator:
             )
         epochs = check_positive_int("fit", "epochs", epochs)
         batch_size = check_positive_int("fit", "batch_size", batch_size)
+        if patience is not None:
+            patience = check_positive_int("fit", "patience", patience)
         key = as_key(seed)
-        _, k_build, k_fit = jax.random.split(key, 3)
+        k_hold, k_build, k_fit = jax.random.split(key, 3)
         k_sim = jax.random.fold_in(k_build, 1)  # online simulation seeds, apart from build
         if (dataset is None) == (simulate is None):
             raise ValueError("fit: give exactly one of dataset (offline) or simulate (online)")
+        if patience is not None and validation_data is None and dataset is None:
+            raise ValueError(
+                "fit: early stopping (patience) of online training needs validation_data "
+                "(a dict of simulations, or a number of them for BasicWorkflow.fit_online)"
+            )
         if dataset is not None:
             self._check_training_keys(dataset)
             train = self.to_network_arrays(dataset, where="training data")
+            if patience is not None and validation_data is None:
+                train, held_out = split_rows(train, holdout_size(_rows(train)), k_hold)
             steps_per_epoch = max(1, _rows(train) // min(batch_size, _rows(train)))
 
             def epoch_data(_):
@@ -422,7 +439,9 @@ class ContinuousApproximator:
                 )
 
         val = (
-            None
+            held_out
+            if patience is not None and validation_data is None
+            else None
             if validation_data is None
             else self.to_network_arrays(validation_data, where="validation data")
         )
@@ -447,7 +466,10 @@ class ContinuousApproximator:
             progress=progress,
             history=self.history,
             flat_params=flat,
+            patience=patience,
         )
+        if patience is not None and validation_data is None:
+            self.history["held_out"] = _rows(val)
         self._update_ranges(train)
         return self.history
 

@@ -209,9 +209,12 @@ def inspect_history(
     scale = max(abs(float(finite[-1])) if finite.size else 1.0, 1.0)
     gap = rise = None
     overfitting = None
-    if val.size and np.all(np.isfinite(val)) and np.isfinite(loss[-1]):
-        gap = float(val[-1] - loss[-1]) / scale
-        rise = float(val[-1] - val.min()) / scale
+    # the networks kept: the restored best epoch (early stopping, restore_best), else the last
+    kept = history.get("restored_epoch") or len(loss)
+    kept = min(int(kept), len(loss), max(val.size, 1)) - 1
+    if val.size and np.all(np.isfinite(val)) and np.isfinite(loss[kept]):
+        gap = float(val[kept] - loss[kept]) / scale
+        rise = float(val[kept] - val.min()) / scale
         overfitting = gap > t.overfit_gap or rise > t.overfit_rise
         if overfitting:
             msgs.append(
@@ -221,7 +224,11 @@ def inspect_history(
     elif not val.size:
         msgs.append("overfitting not checked: the history has no validation loss")
     improvement = None
-    if len(loss) < t.min_epochs:
+    if history.get("stopped_epoch"):
+        # early stopping ended training because the held-out loss stopped improving: a
+        # still-falling training loss then is memorization, not a reason to train longer
+        undertrained = False
+    elif len(loss) < t.min_epochs:
         undertrained = True
         msgs.append(f"only {len(loss)} epochs: too few to judge convergence")
     else:

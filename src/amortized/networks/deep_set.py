@@ -1,6 +1,9 @@
 """DeepSet: permutation-invariant summary by per-element encoding and pooling.
 
-s(x) = rho([mean_i phi(x_i), max_i phi(x_i)])   (padded rows excluded from both pools)
+s(x) = [log N, rho([mean_i phi(x_i), max_i phi(x_i), log N])]
+
+with padded rows excluded from both pools and from the count N of observed rows (the mean
+and the maximum do not carry N, on which the posterior's width depends).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import jax.numpy as jnp
 from .._validation import strict
 from .base import encode_config
 from .mlp import MLP, split_dropout_key
-from .summary_base import SummaryNetwork, masked_mean
+from .summary_base import SummaryNetwork, check_set_summary_dim, masked_mean, with_log_size
 
 
 class DeepSet(SummaryNetwork):
@@ -22,6 +25,8 @@ class DeepSet(SummaryNetwork):
     Parameters
     ----------
     summary_dim : int, default 16
+        Output size, at least 2: the first number is log N, the log of the number of
+        observed rows; the others are learned.
     widths_equivariant : sequence of int, default (64, 64)
         The per-element network phi.
     widths_invariant : sequence of int, default (64, 64)
@@ -46,6 +51,7 @@ class DeepSet(SummaryNetwork):
         input_shape: tuple = (),
         key: jax.Array | None = None,
     ):
+        check_set_summary_dim("DeepSet", summary_dim)
         self.config_json = encode_config(
             summary_dim=int(summary_dim),
             widths_equivariant=list(widths_equivariant),
@@ -60,11 +66,13 @@ class DeepSet(SummaryNetwork):
         k1, k2 = jax.random.split(key)
         width = int(widths_equivariant[-1])
         self.phi = MLP(self.input_shape[-1], width, widths_equivariant, activation, dropout, key=k1)
-        self.rho = MLP(2 * width, int(summary_dim), widths_invariant, activation, dropout, key=k2)
+        self.rho = MLP(
+            2 * width + 1, int(summary_dim) - 1, widths_invariant, activation, dropout, key=k2
+        )
 
     def __call__(self, x, key=None, mask=None):
         k1, k2 = (None, None) if key is None else split_dropout_key(key, 2)
         h = self.phi.rows(x, k1)
         hmax = h if mask is None else jnp.where(mask.astype(bool)[:, None], h, -jnp.inf)
         pooled = jnp.concatenate([masked_mean(h, mask), jnp.max(hmax, axis=0)])
-        return self.rho(pooled, k2)
+        return with_log_size(x, mask, self.rho, pooled, k2)

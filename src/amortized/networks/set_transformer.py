@@ -2,7 +2,9 @@
 multihead attention (PMA) to a fixed-size summary.
 
 Block i (width d_i): self-attention SAB(X) = MAB(X, X), or with inducing points
-ISAB(X) = MAB(X, MAB(I, X)) (cost linear in N). Summary: Linear(PMA(H)).
+ISAB(X) = MAB(X, MAB(I, X)) (cost linear in N). Summary: [log N, Linear([PMA(H), log N])]
+with N the number of observed rows (attention pooling is a weighted mean: it does not carry
+N, on which the posterior's width depends).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import jax
 from .._validation import strict
 from .base import encode_config
 from .mlp import split_dropout_key
-from .summary_base import MAB, PMA, SummaryNetwork
+from .summary_base import MAB, PMA, SummaryNetwork, check_set_summary_dim, with_log_size
 
 
 class _Block(eqx.Module):
@@ -49,6 +51,8 @@ class SetTransformer(SummaryNetwork):
     Parameters
     ----------
     summary_dim : int, default 16
+        Output size, at least 2: the first number is log N, the log of the number of
+        observed rows; the others are learned.
     embed_dims : sequence of int, default (64, 64)
         Width of each attention block (one block per entry).
     num_heads : sequence of int, default (4, 4)
@@ -92,6 +96,7 @@ class SetTransformer(SummaryNetwork):
                     f"SetTransformer: each embed dim must be divisible by its "
                     f"number of heads, got {d} and {h}"
                 )
+        check_set_summary_dim("SetTransformer", summary_dim)
         self.config_json = encode_config(
             summary_dim=int(summary_dim),
             embed_dims=embed_dims,
@@ -120,7 +125,7 @@ class SetTransformer(SummaryNetwork):
             for i in range(len(embed_dims))
         )
         self.pool = PMA(dims[-1], int(num_seeds), num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        self.head = eqx.nn.Linear(dims[-1] * int(num_seeds), int(summary_dim), key=keys[-1])
+        self.head = eqx.nn.Linear(dims[-1] * int(num_seeds) + 1, int(summary_dim) - 1, key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
         keys = (
@@ -131,4 +136,4 @@ class SetTransformer(SummaryNetwork):
         h = x
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, mask, k)
-        return self.head(self.pool(h, mask, keys[-1]))
+        return with_log_size(x, mask, lambda z, _: self.head(z), self.pool(h, mask, keys[-1]), None)

@@ -78,6 +78,25 @@ def log_length(x: jax.Array, mask: jax.Array | None) -> jax.Array:
     return jnp.log(jnp.maximum(jnp.asarray(n, x.dtype), 1.0))[None]
 
 
+def check_set_summary_dim(name: str, summary_dim: int) -> None:
+    """Set summaries carry log N plus at least one learned number."""
+    if int(summary_dim) < 2:
+        raise ValueError(
+            f"{name}: summary_dim must be at least 2 (log N and at least one learned "
+            f"number), got {summary_dim}"
+        )
+
+
+def with_log_size(x: jax.Array, mask: jax.Array | None, head, z: jax.Array, key) -> jax.Array:
+    """The summary of a set: ``[log N, head([z, log N])]`` where ``N`` is the number of
+    observed rows of ``x`` ``(N, features)`` (:func:`log_length`) and ``z`` the pooled
+    features. Pooling by a mean or by attention forgets how many rows were pooled, yet
+    the posterior's width depends on it (sd ~ 1/sqrt(N)); the exact, padding-invariant
+    count therefore passes to the summary unmixed and also feeds the head."""
+    log_n = log_length(x, mask)
+    return jnp.concatenate([log_n, head(jnp.concatenate([z, log_n]), key)])
+
+
 def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array:
     """Sample autocorrelations at lags 1..``lags`` of a series ``(T, features)`` already on
     its own scale (mean 0, sd 1 over observed steps), ``(lags * features,)``:

@@ -221,6 +221,22 @@ def overfitting_message(val_losses: list[float], restored: bool) -> str | None:
     )
 
 
+def stale_epochs(val_losses: list[float]) -> int:
+    """Epochs since the lowest validation loss so far (0 when the last one is the lowest).
+
+    The early-stopping rule stops when this reaches its ``patience``; any decrease counts
+    as an improvement (the validation set is fixed and so is its key, so the loss does not
+    move by chance between epochs of equal networks).
+
+    >>> stale_epochs([3.0, 2.0, 2.5, 2.1])
+    2
+    """
+    v = np.asarray(val_losses, dtype=float)
+    if v.size == 0:
+        return 0
+    return int(v.size - 1 - np.argmin(np.where(np.isfinite(v), v, np.inf)))
+
+
 def fit(
     nets,
     stats,
@@ -236,6 +252,7 @@ def fit(
     progress: bool = True,
     history: dict[str, list] | None = None,
     flat_params: bool = False,
+    patience: int | None = None,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -246,15 +263,24 @@ def fit(
     compilation, and the number of devices each batch was split over; JSON-serializable).
     ``flat_params``: the optimizer sees all parameters as one vector (faster; only for
     optimizers that do not depend on the parameter tree's structure).
+    ``patience``: early stopping: training ends once the validation loss has not improved
+    for this many epochs (:func:`stale_epochs`), and the best epoch's networks are
+    restored; the history records ``"best_epoch"``, ``"stopped_epoch"`` (1-based; ``None``
+    when training ran all ``epochs``) and ``"restored_epoch"`` (the epoch whose networks
+    are returned, ``None``: the last). Needs ``validation_data``.
     With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
     (see :mod:`amortized.training.parallel`).
     """
+    if patience is not None and validation_data is None:
+        raise ValueError("fit: early stopping (patience) needs validation_data")
+    restore_best = restore_best or patience is not None
     history = history if history is not None else {"loss": [], "val_loss": []}
     history.setdefault("epoch_seconds", [])
     history.setdefault("devices", [])
     opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
-    best, best_val = nets, np.inf
+    best, best_val, best_epoch, stopped = nets, np.inf, None, None
+    first_epoch = len(history["loss"])  # earlier fits' epochs are in the history too
     # one validation key for all epochs, so that stochastic losses are comparable
     key, k_val = jax.random.split(key)
     show = progress and sys.stderr.isatty()
@@ -306,13 +332,36 @@ def fit(
             )
             history["val_loss"].append(val)
             post["val_loss"] = f"{val:.4f}"
-            if restore_best and val < best_val:
-                best, best_val = nets, val
+            if val < best_val:
+                best, best_val, best_epoch = nets, val, first_epoch + epoch + 1
         bar.set_postfix(post)
+        if not show and progress:
+            # no terminal (a log file, a notebook's captured output): one line per epoch
+            line = ", ".join(f"{k} {v}" for k, v in post.items())
+            print(f"epoch {epoch + 1}/{epochs}: {line}", file=sys.stderr, flush=True)
+        if patience is not None and stale_epochs(history["val_loss"][first_epoch:]) >= patience:
+            stopped = first_epoch + epoch + 1
+            bar.close()
+            break
     if restore_best and validation_data is not None:
         nets = best
     if validation_data is not None:
-        message = overfitting_message(history["val_loss"][-epochs:], restore_best)
-        if message is not None:
-            warnings.warn(message, OverfittingWarning, stacklevel=2)
+        history["best_epoch"] = best_epoch
+        history["stopped_epoch"] = stopped
+        history["restored_epoch"] = best_epoch if restore_best else None
+        if patience is not None and progress:
+            print(
+                f"early stopping: the validation loss was lowest at epoch {best_epoch} "
+                + (
+                    f"and did not improve for {patience} epochs; stopped after epoch {stopped}"
+                    if stopped
+                    else f"of {first_epoch + epochs} (no stop)"
+                )
+                + f"; epoch {best_epoch}'s networks restored",
+                file=sys.stderr,
+            )
+        if patience is None:
+            message = overfitting_message(history["val_loss"][first_epoch:], restore_best)
+            if message is not None:
+                warnings.warn(message, OverfittingWarning, stacklevel=2)
     return nets, history

@@ -223,16 +223,37 @@ class BasicWorkflow:
         restore_best: bool = False,
         progress: bool = True,
         mask_rate: float = 0.0,
+        early_stopping: bool = False,
+        patience: int = 10,
     ) -> dict[str, list]:
         """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
 
         ``validation_data`` is a dict or a number of fresh simulations. ``mask_rate`` hides
         that fraction of set / series rows at each step (learning to handle missing
-        observations). Returns the history ``{"loss": [...], "val_loss": [...]}``.
+        observations). Returns the history ``{"loss": [...], "val_loss": [...],
+        "best_epoch", "stopped_epoch", ...}``.
+
+        ``early_stopping=True``: a network trained on a fixed set of simulations starts to
+        memorize them after some epochs (the held-out loss then rises while the training
+        loss falls), and which epoch that is depends on the model, the budget and the
+        network; with early stopping ``epochs`` is a cap: training stops once the
+        validation loss has not improved for ``patience`` epochs (default 10), and the best
+        epoch's networks are kept. Without ``validation_data``, 5% of ``data`` (at least
+        min(100, n / 5) simulations) is held out for that loss and not trained on (the
+        history's ``"held_out"`` says how many). It is off by default for now: on a model
+        that does not overfit, the validation loss at the cosine schedule's high early
+        learning rate wanders within a few hundredths of its minimum, and the rule stopped
+        a 1-D posterior at epoch 13 of 30 with the networks of epoch 3 (log density off by
+        up to 0.18 where 30 epochs reach 0.15); a plateau rule that lowers the learning
+        rate before it stops is to come.
         """
         if not isinstance(data, Mapping):
             raise TypeError(
                 f"fit_offline: data must be a dict of arrays, got {type(data).__name__}"
+            )
+        if not isinstance(early_stopping, bool):
+            raise TypeError(
+                f"fit_offline: early_stopping must be True or False, got {early_stopping!r}"
             )
         return self._fit(
             dict(dataset=data),
@@ -243,6 +264,7 @@ class BasicWorkflow:
             restore_best,
             progress,
             mask_rate,
+            patience if early_stopping else None,
         )
 
     @strict
@@ -271,7 +293,16 @@ class BasicWorkflow:
         )
 
     def _fit(
-        self, source, epochs, batch_size, validation_data, seed, restore_best, progress, mask_rate
+        self,
+        source,
+        epochs,
+        batch_size,
+        validation_data,
+        seed,
+        restore_best,
+        progress,
+        mask_rate,
+        patience=None,
     ):
         return self.approximator.fit(
             **source,
@@ -284,6 +315,7 @@ class BasicWorkflow:
             restore_best=restore_best,
             progress=progress,
             mask_rate=mask_rate,
+            patience=patience,
         )
 
     # -- inference ---------------------------------------------------------------------
