@@ -242,10 +242,10 @@ class BasicWorkflow:
         min(100, n / 5) simulations) is held out for that loss and not trained on (the
         history's ``"held_out"`` says how many). It is off by default for now: on a model
         that does not overfit, the validation loss at the cosine schedule's high early
-        learning rate wanders within a few hundredths of its minimum, and the rule stopped
-        a 1-D posterior at epoch 13 of 30 with the networks of epoch 3 (log density off by
-        up to 0.18 where 30 epochs reach 0.15); a plateau rule that lowers the learning
-        rate before it stops is to come.
+        learning rate wanders near its minimum, so the rule can stop long before the
+        schedule's low-rate epochs that make the posterior precise (benchmarks/LOG.md,
+        session 13); a plateau rule that lowers the learning rate before it stops is to
+        come.
         """
         if not isinstance(data, Mapping):
             raise TypeError(
