@@ -119,9 +119,9 @@ def test_overfitting_message_flags_a_validation_loss_that_rose_after_an_early_mi
     assert bf.training.overfitting_message(rising[:9], True) is None
 
 
-def test_fit_warns_when_the_network_overfits_a_tiny_dataset():
-    # 16 simulations and a wide flow trained for 60 epochs: it memorizes them, and the
-    # validation loss on 64 fresh ones rises far above its early minimum
+def _overfitting_workflow():
+    """gaussian_linear and a wide coupling flow at a high learning rate: it memorizes a
+    few dozen simulations within a few epochs."""
     sim = bf.simulators.benchmarks.get_task("gaussian_linear")
     wf = bf.BasicWorkflow(
         simulator=sim,
@@ -130,6 +130,13 @@ def test_fit_warns_when_the_network_overfits_a_tiny_dataset():
         inference_conditions="x",
         initial_learning_rate=2e-3,
     )
+    return sim, wf
+
+
+def test_fit_warns_when_the_network_overfits_a_tiny_dataset():
+    # 16 simulations and a wide flow trained for 60 epochs: it memorizes them, and the
+    # validation loss on 64 fresh ones rises far above its early minimum
+    sim, wf = _overfitting_workflow()
     with pytest.warns(bf.training.OverfittingWarning, match="overfits"):
         wf.fit_offline(
             sim.sample(16, seed=0),
@@ -150,57 +157,49 @@ def _squared_error(nets, stats, batch, key, training):
     return jnp.mean((nets.w - batch["y"]) ** 2)
 
 
-def test_early_stopping_stops_on_a_rising_validation_curve_and_restores_the_best_epoch():
-    # training pulls w from 0 towards +1 while the validation targets are -1: the
-    # validation loss (w + 1)^2 rises from the first epoch on, so the best epoch is 1 and
-    # with patience 3 training stops after epoch 4 of the 50 allowed
+def _fit_scalar(epochs, patience, validation_target, history=None):
+    """Train w (from 0) towards training targets +1 by SGD, validating on
+    ``validation_target`` (None: no validation data)."""
     import optax
 
-    nets, history = fit_module.fit(
+    validation = None if validation_target is None else {"y": validation_target * jnp.ones(4)}
+    return fit_module.fit(
         _Scalar(jnp.zeros(())),
         None,
         _squared_error,
         optax.sgd(0.1),
-        epochs=50,
+        epochs=epochs,
         batch_size=4,
         key=jax.random.key(0),
         epoch_data=lambda _: {"y": jnp.ones(8)},
-        validation_data={"y": -jnp.ones(4)},
+        validation_data=validation,
         progress=False,
-        patience=3,
+        patience=patience,
+        history=history,
     )
+
+
+def test_early_stopping_stops_on_a_rising_validation_curve_and_restores_the_best_epoch():
+    # training pulls w from 0 towards +1 while the validation targets are -1: the
+    # validation loss (w + 1)^2 rises from the first epoch on, so the best epoch is 1 and
+    # with patience 3 training stops after epoch 4 of the 50 allowed
+    nets, history = _fit_scalar(epochs=50, patience=3, validation_target=-1.0)
     assert len(history["val_loss"]) == 4 and np.all(np.diff(history["val_loss"]) > 0)
     assert history["best_epoch"] == 1 and history["stopped_epoch"] == 4
     assert history["restored_epoch"] == 1
     # the returned networks are epoch 1's: their validation loss is the first one (float32)
     np.testing.assert_allclose((float(nets.w) + 1.0) ** 2, history["val_loss"][0], rtol=1e-6)
     # a validation curve that keeps falling never stops early
-    _, falling = fit_module.fit(
-        _Scalar(jnp.zeros(())),
-        None,
-        _squared_error,
-        optax.sgd(0.1),
-        epochs=6,
-        batch_size=4,
-        key=jax.random.key(0),
-        epoch_data=lambda _: {"y": jnp.ones(8)},
-        validation_data={"y": jnp.ones(4)},
-        progress=False,
-        patience=2,
-    )
+    _, falling = _fit_scalar(epochs=6, patience=2, validation_target=1.0)
     assert falling["stopped_epoch"] is None and falling["best_epoch"] == 6
     with pytest.raises(ValueError, match="needs validation_data"):
-        fit_module.fit(
-            _Scalar(jnp.zeros(())),
-            None,
-            _squared_error,
-            optax.sgd(0.1),
-            epochs=2,
-            batch_size=4,
-            key=jax.random.key(0),
-            epoch_data=lambda _: {"y": jnp.ones(8)},
-            patience=2,
-        )
+        _fit_scalar(epochs=2, patience=2, validation_target=None)
+    # continued training after a fit without validation data (3 epochs, no validation
+    # losses): the rule counts this fit's validation losses, numbered after those epochs
+    earlier = {"loss": [1.0, 1.0, 1.0], "val_loss": []}
+    _, continued = _fit_scalar(epochs=50, patience=3, validation_target=-1.0, history=earlier)
+    assert len(continued["val_loss"]) == 4
+    assert continued["best_epoch"] == 4 and continued["stopped_epoch"] == 7
 
 
 def test_fit_offline_stops_early_on_a_held_out_share():
@@ -208,14 +207,7 @@ def test_fit_offline_stops_early_on_a_held_out_share():
     # the 40 simulations held out, training stops once that loss stopped improving for 10
     # epochs, and the networks kept are the best epoch's: their loss on the held-out rows
     # equals the history's minimum (float32 sums of the same rows)
-    sim = bf.simulators.benchmarks.get_task("gaussian_linear")
-    wf = bf.BasicWorkflow(
-        simulator=sim,
-        inference_network=bf.networks.CouplingFlow(subnet_kwargs={"widths": (256, 256)}),
-        inference_variables="theta",
-        inference_conditions="x",
-        initial_learning_rate=2e-3,
-    )
+    sim, wf = _overfitting_workflow()
     data = sim.sample(40, seed=0)
     history = wf.fit_offline(
         data, epochs=100, batch_size=16, seed=2, progress=False, early_stopping=True

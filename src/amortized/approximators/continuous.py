@@ -410,11 +410,13 @@ class ContinuousApproximator:
                 "fit: early stopping (patience) of online training needs validation_data "
                 "(a dict of simulations, or a number of them for BasicWorkflow.fit_online)"
             )
+        val = None
+        held_out = patience is not None and validation_data is None and dataset is not None
         if dataset is not None:
             self._check_training_keys(dataset)
             train = self.to_network_arrays(dataset, where="training data")
-            if patience is not None and validation_data is None:
-                train, held_out = split_rows(train, holdout_size(_rows(train)), k_hold)
+            if held_out:
+                train, val = split_rows(train, holdout_size(_rows(train)), k_hold)
             steps_per_epoch = max(1, _rows(train) // min(batch_size, _rows(train)))
 
             def epoch_data(_):
@@ -438,13 +440,8 @@ class ContinuousApproximator:
                     where="simulated data",
                 )
 
-        val = (
-            held_out
-            if patience is not None and validation_data is None
-            else None
-            if validation_data is None
-            else self.to_network_arrays(validation_data, where="validation data")
-        )
+        if validation_data is not None:
+            val = self.to_network_arrays(validation_data, where="validation data")
         if not self.is_trained:
             self.build(train, k_build)
         flat = optimizer is None  # a user's optimizer may depend on the parameter tree
@@ -468,7 +465,7 @@ class ContinuousApproximator:
             flat_params=flat,
             patience=patience,
         )
-        if patience is not None and validation_data is None:
+        if held_out:
             self.history["held_out"] = _rows(val)
         self._update_ranges(train)
         return self.history

@@ -280,7 +280,9 @@ def fit(
     history.setdefault("devices", [])
     opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
     best, best_val, best_epoch, stopped = nets, np.inf, None, None
-    first_epoch = len(history["loss"])  # earlier fits' epochs are in the history too
+    # earlier fits' epochs are in the history too (an earlier fit without validation data
+    # left fewer validation losses than epochs)
+    first_epoch, first_val = len(history["loss"]), len(history["val_loss"])
     # one validation key for all epochs, so that stochastic losses are comparable
     key, k_val = jax.random.split(key)
     show = progress and sys.stderr.isatty()
@@ -339,7 +341,7 @@ def fit(
             # no terminal (a log file, a notebook's captured output): one line per epoch
             line = ", ".join(f"{k} {v}" for k, v in post.items())
             print(f"epoch {epoch + 1}/{epochs}: {line}", file=sys.stderr, flush=True)
-        if patience is not None and stale_epochs(history["val_loss"][first_epoch:]) >= patience:
+        if patience is not None and stale_epochs(history["val_loss"][first_val:]) >= patience:
             stopped = first_epoch + epoch + 1
             bar.close()
             break
@@ -361,7 +363,7 @@ def fit(
                 file=sys.stderr,
             )
         if patience is None:
-            message = overfitting_message(history["val_loss"][first_epoch:], restore_best)
+            message = overfitting_message(history["val_loss"][first_val:], restore_best)
             if message is not None:
                 warnings.warn(message, OverfittingWarning, stacklevel=2)
     return nets, history

@@ -257,14 +257,14 @@ class BasicWorkflow:
             )
         return self._fit(
             dict(dataset=data),
-            epochs,
-            batch_size,
             validation_data,
             seed,
-            restore_best,
-            progress,
-            mask_rate,
-            patience if early_stopping else None,
+            epochs=epochs,
+            batch_size=batch_size,
+            restore_best=restore_best,
+            progress=progress,
+            mask_rate=mask_rate,
+            patience=patience if early_stopping else None,
         )
 
     @strict
@@ -289,33 +289,26 @@ class BasicWorkflow:
             num_batches_per_epoch=num_batches_per_epoch,
         )
         return self._fit(
-            source, epochs, batch_size, validation_data, seed, restore_best, progress, mask_rate
-        )
-
-    def _fit(
-        self,
-        source,
-        epochs,
-        batch_size,
-        validation_data,
-        seed,
-        restore_best,
-        progress,
-        mask_rate,
-        patience=None,
-    ):
-        return self.approximator.fit(
-            **source,
+            source,
+            validation_data,
+            seed,
             epochs=epochs,
             batch_size=batch_size,
-            validation_data=self._validation(validation_data, seed, batch_size),
-            seed=seed,
-            learning_rate=self.initial_learning_rate,
-            optimizer=self.optimizer,
             restore_best=restore_best,
             progress=progress,
             mask_rate=mask_rate,
-            patience=patience,
+        )
+
+    def _fit(self, source, validation_data, seed, **settings):
+        """The approximator's fit with this workflow's validation data, learning rate and
+        optimizer; ``settings`` are the fit method's own keywords, passed on unchanged."""
+        return self.approximator.fit(
+            **source,
+            **settings,
+            validation_data=self._validation(validation_data, seed, settings["batch_size"]),
+            seed=seed,
+            learning_rate=self.initial_learning_rate,
+            optimizer=self.optimizer,
         )
 
     # -- inference ---------------------------------------------------------------------
