@@ -2,9 +2,17 @@
 session would after ``import numpy as np`` and ``import amortized as bf``. The test suite's
 strict JAX settings (tests/conftest.py) hold here too."""
 
-import jax
-import numpy as np
-import pytest
+import os
+
+# One CPU device per test process: `import amortized` would split the CPU into one device per
+# core, but the suite already runs one process per core (pytest -n 2), and results that use
+# dropout depend on the device count, so tests see the same single device on every machine.
+# tests/training/test_parallel.py checks the split in child processes.
+os.environ.setdefault("AMORTIZED_CPU_DEVICES", "1")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", False)

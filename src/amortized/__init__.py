@@ -5,12 +5,17 @@ The public API follows BayesFlow's user guide, so ``import amortized as bf`` run
 
 __version__ = "0.1.0"
 
-from . import adapters, approximators, diagnostics, networks, simulators, training, workflow
-from .adapters import Adapter
-from .approximators import ContinuousApproximator
-from .simulators import LikelihoodModel, NumPyroModel, make_simulator
-from .training import set_cpu_devices
-from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load
+# Before anything can run on JAX: one CPU device per core (AMORTIZED_CPU_DEVICES=1 opts out).
+from .training.parallel import split_cpu_by_default as _split_cpu_by_default
+
+_split_cpu_by_default()
+
+from . import adapters, approximators, diagnostics, networks, simulators, training, workflow  # noqa: E402
+from .adapters import Adapter  # noqa: E402
+from .approximators import ContinuousApproximator  # noqa: E402
+from .simulators import LikelihoodModel, NumPyroModel, make_simulator  # noqa: E402
+from .training import set_cpu_devices  # noqa: E402
+from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load  # noqa: E402
 
 __all__ = [
     "Adapter",

@@ -61,7 +61,9 @@ def demo(
     )
     print(f"simulating {budget} datasets of {model} ...", flush=True)
     train = wf.simulate(budget, seed=seed)
-    print(f"training a spline CouplingFlow for {epochs} epochs ...", flush=True)
+    print(
+        f"training a spline CouplingFlow (early stopping, at most {epochs} epochs) ...", flush=True
+    )
     wf.fit_offline(
         train,
         epochs=epochs,
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="two_moons", choices=DEMO_MODELS)
     p.add_argument("--out", default="amortized-demo", type=Path, help="report folder")
     p.add_argument("--budget", default=10_000, type=_positive, help="number of simulations")
-    p.add_argument("--epochs", default=60, type=_positive)
+    p.add_argument("--epochs", default=60, type=_positive, help="cap on epochs (early stopping)")
     p.add_argument(
         "--test-datasets",
         default=300,
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         type=_positive,
         help="JAX devices to split the CPU into for data-parallel training "
-        "(default: one per core; see amortized.set_cpu_devices)",
+        "(default: what import amortized chose, one per core unless AMORTIZED_CPU_DEVICES "
+        "says otherwise; see amortized.set_cpu_devices)",
     )
     for name, text in (
         ("diagnose", "print the diagnostics of a saved workflow"),
@@ -224,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as err:
             raise SystemExit(f"amortized: {err}") from None
 
-        if not parallel.jax_started():  # (main() called in a process where JAX already ran)
+        # `import amortized` split the CPU already (unless AMORTIZED_CPU_DEVICES opted out);
+        # an explicit count replaces that (main() may run where JAX already ran)
+        if args.cpu_devices is not None and not parallel.jax_started():
             parallel.set_cpu_devices(args.cpu_devices)
         demo(
             args.model,

@@ -32,6 +32,7 @@ from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
 from ..training import default_optimizer, fit, parallel
 from ..training.holdout import holdout_size, split_rows
+from ..training.stopping import PlateauRule
 from . import condition_checks, core
 from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
@@ -379,8 +380,9 @@ class ContinuousApproximator:
     ) -> dict[str, list]:
         """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
 
-        ``patience``: early stopping (:func:`amortized.training.fit`): stop once the
-        validation loss has not improved for this many epochs and restore the best epoch.
+        ``patience``: early stopping (:mod:`amortized.training.stopping`): lower the
+        learning rate when the validation loss stalls, stop once it has not improved for
+        this many epochs, and restore the best epoch.
         Offline without ``validation_data``, a random ``holdout_size(n)`` of the ``n``
         simulations is held out for it (5%, at least min(100, n / 5); recorded in the
         history as ``"held_out"``); online, ``validation_data`` is required.
@@ -463,7 +465,7 @@ class ContinuousApproximator:
             progress=progress,
             history=self.history,
             flat_params=flat,
-            patience=patience,
+            early_stopping=None if patience is None else PlateauRule(patience=patience),
         )
         if held_out:
             self.history["held_out"] = _rows(val)

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 
 from .. import _random
 from . import parallel
+from .optimizer import has_learning_rate_scale, set_learning_rate_scale
+from .stopping import PlateauRule, significantly_better
 
 LossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array, bool], jax.Array]
 
@@ -154,24 +156,32 @@ def step_has_loop(nets, opt_state, stats, data, loss_fn, optimizer, batch_size, 
 
 
 @eqx.filter_jit
-def _eval_loss(nets, stats, data, key, loss_fn, chunk):
-    """Mean loss (dropout off) over ``data`` in chunks of ``chunk`` rows; a remainder is
-    evaluated as one extra chunk so no validation example is left out."""
+def _eval_losses(nets, stats, data, key, loss_fn, chunk):
+    """Each validation example's loss ``(n,)`` (dropout off), in chunks of ``chunk`` rows
+    (each row a batch of one, with its own key); a remainder is evaluated as one extra
+    chunk so no validation example is left out. The mean is the validation loss; the
+    per-example values let the early-stopping rule compare two epochs on the same examples
+    (:func:`~amortized.training.stopping.significantly_better`)."""
     n = _num_rows(data)
     full = n // chunk
-    total = jnp.zeros(())
+
+    def rows(batch, k):
+        def one(row, kr):
+            return loss_fn(nets, stats, jax.tree.map(lambda a: a[None], row), kr, False)
+
+        return jax.vmap(one)(batch, jax.random.split(k, _num_rows(batch)))
+
+    parts = []
     if full:
         body = jax.tree.map(lambda v: v[: full * chunk].reshape((full, chunk) + v.shape[1:]), data)
-
-        def one(carry, inputs):
-            batch, k = inputs
-            return carry + loss_fn(nets, stats, batch, k, False) * chunk, None
-
-        total, _ = jax.lax.scan(one, total, (body, jax.random.split(key, full)))
+        _, out = jax.lax.scan(
+            lambda c, inputs: (c, rows(*inputs)), None, (body, jax.random.split(key, full))
+        )
+        parts.append(out.reshape(-1))
     if n - full * chunk:
         rest = jax.tree.map(lambda v: v[full * chunk :], data)
-        total = total + loss_fn(nets, stats, rest, key, False) * (n - full * chunk)
-    return total / n
+        parts.append(rows(rest, jax.random.fold_in(key, full)))
+    return jnp.concatenate(parts)
 
 
 def _check_finite(losses: np.ndarray, epoch: int, learning_rate: float) -> None:
@@ -221,22 +231,6 @@ def overfitting_message(val_losses: list[float], restored: bool) -> str | None:
     )
 
 
-def stale_epochs(val_losses: list[float]) -> int:
-    """Epochs since the lowest validation loss so far (0 when the last one is the lowest).
-
-    The early-stopping rule stops when this reaches its ``patience``; any decrease counts
-    as an improvement (the validation set is fixed and so is its key, so the loss does not
-    move by chance between epochs of equal networks).
-
-    >>> stale_epochs([3.0, 2.0, 2.5, 2.1])
-    2
-    """
-    v = np.asarray(val_losses, dtype=float)
-    if v.size == 0:
-        return 0
-    return int(v.size - 1 - np.argmin(np.where(np.isfinite(v), v, np.inf)))
-
-
 def fit(
     nets,
     stats,
@@ -252,7 +246,7 @@ def fit(
     progress: bool = True,
     history: dict[str, list] | None = None,
     flat_params: bool = False,
-    patience: int | None = None,
+    early_stopping: PlateauRule | None = None,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -263,23 +257,31 @@ def fit(
     compilation, and the number of devices each batch was split over; JSON-serializable).
     ``flat_params``: the optimizer sees all parameters as one vector (faster; only for
     optimizers that do not depend on the parameter tree's structure).
-    ``patience``: early stopping: training ends once the validation loss has not improved
-    for this many epochs (:func:`stale_epochs`), and the best epoch's networks are
-    restored; the history records ``"best_epoch"``, ``"stopped_epoch"`` (1-based; ``None``
-    when training ran all ``epochs``) and ``"restored_epoch"`` (the epoch whose networks
-    are returned, ``None``: the last). Needs ``validation_data``.
+    ``early_stopping``: a :class:`~amortized.training.stopping.PlateauRule`: after each
+    epoch it lowers the learning rate (through the optimizer's plateau scale, when it has
+    one) or ends training, and the best epoch's networks are restored; the history records
+    ``"best_epoch"``, ``"stopped_epoch"`` (1-based; ``None`` when training ran all
+    ``epochs``), ``"restored_epoch"`` (the epoch whose networks are returned, ``None``: the
+    last), ``"lr_scale"`` (the plateau scale in each epoch) and ``"lr_reductions"`` (the
+    epochs after which it was lowered). Needs ``validation_data``.
     With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
     (see :mod:`amortized.training.parallel`).
     """
-    if patience is not None and validation_data is None:
-        raise ValueError("fit: early stopping (patience) needs validation_data")
-    restore_best = restore_best or patience is not None
+    if early_stopping is not None and validation_data is None:
+        raise ValueError("fit: early stopping needs validation_data")
+    restore_best = restore_best or early_stopping is not None
     history = history if history is not None else {"loss": [], "val_loss": []}
     history.setdefault("epoch_seconds", [])
     history.setdefault("devices", [])
     opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
     best, best_val, best_epoch, stopped = nets, np.inf, None, None
+    best_losses = last_losses = None
+    scale, last_reduction = 1.0, None
+    can_scale = early_stopping is not None and has_learning_rate_scale(opt_state)
+    if early_stopping is not None:
+        history.setdefault("lr_scale", [])
+        history.setdefault("lr_reductions", [])
     # earlier fits' epochs are in the history too (an earlier fit without validation data
     # left fewer validation losses than epochs)
     first_epoch, first_val = len(history["loss"]), len(history["val_loss"])
@@ -322,8 +324,8 @@ def fit(
         history["loss"].append(float(losses.mean()))
         post = {"loss": f"{history['loss'][-1]:.4f}"}
         if validation_data is not None:
-            val = float(
-                _eval_loss(
+            last_losses = np.asarray(
+                _eval_losses(
                     nets,
                     stats,
                     validation_data,
@@ -332,37 +334,59 @@ def fit(
                     min(_num_rows(validation_data), 1024),
                 )
             )
+            val = float(last_losses.mean())
             history["val_loss"].append(val)
             post["val_loss"] = f"{val:.4f}"
             if val < best_val:
                 best, best_val, best_epoch = nets, val, first_epoch + epoch + 1
+                best_losses = last_losses
         bar.set_postfix(post)
         if not show and progress:
             # no terminal (a log file, a notebook's captured output): one line per epoch
             line = ", ".join(f"{k} {v}" for k, v in post.items())
             print(f"epoch {epoch + 1}/{epochs}: {line}", file=sys.stderr, flush=True)
-        if patience is not None and stale_epochs(history["val_loss"][first_val:]) >= patience:
-            stopped = first_epoch + epoch + 1
-            bar.close()
-            break
-    if restore_best and validation_data is not None:
+        if early_stopping is not None:
+            history["lr_scale"].append(scale)
+            ours = history["val_loss"][first_val:]
+            action, new_scale = early_stopping.next(ours, scale, last_reduction)
+            if action == "stop":
+                stopped = first_epoch + epoch + 1
+                bar.close()
+                break
+            if action == "reduce" and can_scale:
+                scale, last_reduction = new_scale, len(ours) - 1
+                opt_state = set_learning_rate_scale(opt_state, scale)
+                history["lr_reductions"].append(first_epoch + epoch + 1)
+    restored = restore_best and validation_data is not None
+    if restored and early_stopping is not None and best_epoch is not None:
+        # the lowest of many noisy validation losses is partly luck: the best epoch is
+        # kept only when it beats the last one on the same examples by more than chance
+        better, diff, se = significantly_better(best_losses, last_losses)
+        history["best_vs_last"] = {"loss_difference": diff, "standard_error": se}
+        restored = better
+    if restored:
         nets = best
     if validation_data is not None:
         history["best_epoch"] = best_epoch
         history["stopped_epoch"] = stopped
-        history["restored_epoch"] = best_epoch if restore_best else None
-        if patience is not None and progress:
+        history["restored_epoch"] = best_epoch if restored else None
+        if early_stopping is not None and progress:
             print(
                 f"early stopping: the validation loss was lowest at epoch {best_epoch} "
                 + (
-                    f"and did not improve for {patience} epochs; stopped after epoch {stopped}"
+                    f"and did not improve for {early_stopping.patience} epochs; stopped after "
+                    f"epoch {stopped}"
                     if stopped
                     else f"of {first_epoch + epochs} (no stop)"
                 )
-                + f"; epoch {best_epoch}'s networks restored",
+                + (
+                    f"; epoch {best_epoch}'s networks restored"
+                    if restored
+                    else "; the last epoch's networks kept (the best was not better beyond chance)"
+                ),
                 file=sys.stderr,
             )
-        if patience is None:
+        if early_stopping is None:
             message = overfitting_message(history["val_loss"][first_val:], restore_best)
             if message is not None:
                 warnings.warn(message, OverfittingWarning, stacklevel=2)

@@ -1,10 +1,76 @@
-"""Default optimizer: AdamW on a warmup-cosine schedule with global-norm gradient clipping."""
+"""Default optimizer: AdamW on a warmup-cosine schedule times a plateau scale, with
+global-norm gradient clipping.
+
+The plateau scale is a number in the optimizer state that multiplies every update; the
+training loop lowers it between epochs when the validation loss stops improving
+(:mod:`amortized.training.stopping`). It lives in the state, not in the compiled step, so
+changing it does not compile anything again.
+"""
 
 from __future__ import annotations
 
 import functools
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
+
+#: At most this many warm-up steps: 5% of a long cap on epochs (early stopping) would warm
+#: up for dozens of epochs that the run may never reach.
+MAX_WARMUP_STEPS = 1000
+
+
+class PlateauScale(NamedTuple):
+    """Optimizer state of :func:`scale_by_plateau`: the factor applied to every update."""
+
+    scale: jax.Array
+
+
+def scale_by_plateau() -> optax.GradientTransformation:
+    """Multiply updates by the state's ``scale`` (1 at the start; set it with
+    :func:`set_learning_rate_scale`). After AdamW this scales the learning rate (and the
+    weight decay with it, as a schedule does).
+
+    >>> import jax.numpy as jnp
+    >>> t = scale_by_plateau()
+    >>> s = set_learning_rate_scale(t.init({"w": jnp.ones(2)}), 0.5)
+    >>> t.update({"w": jnp.ones(2)}, s)[0]["w"].tolist()
+    [0.5, 0.5]
+    """
+
+    def init(params):
+        del params
+        return PlateauScale(jnp.ones((), jnp.float32))
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u: u * state.scale.astype(u.dtype), updates), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def _is_plateau(node: Any) -> bool:
+    return isinstance(node, PlateauScale)
+
+
+def has_learning_rate_scale(opt_state: Any) -> bool:
+    """Whether ``opt_state`` holds a :class:`PlateauScale` (a user's own optimizer does
+    not: the plateau rule then only stops training)."""
+    return any(_is_plateau(n) for n in jax.tree.leaves(opt_state, is_leaf=_is_plateau))
+
+
+def set_learning_rate_scale(opt_state: Any, scale: float) -> Any:
+    """``opt_state`` with every :class:`PlateauScale` set to ``scale``, placed like the old
+    value (a compiled epoch is specialized to where its inputs live)."""
+
+    def put(node):
+        if not _is_plateau(node):
+            return node
+        new = jnp.asarray(scale, node.scale.dtype)
+        return PlateauScale(jax.device_put(new, node.scale.sharding))
+
+    return jax.tree.map(put, opt_state, is_leaf=_is_plateau)
 
 
 def default_optimizer(
@@ -14,9 +80,10 @@ def default_optimizer(
     clip_norm: float = 1.5,
     warmup_fraction: float = 0.05,
 ) -> optax.GradientTransformation:
-    """Linear warmup over ``warmup_fraction`` of the steps to ``learning_rate``, cosine
-    decay to ``learning_rate / 100`` at ``total_steps``; AdamW; clip gradients to
-    ``clip_norm``.
+    """Linear warmup over ``warmup_fraction`` of the steps (at most
+    ``MAX_WARMUP_STEPS``) to ``learning_rate``, cosine decay to ``learning_rate / 100`` at
+    ``total_steps``, times the plateau scale (:func:`scale_by_plateau`); AdamW; clip
+    gradients to ``clip_norm``.
 
     The same settings return the same object: the compiled training epoch is specialized
     to its optimizer, so a second fit with the same settings (another ensemble member,
@@ -38,7 +105,7 @@ def default_optimizer(
 
 @functools.lru_cache(maxsize=32)
 def _build(learning_rate, total_steps, weight_decay, clip_norm, warmup_fraction):
-    warmup = max(1, int(warmup_fraction * total_steps))
+    warmup = max(1, min(MAX_WARMUP_STEPS, int(warmup_fraction * total_steps)))
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=learning_rate / 10,
         peak_value=learning_rate,
@@ -47,5 +114,7 @@ def _build(learning_rate, total_steps, weight_decay, clip_norm, warmup_fraction)
         end_value=learning_rate / 100,
     )
     return optax.chain(
-        optax.clip_by_global_norm(clip_norm), optax.adamw(schedule, weight_decay=weight_decay)
+        optax.clip_by_global_norm(clip_norm),
+        optax.adamw(schedule, weight_decay=weight_decay),
+        scale_by_plateau(),
     )

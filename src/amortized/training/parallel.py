@@ -53,8 +53,7 @@ def set_cpu_devices(num_devices: int | None = None) -> int:
     2
     """
     if num_devices is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        num_devices = min(max(1, cores), DEFAULT_MAX_DEVICES)
+        num_devices = min(max(1, _cores()), DEFAULT_MAX_DEVICES)
     if isinstance(num_devices, bool) or not isinstance(num_devices, int | np.integer):
         raise TypeError(
             f"set_cpu_devices: num_devices must be a positive int or None, got {num_devices!r}"
@@ -78,6 +77,59 @@ def set_cpu_devices(num_devices: int | None = None) -> int:
         flags.append(f"{_EIGEN_FLAG}=false")
     os.environ["XLA_FLAGS"] = " ".join(flags)
     return int(num_devices)
+
+
+#: Environment variable: the number of CPU devices ``import amortized`` splits the CPU into
+#: (``1``: no split, the opt-out); unset: one per core, at most ``DEFAULT_MAX_DEVICES``.
+CPU_DEVICES_ENV = "AMORTIZED_CPU_DEVICES"
+
+
+class CpuSplitNote(UserWarning):
+    """``import amortized`` could not split the CPU into devices (JAX had started)."""
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+def split_cpu_by_default() -> int | None:
+    """What ``import amortized`` does: split the CPU into one JAX device per core (see
+    :func:`set_cpu_devices`), so that training is data-parallel without a call.
+
+    Not done when ``AMORTIZED_CPU_DEVICES`` says otherwise (``1`` opts out, ``n`` asks for
+    n devices), when ``XLA_FLAGS`` already sets a device count (the user's choice wins),
+    or on a single core. When JAX has already started (something ran on JAX before the
+    import), XLA no longer reads flags: a :class:`CpuSplitNote` says so and how to get the
+    faster path. Returns the number of devices set, or ``None`` when nothing was set.
+    """
+    env = os.environ.get(CPU_DEVICES_ENV, "").strip()
+    if env:
+        try:
+            wanted = int(env)
+        except ValueError:
+            raise ValueError(
+                f"{CPU_DEVICES_ENV} must be a positive integer (1: do not split the CPU), "
+                f"got {env!r}"
+            ) from None
+        if wanted < 1:
+            raise ValueError(f"{CPU_DEVICES_ENV} must be a positive integer, got {env!r}")
+    else:
+        wanted = min(_cores(), DEFAULT_MAX_DEVICES)
+    if wanted == 1 or _DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if jax_started():
+        if jax.default_backend() == "cpu" and jax.device_count() == 1:
+            warnings.warn(
+                f"JAX had already started when amortized was imported, so the CPU stays one "
+                f"device and training uses one core's worth of matrix work ({_cores()} cores "
+                f"here). Import amortized before running anything on JAX (or call "
+                f"bf.set_cpu_devices() first) for data-parallel training over the cores; "
+                f"set {CPU_DEVICES_ENV}=1 to silence this.",
+                CpuSplitNote,
+                stacklevel=3,
+            )
+        return None
+    return set_cpu_devices(wanted)
 
 
 def training_devices(batch_size: int) -> tuple[Any, ...] | None:
@@ -172,8 +224,12 @@ def draws(
     if not devices:
         return draw(inputs, key, num_samples)
     per = -(-num_samples // len(devices))
+    # only arrays cross the shard_map boundary: a network's Python leaves (a dropout
+    # layer's `inference` flag) would be traced there and fail where they decide control flow
+    arrays, rest = eqx.partition(inputs, eqx.is_array)
 
-    def shard(inp, k):
+    def shard(arr, k):
+        inp = eqx.combine(arr, rest)
         return draw(inp, jax.random.fold_in(k, jax.lax.axis_index("batch")), per)
 
     out = jax.shard_map(
@@ -182,5 +238,5 @@ def draws(
         in_specs=(P(), P()),
         out_specs=P(None, "batch"),
         check_vma=False,
-    )(inputs, key)
+    )(arrays, key)
     return jax.tree.map(lambda a: a[:, :num_samples], out)

@@ -35,6 +35,12 @@ from ..simulators._density_model import DensityModel
 NETWORK_NAMES = {"coupling_flow": CouplingFlow, "flow_matching": FlowMatching}
 
 
+#: fit_offline's cap on epochs under early stopping (the stopping rule ends training long
+#: before it on the models measured in BENCHMARKS.md), and its epochs without.
+DEFAULT_MAX_EPOCHS = 1000
+DEFAULT_EPOCHS = 100
+
+
 def _resolve_network(net: InferenceNetwork | str | None) -> InferenceNetwork:
     if net is None:
         return CouplingFlow()
@@ -216,14 +222,14 @@ class BasicWorkflow:
     def fit_offline(
         self,
         data: Mapping[str, Any],
-        epochs: int = 100,
+        epochs: int | None = None,
         batch_size: int = 32,
         validation_data: Mapping[str, Any] | int | None = None,
         seed: int | None = None,
         restore_best: bool = False,
         progress: bool = True,
         mask_rate: float = 0.0,
-        early_stopping: bool = False,
+        early_stopping: bool = True,
         patience: int = 10,
     ) -> dict[str, list]:
         """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
@@ -233,19 +239,23 @@ class BasicWorkflow:
         observations). Returns the history ``{"loss": [...], "val_loss": [...],
         "best_epoch", "stopped_epoch", ...}``.
 
-        ``early_stopping=True``: a network trained on a fixed set of simulations starts to
-        memorize them after some epochs (the held-out loss then rises while the training
-        loss falls), and which epoch that is depends on the model, the budget and the
-        network; with early stopping ``epochs`` is a cap: training stops once the
-        validation loss has not improved for ``patience`` epochs (default 10), and the best
-        epoch's networks are kept. Without ``validation_data``, 5% of ``data`` (at least
-        min(100, n / 5) simulations) is held out for that loss and not trained on (the
-        history's ``"held_out"`` says how many). It is off by default for now: on a model
-        that does not overfit, the validation loss at the cosine schedule's high early
-        learning rate wanders near its minimum, so the rule can stop long before the
-        schedule's low-rate epochs that make the posterior precise (benchmarks/LOG.md,
-        session 13); a plateau rule that lowers the learning rate before it stops is to
-        come.
+        Early stopping (default on): a network trained on a fixed set of simulations
+        starts to memorize them after some epochs (the held-out loss then rises while the
+        training loss falls), and which epoch that is depends on the model, the budget and
+        the networks, so the stopping rule ends training, not ``epochs``: when the
+        validation loss has not improved for a third of ``patience`` epochs the learning
+        rate is lowered (by 5x, at most three times), after ``patience`` epochs (default
+        10) without improvement training stops, and the best epoch's networks are kept
+        when they beat the last epoch's on the held-out examples by more than two
+        standard errors (else the last epoch's: the lowest of many noisy losses is partly
+        luck; :mod:`amortized.training.stopping`). ``epochs`` is then a cap (default
+        ``DEFAULT_MAX_EPOCHS`` = 1000). Without ``validation_data``, 5% of ``data`` (at
+        least min(100, n / 5) simulations) is held out for that loss and not trained on
+        (the history's ``"held_out"`` says how many).
+
+        ``early_stopping=False``: exactly ``epochs`` epochs (default 100) on a
+        warm-up-cosine schedule, all of ``data`` trained on; ``restore_best=True`` then
+        keeps the epoch with the lowest ``validation_data`` loss.
         """
         if not isinstance(data, Mapping):
             raise TypeError(
@@ -255,6 +265,8 @@ class BasicWorkflow:
             raise TypeError(
                 f"fit_offline: early_stopping must be True or False, got {early_stopping!r}"
             )
+        if epochs is None:
+            epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
         return self._fit(
             dict(dataset=data),
             validation_data,

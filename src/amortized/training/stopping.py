@@ -1,0 +1,114 @@
+"""When offline training lowers its learning rate and when it stops.
+
+A network trained on a fixed set of simulations starts to memorize them after some epochs:
+the held-out loss then rises while the training loss falls, and which epoch that is depends
+on the model, the budget and the networks. So the number of epochs is not the user's
+choice: after every epoch the rule looks at the validation losses so far and
+
+- **stops** once the loss has not improved for ``patience`` epochs (the best epoch's
+  networks are restored by the training loop);
+- **lowers the learning rate** by ``factor`` once it has not improved for
+  ``reduce_after`` epochs since the last improvement or the last reduction, down to
+  ``min_scale`` times the schedule's rate.
+
+Why lower it before stopping: at a high learning rate the validation loss of a model that
+does not overfit wanders near its minimum, and a rule that only stops ended such runs long
+before the low-rate epochs that make the posterior precise (benchmarks/LOG.md, session 13);
+lowering the rate on a plateau is what a cosine schedule does at its end, but at the time
+the losses call for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def stale_epochs(val_losses) -> int:
+    """Epochs since the lowest validation loss so far (0 when the last one is the lowest).
+
+    Any decrease counts as an improvement (the validation set is fixed and so is its key, so
+    the loss does not move by chance between epochs of equal networks).
+
+    >>> stale_epochs([3.0, 2.0, 2.5, 2.1])
+    2
+    """
+    v = np.asarray(val_losses, dtype=float)
+    if v.size == 0:
+        return 0
+    return int(v.size - 1 - np.argmin(np.where(np.isfinite(v), v, np.inf)))
+
+
+def significantly_better(best_losses, last_losses, z: float = 2.0) -> tuple[bool, float, float]:
+    """Whether the best epoch's per-example validation losses beat the last epoch's by
+    more than ``z`` standard errors of their paired mean difference: ``(better, mean
+    difference last - best, standard error)``.
+
+    Why: the best epoch is the minimum of many noisy validation losses, so on a model that
+    does not overfit it is often an early epoch that fitted the held-out examples well by
+    chance (a lognormal model: epoch 3 of 13 lowest by 0.006 nats, with a log density off by
+    0.17 where the last epoch's was off by 0.03; benchmarks/LOG.md). A network that
+    memorized its training data is worse on held-out examples by many standard errors and
+    is still replaced by the best epoch's.
+
+    >>> rng = np.random.default_rng(0)
+    >>> base = rng.normal(size=400)
+    >>> significantly_better(base, base + 0.5 + 0.1 * rng.normal(size=400))[0]
+    True
+    >>> significantly_better(base, base + 0.1 * rng.normal(size=400))[0]
+    False
+    """
+    d = np.asarray(last_losses, dtype=float) - np.asarray(best_losses, dtype=float)
+    diff = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("inf")
+    return bool(diff > z * se), diff, se
+
+
+@dataclass(frozen=True)
+class PlateauRule:
+    """The early-stopping rule's settings (see the module docstring).
+
+    ``patience`` (default 10) epochs without improvement stop training; ``reduce_after``
+    (default: a third of ``patience``, at least 1) epochs without improvement since the
+    last improvement or reduction multiply the learning rate by ``factor`` (default 0.2),
+    at most down to ``min_scale`` (default 0.008 = 0.2^3: three reductions, about the
+    cosine schedule's end at a hundredth of the peak rate).
+    """
+
+    patience: int = 10
+    reduce_after: int | None = None
+    factor: float = 0.2
+    min_scale: float = 0.2**3
+
+    def __post_init__(self):
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int):
+            raise TypeError(f"patience must be a positive int, got {self.patience!r}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be a positive int, got {self.patience}")
+        if self.reduce_after is None:
+            object.__setattr__(self, "reduce_after", max(1, self.patience // 3))
+        if not 0 < self.factor < 1:
+            raise ValueError(f"factor must lie in (0, 1), got {self.factor}")
+
+    def next(self, val_losses, scale: float, last_reduction: int | None) -> tuple[str, float]:
+        """``("stop" | "reduce" | "continue", new_scale)`` after the epoch whose loss is the
+        last of ``val_losses`` (this run's only); ``last_reduction``: the index in
+        ``val_losses`` of the epoch after which the rate was last lowered (``None``: not
+        yet).
+
+        >>> rule = PlateauRule(patience=4, reduce_after=2)
+        >>> rule.next([3.0, 2.0, 2.1, 2.2], 1.0, None)
+        ('reduce', 0.2)
+        >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], 0.2, 3)
+        ('stop', 0.2)
+        """
+        stale = stale_epochs(val_losses)
+        if stale >= self.patience:
+            return "stop", scale
+        since = (
+            stale if last_reduction is None else min(stale, len(val_losses) - 1 - last_reduction)
+        )
+        if since >= self.reduce_after and scale > self.min_scale * (1 + 1e-6):
+            return "reduce", max(scale * self.factor, self.min_scale)
+        return "continue", scale
