@@ -53,10 +53,15 @@ class SetTransformer(SummaryNetwork):
     summary_dim : int, default 16
         Output size, at least 2: the first number is log N, the log of the number of
         observed rows; the others are learned.
-    embed_dims : sequence of int, default (64, 64)
-        Width of each attention block (one block per entry).
-    num_heads : sequence of int, default (4, 4)
-    mlp_widths : sequence of int, default (128,)
+    embed_dims : sequence of int, default (32,)
+        Width of each attention block (one block per entry). One block of width 32 by
+        default, chosen by accuracy per second rather than BayesFlow's (64, 64): the work is
+        per set row and the attention over N rows, so a step costs about N times a flat
+        network's; BayesFlow's size took 4.8x longer per step on sets of 100 rows
+        (benchmarks/LOG.md, session 14). Add blocks and width for sets whose posterior
+        depends on interactions beyond what one attention layer and the pooling capture.
+    num_heads : sequence of int, default (2,)
+    mlp_widths : sequence of int, default (64,)
         Hidden widths of the feed-forward part of each block.
     num_inducing_points : int, optional
         Use induced set attention (ISAB) with this many inducing points.
@@ -75,9 +80,9 @@ class SetTransformer(SummaryNetwork):
     def __init__(
         self,
         summary_dim: int = 16,
-        embed_dims: Sequence[int] = (64, 64),
-        num_heads: Sequence[int] = (4, 4),
-        mlp_widths: Sequence[int] = (128,),
+        embed_dims: Sequence[int] = (32,),
+        num_heads: Sequence[int] = (2,),
+        mlp_widths: Sequence[int] = (64,),
         num_inducing_points: int | None = None,
         num_seeds: int = 1,
         dropout: float = 0.05,
