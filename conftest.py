@@ -9,6 +9,13 @@ import os
 # dropout depend on the device count, so tests see the same single device on every machine.
 # tests/training/test_parallel.py checks the split in child processes.
 os.environ.setdefault("AMORTIZED_CPU_DEVICES", "1")
+# Most of the suite's time is XLA compiling small programs once; LLVM's backend optimizations
+# are most of that and buy little on programs run a few times (benchmarks/LOG.md, session 15). Users'
+# programs keep the default level; results agree within the tests' float32 tolerances.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -30,14 +30,22 @@ CONFIGS = {
     "ST (32,) h2 mlp64": dict(embed_dims=(32,), num_heads=(2,), mlp_widths=(64,)),
     "ST (64,64) ind16": dict(num_inducing_points=16),
     "DeepSet default": "deepset",
+    # session 15: what the per-row cost is made of
+    "ST (32,) h2 mlp64 dropout 0": dict(
+        embed_dims=(32,), num_heads=(2,), mlp_widths=(64,), dropout=0.0
+    ),
+    "ST (16,) h2 mlp32": dict(embed_dims=(16,), num_heads=(2,), mlp_widths=(32,)),
+    "DeepSet dropout 0": "deepset0",
 }
 
 
-def main(batch_sizes=(32, 128)):
+def main(batch_sizes=(32, 128), only=()):
     sim = scenarios.regression_simulator()
     data = sim.sample(2048, seed=0, N=100)
     data["mask"] = np.ones(data["xy"].shape[:2])
     for label, cfg in CONFIGS.items():
+        if only and not any(o in label for o in only):
+            continue
         for bs in batch_sizes:
             if cfg is None:
                 adapter = (
@@ -55,7 +63,9 @@ def main(batch_sizes=(32, 128)):
             else:
                 adapter = scenarios.set_adapter(["beta", "sigma"], {"sigma": 0.0}, {}, data="xy")
                 summary = (
-                    bf.networks.DeepSet() if cfg == "deepset" else bf.networks.SetTransformer(**cfg)
+                    bf.networks.DeepSet(dropout=0.0 if cfg == "deepset0" else 0.05)
+                    if isinstance(cfg, str)
+                    else bf.networks.SetTransformer(**cfg)
                 )
                 d = data
             wf = bf.BasicWorkflow(simulator=sim, adapter=adapter, summary_network=summary)
@@ -73,4 +83,10 @@ def main(batch_sizes=(32, 128)):
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="*", default=(), help="labels containing these")
+    parser.add_argument("--batch-sizes", nargs="*", type=int, default=(32, 128))
+    args = parser.parse_args()
+    main(tuple(args.batch_sizes), tuple(args.only))

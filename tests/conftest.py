@@ -21,3 +21,22 @@ def sbibm_path():
     if root is None:
         pytest.skip(f"sbibm reference data not given ({SBIBM_ENV} unset): {SBIBM_HOW}")
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests of a module that share a module-scoped fixture on one xdist worker
+    (``--dist loadgroup`` in pyproject.toml): the fixture then trains or runs its child
+    process once, where plain ``load`` distribution ran it once per worker (up to 55 s
+    each)."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        if defs is None:
+            continue
+        module = item.nodeid.split("::")[0]
+        shared = any(
+            d.scope == "module" and d.baseid in ("", module) and d.baseid
+            for fixturedefs in defs.name2fixturedefs.values()
+            for d in fixturedefs
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(module))

@@ -41,14 +41,28 @@ def _adapter(conditioned: bool = True):
 @pytest.fixture(scope="module")
 def trained():
     wf = bf.BasicWorkflow(simulator=SIM, adapter=_adapter(), inference_network=SMALL)
-    wf.fit_offline(wf.simulate(1000, seed=1), epochs=2, batch_size=128, seed=2, progress=False)
+    wf.fit_offline(
+        wf.simulate(1000, seed=1),
+        epochs=2,
+        batch_size=128,
+        seed=2,
+        progress=False,
+        early_stopping=False,
+    )
     return wf
 
 
 def test_forgotten_condition_route_warns_at_fit_and_raises_at_sample():
     wf = bf.BasicWorkflow(simulator=SIM, adapter=_adapter(conditioned=False))
     with pytest.warns(UnusedDataWarning, match=r"unconditional.*\['x'\]"):
-        wf.fit_offline(wf.simulate(300, seed=1), epochs=1, batch_size=100, seed=2, progress=False)
+        wf.fit_offline(
+            wf.simulate(300, seed=1),
+            epochs=1,
+            batch_size=100,
+            seed=2,
+            progress=False,
+            early_stopping=False,
+        )
     assert not wf.approximator.is_conditional
     # used to return (1, n, d) draws that ignored the three datasets
     with pytest.raises(KeyError, match=r"unconditional.*\['x'\] would be ignored"):

@@ -32,7 +32,7 @@ def wf():
         summary_mask="mask",
     )
     data, _ = ragged(256, 12, seed=0)
-    w.fit_offline(data, epochs=2, batch_size=64, seed=1, progress=False)
+    w.fit_offline(data, epochs=2, batch_size=64, seed=1, progress=False, early_stopping=False)
     return w
 
 
@@ -106,4 +106,4 @@ def test_a_set_routed_as_a_flat_condition_is_named():
         inference_conditions="x",  # a (batch, N, 1) set: needs summary_variables
     )
     with pytest.raises(ValueError, match="route sets or time series to 'summary_variables'"):
-        w.fit_offline(data, epochs=1, batch_size=32, progress=False)
+        w.fit_offline(data, epochs=1, batch_size=32, progress=False, early_stopping=False)

@@ -39,7 +39,9 @@ def workflow():
 
 def test_fusion_trains_samples_and_round_trips(tmp_path):
     wf = workflow()
-    wf.fit_offline(data(256, 0), epochs=2, batch_size=64, seed=1, progress=False)
+    wf.fit_offline(
+        data(256, 0), epochs=2, batch_size=64, seed=1, progress=False, early_stopping=False
+    )
     test = data(3, 5)
     cond = {"set": test["set"], "series": test["series"]}
     assert wf.summarize(cond).shape == (3, 6)  # 3 + 3, concatenated

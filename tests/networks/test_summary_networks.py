@@ -203,7 +203,7 @@ def test_convolutional_network_in_a_workflow():
         summary_variables="img",
     )
     data = {"b": b, "img": np.moveaxis(imgs, 1, -1)}
-    wf.fit_offline(data, epochs=2, batch_size=64, seed=1, progress=False)
+    wf.fit_offline(data, epochs=2, batch_size=64, seed=1, progress=False, early_stopping=False)
     assert wf.summarize({"img": data["img"][:3]}).shape == (3, 2)
     assert wf.sample(conditions={"img": data["img"][:2]}, num_samples=5, seed=0)["b"].shape == (
         2,

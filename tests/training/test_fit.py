@@ -40,7 +40,7 @@ def _trained_workflow(summary_network):
         inference_variables=["theta"],
         summary_variables=["x"],
     )
-    wf.fit_offline(data, epochs=1, batch_size=16, seed=0, progress=False)
+    wf.fit_offline(data, epochs=1, batch_size=16, seed=0, progress=False, early_stopping=False)
     return wf.approximator, wf.approximator.to_network_arrays(data, where="test")
 
 

@@ -110,7 +110,9 @@ CHILD = textwrap.dedent(
         summary_variables="xs", inference_network=bf.networks.CouplingFlow(depth=1),
         summary_network=bf.networks.SetTransformer(
             embed_dims=(8,), num_heads=(1,), mlp_widths=(8,)))
-    sw.fit_offline(sw.simulate(64, seed=0), epochs=1, batch_size=32, seed=0, progress=False)
+    sw.fit_offline(
+        sw.simulate(64, seed=0), epochs=1, batch_size=32, seed=0, progress=False,
+        early_stopping=False)
     out["set_draws_shape"] = list(
         sw.sample(conditions={"xs": np.zeros((2, 5, 1))}, num_samples=10, seed=0)["theta"].shape)
     print("RESULT" + json.dumps(out))

@@ -80,17 +80,19 @@ def test_mcmc_path_and_out_of_distribution(trained):
     assert np.all(np.isfinite(res.diagnostics["nested_rhat"]))
     assert set(res.step) <= {"chees", "nuts", "review"}
     # accepted MCMC draws of the far dataset match NumPyro's own NUTS (reference): posterior
-    # means within 0.15 posterior sd (acceptance needs a bulk ESS >= 400 for ours, so the
-    # Monte Carlo sd of its mean is below 0.05 sd, and NUTS's 2,000 draws add less: 3 sd)
+    # means within 3 Monte Carlo sd of their difference (acceptance needs a bulk ESS >= 400
+    # for ours, a variance of its mean below sd^2 / 400; the reference's from its own ESS)
     if res.step[2] != "review":
         import jax
+        from numpyro.diagnostics import effective_sample_size
         from numpyro.infer import MCMC, NUTS
 
         ref = MCMC(NUTS(model), num_warmup=500, num_samples=2000, progress_bar=False)
         ref.run(jax.random.key(0), y=y[2])
         for k in ("mu", "sigma"):
             r = np.asarray(ref.get_samples()[k])
-            assert abs(res.draws[k][2].mean() - r.mean()) < 0.15 * r.std(), k
+            mc_sd = r.std() * np.sqrt(1 / 400 + 1 / effective_sample_size(r[None]))
+            assert abs(res.draws[k][2].mean() - r.mean()) < 3 * mc_sd, k
     with pytest.raises(KeyError, match="lack"):
         abw.run({"x": y})
 
@@ -220,7 +222,14 @@ def test_estimated_log_q_is_refused_for_importance_weights():
     m = bf.NumPyroModel(model, observed="y")
     net = bf.networks.FlowMatching(subnet_kwargs={"widths": [16]}, exact_divergence_max_dim=1)
     wf = bf.BasicWorkflow(simulator=m.simulator, adapter=m.default_adapter(), inference_network=net)
-    wf.fit_offline(m.simulator.sample(64, seed=0), epochs=1, batch_size=32, seed=0, progress=False)
+    wf.fit_offline(
+        m.simulator.sample(64, seed=0),
+        epochs=1,
+        batch_size=32,
+        seed=0,
+        progress=False,
+        early_stopping=False,
+    )
     assert not wf.approximator.log_prob_is_exact
     abw = bf.AmortizedBayesianWorkflow(wf, m, num_samples=20, reference_simulations=50)
     with pytest.raises(ValueError, match="log q is an estimate"):

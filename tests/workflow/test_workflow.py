@@ -231,7 +231,14 @@ def test_bad_input_errors(trained):
 def test_divergence_names_epoch_and_batch():
     wf = make_workflow(initial_learning_rate=1e9)
     with pytest.raises(TrainingDiverged, match=r"epoch \d+, batch \d+.*learning rate"):
-        wf.fit_offline(wf.simulate(256, seed=0), epochs=3, batch_size=32, seed=0, progress=False)
+        wf.fit_offline(
+            wf.simulate(256, seed=0),
+            epochs=3,
+            batch_size=32,
+            seed=0,
+            progress=False,
+            early_stopping=False,
+        )
 
 
 def test_guide_examples_run_as_written():
