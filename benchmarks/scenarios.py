@@ -391,6 +391,9 @@ def main() -> None:
     )
     p.add_argument("--write-md", action="store_true")
     a = p.parse_args()
+    if json.loads(a.override) and (not a.tag or a.write_md):
+        # results with changed settings must never replace the defaults' table
+        raise SystemExit("--override needs --tag (its own results file) and no --write-md")
     out_file = RESULTS / f"scenarios{a.tag}.json"
     results = json.loads(out_file.read_text()) if out_file.exists() else {}
     table = scenarios()
