@@ -10,8 +10,9 @@ import os
 # tests/training/test_parallel.py checks the split in child processes.
 os.environ.setdefault("AMORTIZED_CPU_DEVICES", "1")
 # Most of the suite's time is XLA compiling small programs once; LLVM's backend optimizations
-# are most of that and buy little on programs run a few times (benchmarks/LOG.md, session 15). Users'
-# programs keep the default level; results agree within the tests' float32 tolerances.
+# are most of that and buy little on programs run a few times (benchmarks/LOG.md, session
+# 15). Users' programs keep the default level; results agree within the tests' float32
+# tolerances.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"

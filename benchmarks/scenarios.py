@@ -391,7 +391,8 @@ def main() -> None:
     )
     p.add_argument("--write-md", action="store_true")
     a = p.parse_args()
-    if json.loads(a.override) and (not a.tag or a.write_md):
+    overrides = json.loads(a.override)
+    if overrides and (not a.tag or a.write_md):
         # results with changed settings must never replace the defaults' table
         raise SystemExit("--override needs --tag (its own results file) and no --write-md")
     out_file = RESULTS / f"scenarios{a.tag}.json"
@@ -400,7 +401,7 @@ def main() -> None:
     for name in a.only or list(table):
         if name not in table:
             raise SystemExit(f"--only: unknown scenario {name!r}; known: {list(table)}")
-        results[name] = run(name, table[name], a.per_size, a.seed, json.loads(a.override))
+        results[name] = run(name, table[name], a.per_size, a.seed, overrides)
         out_file.write_text(json.dumps(results, indent=1))
     if a.write_md:
         write_markdown(results)

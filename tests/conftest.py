@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config, items):
             continue
         module = item.nodeid.split("::")[0]
         shared = any(
-            d.scope == "module" and d.baseid in ("", module) and d.baseid
+            d.scope == "module" and d.baseid == module
             for fixturedefs in defs.name2fixturedefs.values()
             for d in fixturedefs
         )
