@@ -314,7 +314,8 @@ def scenarios() -> dict[str, Scenario]:
 
 def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> dict:
     """Train with the defaults and score; ``overrides`` (experiments only, reported with
-    the result): fit_offline keywords and ``summary_kwargs`` for the summary network."""
+    the result): fit_offline keywords, ``summary_kwargs`` for the summary network and
+    ``workflow_kwargs`` for ``BasicWorkflow`` (e.g. ``initial_learning_rate``)."""
     import amortized as bf
     from amortized.diagnostics import c2st
 
@@ -325,6 +326,7 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
         summary_network=None
         if sc.summary is None
         else sc.summary(**overrides.get("summary_kwargs", {})),
+        **overrides.get("workflow_kwargs", {}),
     )
     t = time.perf_counter()
     data = (
@@ -334,7 +336,9 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
     )
     sim_secs = time.perf_counter() - t
     t = time.perf_counter()
-    settings = {k: v for k, v in overrides.items() if k != "summary_kwargs"}
+    settings = {
+        k: v for k, v in overrides.items() if k not in ("summary_kwargs", "workflow_kwargs")
+    }
     history = wf.fit_offline(data, seed=seed, progress=False, **settings)
     train_secs = time.perf_counter() - t
     epochs = len(history["loss"])
@@ -350,6 +354,10 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
         "simulate_seconds": sim_secs,
         "epochs": epochs,
         "best_epoch": history.get("best_epoch"),
+        # the curves, to see where the epochs go (rounded: the results file stays readable)
+        "val_loss": [round(v, 4) for v in history.get("val_loss", [])],
+        "lr_reductions": history.get("lr_reductions"),
+        "epoch_seconds": [round(v, 2) for v in history["epoch_seconds"]],
         "simulations": NUM_SIMULATIONS,
         "target": sc.target,
         "machine": machine(),
@@ -386,7 +394,8 @@ def main() -> None:
     p.add_argument(
         "--override",
         default="{}",
-        help="experiments only: JSON of fit_offline keywords and summary_kwargs, e.g. "
+        help="experiments only: JSON of fit_offline keywords, summary_kwargs and "
+        "workflow_kwargs (BasicWorkflow's, e.g. initial_learning_rate), e.g. "
         '\'{"batch_size": 128, "summary_kwargs": {"embed_dims": [32]}}\'',
     )
     p.add_argument("--write-md", action="store_true")

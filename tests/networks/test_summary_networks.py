@@ -30,12 +30,18 @@ SMALL = {
         num_inducing_points=4,
         num_seeds=2,
     ),
+    "set_transformer_rff": SetTransformer(
+        summary_dim=4, embed_dims=[16, 16], num_heads=[2, 2], mlp_widths=[16], self_attention=False
+    ),
     "time_series_transformer": TimeSeriesTransformer(
         summary_dim=4, embed_dims=[16], num_heads=[2], mlp_widths=[16], time_embed_dim=8
     ),
     "time_series_network": TimeSeriesNetwork(summary_dim=4, filters=[8], recurrent_dim=8),
     "time_series_network_uni": TimeSeriesNetwork(
         summary_dim=4, filters=[8, 8], recurrent_dim=8, bidirectional=False
+    ),
+    "time_series_network_window": TimeSeriesNetwork(
+        summary_dim=4, filters=[8], recurrent_dim=8, recurrent_window=3
     ),
     # summary_dim 24 > the 22 explicit statistics of 3 features: they pass through unmixed
     "time_series_network_passthrough": TimeSeriesNetwork(
@@ -46,6 +52,7 @@ SERIES = [
     "time_series_transformer",
     "time_series_network",
     "time_series_network_uni",
+    "time_series_network_window",
     "time_series_network_passthrough",
 ]
 SETS = [k for k in SMALL if k not in SERIES]
@@ -155,6 +162,8 @@ def test_bad_options_and_shapes():
         SetTransformer(summary_dims=3)
     with pytest.raises(ValueError, match="divisible"):
         SetTransformer(embed_dims=[10], num_heads=[4])
+    with pytest.raises(ValueError, match="num_inducing_points.*self_attention"):
+        SetTransformer(num_inducing_points=8, self_attention=False)
     with pytest.raises(ValueError, match=r"\(batch, N, features\).*as_set"):
         DeepSet().build((10,), jax.random.key(0))
     with pytest.raises(TypeError, match="must be a summary network"):
@@ -163,12 +172,28 @@ def test_bad_options_and_shapes():
         )
 
 
-def test_time_series_network_ignores_leading_padding_too():
-    # zeroed padded steps look like the convolutions' zero border, and the GRUs skip them
-    net, x = built("time_series_network"), data(8)
+@pytest.mark.parametrize("name", ["time_series_network", "time_series_network_window"])
+def test_time_series_network_ignores_leading_padding_too(name):
+    # zeroed padded steps look like the convolutions' zero border, the GRUs skip them, and
+    # recurrent windows start at the first observed step (4 leading pads: not a multiple of
+    # the window of 3)
+    net, x = built(name), data(8)
     padded = jnp.concatenate([50.0 * jnp.ones((4, 3)), x])
     mask = jnp.concatenate([jnp.zeros(4), jnp.ones(8)])
     np.testing.assert_allclose(net(padded, mask=mask), net(x), atol=1e-5)
+
+
+def test_recurrent_windows_are_means_of_observed_steps():
+    from amortized.networks.time_series_network import window_means
+
+    h = jnp.arange(20.0).reshape(10, 2)
+    mask = jnp.array([0, 0, 1, 1, 1, 1, 1, 0, 0, 0.0])
+    means, observed = window_means(h, mask, 2)
+    # observed steps 2..6 in windows (2, 3), (4, 5), (6): means by hand
+    np.testing.assert_allclose(means[:3], [[5.0, 6.0], [9.0, 10.0], [12.0, 13.0]])
+    np.testing.assert_array_equal(observed, [1, 1, 1, 0, 0])
+    with pytest.raises(ValueError, match="recurrent_window"):
+        TimeSeriesNetwork(recurrent_window=0)
 
 
 def test_convolutional_network_on_images():

@@ -2,9 +2,10 @@
 multihead attention (PMA) to a fixed-size summary.
 
 Block i (width d_i): self-attention SAB(X) = MAB(X, X), or with inducing points
-ISAB(X) = MAB(X, MAB(I, X)) (cost linear in N). Summary: [log N, Linear([PMA(H), log N])]
-with N the number of observed rows (attention pooling is a weighted mean: it does not carry
-N, on which the posterior's width depends).
+ISAB(X) = MAB(X, MAB(I, X)) (cost linear in N), or without attention between rows
+rFF(X) = LN(W X + MLP(W X)) row by row (``self_attention=False``).
+Summary: [log N, Linear([PMA(H), log N])] with N the number of observed rows (attention
+pooling is a weighted mean: it does not carry N, on which the posterior's width depends).
 """
 
 from __future__ import annotations
@@ -16,8 +17,26 @@ import jax
 
 from .._validation import strict
 from .base import encode_config
-from .mlp import split_dropout_key
+from .mlp import MLP, split_dropout_key
 from .summary_base import MAB, PMA, SummaryNetwork, check_set_summary_dim, with_log_size
+
+
+class _RowBlock(eqx.Module):
+    """rFF block: each row on its own, h = LN(W x + MLP(W x)) (no attention between rows)."""
+
+    proj: eqx.nn.Linear
+    ff: MLP
+    ln: eqx.nn.LayerNorm
+
+    def __init__(self, in_dim, dim, mlp_widths, dropout, *, key):
+        k1, k2 = jax.random.split(key)
+        self.proj = eqx.nn.Linear(in_dim, dim, key=k1)
+        self.ff = MLP(dim, dim, widths=mlp_widths, dropout=dropout, key=k2)
+        self.ln = eqx.nn.LayerNorm(dim)
+
+    def __call__(self, x, mask=None, key=None):
+        h = jax.vmap(self.proj)(x)
+        return jax.vmap(self.ln)(h + self.ff.rows(h, key))
 
 
 class _Block(eqx.Module):
@@ -68,11 +87,17 @@ class SetTransformer(SummaryNetwork):
     num_seeds : int, default 1
         Seeds of the pooling attention; their outputs are concatenated.
     dropout : float, default 0.05
+    self_attention : bool, default True
+        Blocks attend between rows (SAB, or ISAB with inducing points). ``False``: each
+        block transforms every row on its own (the paper's rFF + PMA variant) and only the
+        pooling attends over the set: cheaper per row, and enough in principle for i.i.d.
+        rows (whose log-likelihood is a sum over rows), but slower to train to the same
+        accuracy on large sets (benchmarks/LOG.md, session 16), hence not the default.
 
     >>> net = SetTransformer(summary_dim=10, num_inducing_points=16)
     """
 
-    blocks: tuple[_Block, ...] | None
+    blocks: tuple[_Block | _RowBlock, ...] | None
     pool: PMA | None
     head: eqx.nn.Linear | None
 
@@ -86,6 +111,7 @@ class SetTransformer(SummaryNetwork):
         num_inducing_points: int | None = None,
         num_seeds: int = 1,
         dropout: float = 0.05,
+        self_attention: bool = True,
         input_shape: tuple = (),
         key: jax.Array | None = None,
     ):
@@ -101,6 +127,11 @@ class SetTransformer(SummaryNetwork):
                     f"SetTransformer: each embed dim must be divisible by its "
                     f"number of heads, got {d} and {h}"
                 )
+        if num_inducing_points and not self_attention:
+            raise ValueError(
+                f"SetTransformer: num_inducing_points={num_inducing_points} needs "
+                f"self_attention=True (inducing points are a form of attention between rows)"
+            )
         check_set_summary_dim("SetTransformer", summary_dim)
         self.config_json = encode_config(
             summary_dim=int(summary_dim),
@@ -110,6 +141,7 @@ class SetTransformer(SummaryNetwork):
             num_inducing_points=num_inducing_points,
             num_seeds=int(num_seeds),
             dropout=float(dropout),
+            self_attention=bool(self_attention),
         )
         self.input_shape = tuple(input_shape)
         if not self.input_shape:
@@ -127,6 +159,8 @@ class SetTransformer(SummaryNetwork):
                 num_inducing_points,
                 key=keys[i],
             )
+            if self_attention
+            else _RowBlock(dims[i], dims[i + 1], mlp_widths, dropout, key=keys[i])
             for i in range(len(embed_dims))
         )
         self.pool = PMA(dims[-1], int(num_seeds), num_heads[-1], mlp_widths, dropout, key=keys[-2])

@@ -5,7 +5,8 @@ Each series is first put on its own scale, x <- (x - mean) / sd (per feature, ob
 steps only); the mean, the log sd, the autocorrelations at lags 1..``autocorrelation_lags``
 and the log of the number of observed steps join the summary. Then
 h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same" padding, over time);
-forward GRU over the steps (and a backward GRU, ``bidirectional``); with
+forward GRU over the steps, or over the means of windows of ``recurrent_window`` steps
+(and a backward GRU, ``bidirectional``); with
 e = [mean, log sd, autocorrelations, log steps] ((2 + lags) * features + 1 numbers),
 summary = [e, Linear([final states, mean over time of h, e])] when ``summary_dim`` > len(e),
 else Linear([final states, mean over time of h, e]). The explicit statistics pass through
@@ -36,6 +37,23 @@ from .mlp import dropout_keep_mask
 from .summary_base import SummaryNetwork, autocorrelations, log_length, masked_mean, own_scale
 
 
+def window_means(h: jax.Array, mask: jax.Array, window: int):
+    """Means of ``h`` ``(T, C)`` over consecutive windows of ``window`` observed-aligned
+    steps, ``(ceil(T / window), C)``, and each window's mask (1 where it holds an observed
+    step). Windows start at the first observed step, so leading padding moves nothing; a
+    window's mean counts only its observed steps, so trailing padding changes nothing."""
+    T = h.shape[0]
+    num = -(-T // window)
+    t0 = jnp.argmax(mask > 0)
+    src = t0 + jnp.arange(num * window)
+    inside = (src < T).astype(h.dtype)
+    src = jnp.minimum(src, T - 1)
+    m = mask[src] * inside
+    hs = (h[src] * m[:, None]).reshape(num, window, -1).sum(axis=1)
+    count = m.reshape(num, window).sum(axis=1)
+    return hs / jnp.maximum(count, 1.0)[:, None], (count > 0).astype(h.dtype)
+
+
 def _gru_scan(cell: eqx.nn.GRUCell, x, mask, reverse: bool):
     def step(h, inputs):
         xt, mt = inputs
@@ -62,6 +80,12 @@ class TimeSeriesNetwork(SummaryNetwork):
     recurrent_dim : int, default 64
         GRU state size (per direction).
     bidirectional : bool, default True
+    recurrent_window : int, default 1
+        The GRUs run over the means of consecutive windows of this many steps of the
+        convolution features (starting at the first observed step; a window's mean counts
+        its observed steps only), so a series of T steps costs ceil(T / window) recurrent
+        steps: the recurrence is most of this network's cost, and it cannot run in parallel
+        over time.
     autocorrelation_lags : int, default 5
         Sample autocorrelations of the (own-scaled) series at these lags join the summary
         (0: none): exact second-order structure beside the learned features, which
@@ -85,16 +109,19 @@ class TimeSeriesNetwork(SummaryNetwork):
         kernel_size: int = 3,
         recurrent_dim: int = 64,
         bidirectional: bool = True,
+        recurrent_window: int = 1,
         autocorrelation_lags: int = 5,
         dropout: float = 0.05,
         input_shape: tuple = (),
         key: jax.Array | None = None,
     ):
         filters = [int(f) for f in filters]
-        if any(f <= 0 for f in filters) or int(kernel_size) <= 0 or int(recurrent_dim) <= 0:
+        sizes = (int(kernel_size), int(recurrent_dim), int(recurrent_window))
+        if any(f <= 0 for f in filters) or min(sizes) <= 0:
             raise ValueError(
-                f"TimeSeriesNetwork: filters, kernel_size and recurrent_dim must be positive, "
-                f"got {filters}, {kernel_size}, {recurrent_dim}"
+                f"TimeSeriesNetwork: filters, kernel_size, recurrent_dim and recurrent_window "
+                f"must be positive, got {filters}, {kernel_size}, {recurrent_dim}, "
+                f"{recurrent_window}"
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"TimeSeriesNetwork: dropout must lie in [0, 1), got {dropout}")
@@ -108,6 +135,7 @@ class TimeSeriesNetwork(SummaryNetwork):
             kernel_size=int(kernel_size),
             recurrent_dim=int(recurrent_dim),
             bidirectional=bool(bidirectional),
+            recurrent_window=int(recurrent_window),
             autocorrelation_lags=int(autocorrelation_lags),
             dropout=float(dropout),
         )
@@ -149,9 +177,11 @@ class TimeSeriesNetwork(SummaryNetwork):
             h = jax.nn.silu(conv(h * m[None, :]))
         h = (h * m[None, :]).T  # (T, channels)
         pooled = masked_mean(h, mask)
-        states = [_gru_scan(self.forward_cell, h, m, reverse=False)]
+        window = self.config.get("recurrent_window", 1)
+        hr, mr = (h, m) if window == 1 else window_means(h, m, window)
+        states = [_gru_scan(self.forward_cell, hr, mr, reverse=False)]
         if self.backward_cell is not None:
-            states.append(_gru_scan(self.backward_cell, h, m, reverse=True))
+            states.append(_gru_scan(self.backward_cell, hr, mr, reverse=True))
         explicit = jnp.concatenate([loc, log_scale, acf, log_length(x, mask)])
         z = jnp.concatenate([*states, pooled, explicit])
         rate = self.config["dropout"]

@@ -259,11 +259,15 @@ def fit(
     optimizers that do not depend on the parameter tree's structure).
     ``early_stopping``: a :class:`~amortized.training.stopping.PlateauRule`: after each
     epoch it lowers the learning rate (through the optimizer's plateau scale, when it has
-    one) or ends training, and the best epoch's networks are restored; the history records
-    ``"best_epoch"``, ``"stopped_epoch"`` (1-based; ``None`` when training ran all
-    ``epochs``), ``"restored_epoch"`` (the epoch whose networks are returned, ``None``: the
-    last), ``"lr_scale"`` (the plateau scale in each epoch) and ``"lr_reductions"`` (the
-    epochs after which it was lowered). Needs ``validation_data``.
+    one) or ends training, counting epochs since the last improvement beyond chance (the
+    epoch's per-example held-out losses beat those of the previous such epoch by more than
+    two standard errors of the paired mean difference, so that a plateau's wandering does
+    not reset the count), and the best epoch's networks are restored; the history records
+    ``"best_epoch"`` (lowest held-out loss), ``"last_improvement"``, ``"stopped_epoch"``
+    (1-based; ``None`` when training ran all ``epochs``), ``"restored_epoch"`` (the epoch
+    whose networks are returned, ``None``: the last), ``"lr_scale"`` (the plateau scale in
+    each epoch) and ``"lr_reductions"`` (the epochs after which it was lowered). Needs
+    ``validation_data``.
     With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
     (see :mod:`amortized.training.parallel`).
@@ -277,6 +281,9 @@ def fit(
     opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
     best, best_val, best_epoch, stopped = nets, np.inf, None, None
     best_losses = last_losses = None
+    # the held-out losses of the last epoch that improved beyond chance, and its index
+    # among this fit's validation losses (what the stopping rule counts from)
+    ref_losses, improved_at = None, None
     scale, last_reduction = 1.0, None
     can_scale = early_stopping is not None and has_learning_rate_scale(opt_state)
     if early_stopping is not None:
@@ -340,6 +347,10 @@ def fit(
             if val < best_val:
                 best, best_val, best_epoch = nets, val, first_epoch + epoch + 1
                 best_losses = last_losses
+            if np.isfinite(val) and (
+                ref_losses is None or significantly_better(last_losses, ref_losses)[0]
+            ):
+                ref_losses, improved_at = last_losses, len(history["val_loss"]) - 1 - first_val
         bar.set_postfix(post)
         if not show and progress:
             # no terminal (a log file, a notebook's captured output): one line per epoch
@@ -348,7 +359,8 @@ def fit(
         if early_stopping is not None:
             history["lr_scale"].append(scale)
             ours = history["val_loss"][first_val:]
-            action, new_scale = early_stopping.next(ours, scale, last_reduction)
+            stale = len(ours) if improved_at is None else len(ours) - 1 - improved_at
+            action, new_scale = early_stopping.next(ours, scale, last_reduction, stale=stale)
             if action == "stop":
                 stopped = first_epoch + epoch + 1
                 bar.close()
@@ -368,13 +380,15 @@ def fit(
         nets = best
     if validation_data is not None:
         history["best_epoch"] = best_epoch
+        history["last_improvement"] = None if improved_at is None else first_epoch + improved_at + 1
         history["stopped_epoch"] = stopped
         history["restored_epoch"] = best_epoch if restored else None
         if early_stopping is not None and progress:
             print(
                 f"early stopping: the validation loss was lowest at epoch {best_epoch} "
                 + (
-                    f"and did not improve for {early_stopping.patience} epochs; stopped after "
+                    f"and had not improved beyond chance for {early_stopping.patience} "
+                    f"epochs since epoch {history['last_improvement']}; stopped after "
                     f"epoch {stopped}"
                     if stopped
                     else f"of {first_epoch + epochs} (no stop)"

@@ -16,6 +16,15 @@ does not overfit wanders near its minimum, and a rule that only stops ended such
 before the low-rate epochs that make the posterior precise (benchmarks/LOG.md, session 13);
 lowering the rate on a plateau is what a cosine schedule does at its end, but at the time
 the losses call for it.
+
+What counts as an improvement: the training loop (:func:`~amortized.training.fit.fit`)
+counts an epoch as improving only when its per-example held-out losses beat those of the
+last improving epoch beyond chance (:func:`significantly_better`). Once the learning rate is
+at its floor the held-out loss wanders by a few thousandths of a nat; counting every new
+minimum of that wandering as progress kept a mixture model training for 47 epochs after its
+last reduction with nothing to show for it (benchmarks/LOG.md, session 16). Slow, real
+progress still counts: it is measured against a fixed reference epoch, so it accumulates
+until it is significant.
 """
 
 from __future__ import annotations
@@ -91,11 +100,14 @@ class PlateauRule:
         if not 0 < self.factor < 1:
             raise ValueError(f"factor must lie in (0, 1), got {self.factor}")
 
-    def next(self, val_losses, scale: float, last_reduction: int | None) -> tuple[str, float]:
+    def next(
+        self, val_losses, scale: float, last_reduction: int | None, stale: int | None = None
+    ) -> tuple[str, float]:
         """``("stop" | "reduce" | "continue", new_scale)`` after the epoch whose loss is the
         last of ``val_losses`` (this run's only); ``last_reduction``: the index in
         ``val_losses`` of the epoch after which the rate was last lowered (``None``: not
-        yet).
+        yet); ``stale``: epochs since the last improvement (default
+        :func:`stale_epochs`, where any decrease counts).
 
         >>> rule = PlateauRule(patience=4, reduce_after=2)
         >>> rule.next([3.0, 2.0, 2.1, 2.2], 1.0, None)
@@ -103,7 +115,8 @@ class PlateauRule:
         >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], 0.2, 3)
         ('stop', 0.2)
         """
-        stale = stale_epochs(val_losses)
+        if stale is None:
+            stale = stale_epochs(val_losses)
         if stale >= self.patience:
             return "stop", scale
         since = (

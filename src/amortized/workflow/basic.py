@@ -237,13 +237,14 @@ class BasicWorkflow:
         ``validation_data`` is a dict or a number of fresh simulations. ``mask_rate`` hides
         that fraction of set / series rows at each step (learning to handle missing
         observations). Returns the history ``{"loss": [...], "val_loss": [...],
-        "best_epoch", "stopped_epoch", ...}``.
+        "best_epoch", "last_improvement", "stopped_epoch", ...}``.
 
         Early stopping (default on): a network trained on a fixed set of simulations
         starts to memorize them after some epochs (the held-out loss then rises while the
         training loss falls), and which epoch that is depends on the model, the budget and
         the networks, so the stopping rule ends training, not ``epochs``: when the
-        validation loss has not improved for a third of ``patience`` epochs the learning
+        validation loss has not improved (beyond chance: by more than two standard errors
+        of the per-example differences) for a third of ``patience`` epochs the learning
         rate is lowered (by 5x, at most three times), after ``patience`` epochs (default
         10) without improvement training stops, and the best epoch's networks are kept
         when they beat the last epoch's on the held-out examples by more than two
