@@ -259,10 +259,10 @@ def fit(
     optimizers that do not depend on the parameter tree's structure).
     ``early_stopping``: a :class:`~amortized.training.stopping.PlateauRule`: after each
     epoch it lowers the learning rate (through the optimizer's plateau scale, when it has
-    one) or ends training, counting epochs since the last improvement beyond chance (the
-    epoch's per-example held-out losses beat those of the previous such epoch by more than
-    two standard errors of the paired mean difference, so that a plateau's wandering does
-    not reset the count), and the best epoch's networks are restored; the history records
+    one) or ends training; the stop counts epochs since the last improvement beyond chance
+    (the epoch's per-example held-out losses beat those of the previous such epoch by more
+    than two standard errors of the paired mean difference, so that a plateau's wandering
+    does not reset the count), and the best epoch's networks are restored; the history records
     ``"best_epoch"`` (lowest held-out loss), ``"last_improvement"``, ``"stopped_epoch"``
     (1-based; ``None`` when training ran all ``epochs``), ``"restored_epoch"`` (the epoch
     whose networks are returned, ``None``: the last), ``"lr_scale"`` (the plateau scale in

@@ -17,9 +17,11 @@ before the low-rate epochs that make the posterior precise (benchmarks/LOG.md, s
 lowering the rate on a plateau is what a cosine schedule does at its end, but at the time
 the losses call for it.
 
-What counts as an improvement: the training loop (:func:`~amortized.training.fit.fit`)
-counts an epoch as improving only when its per-example held-out losses beat those of the
-last improving epoch beyond chance (:func:`significantly_better`). Once the learning rate is
+What counts as an improvement for the stop: the training loop
+(:func:`~amortized.training.fit.fit`) counts an epoch as improving only when its per-example
+held-out losses beat those of the last improving epoch beyond chance
+(:func:`significantly_better`); the learning rate is still lowered only when no new minimum
+came for ``reduce_after`` epochs. Once the learning rate is
 at its floor the held-out loss wanders by a few thousandths of a nat; counting every new
 minimum of that wandering as progress kept a mixture model training for 47 epochs after its
 last reduction with nothing to show for it (benchmarks/LOG.md, session 16). Slow, real
@@ -106,8 +108,11 @@ class PlateauRule:
         """``("stop" | "reduce" | "continue", new_scale)`` after the epoch whose loss is the
         last of ``val_losses`` (this run's only); ``last_reduction``: the index in
         ``val_losses`` of the epoch after which the rate was last lowered (``None``: not
-        yet); ``stale``: epochs since the last improvement (default
-        :func:`stale_epochs`, where any decrease counts).
+        yet); ``stale``: epochs since the last improvement beyond chance, for the stop
+        (default :func:`stale_epochs`). The learning rate is lowered on
+        :func:`stale_epochs` (any new minimum counts): early on, at a high rate, the
+        held-out loss falls by less than chance per epoch while it falls steadily, and
+        lowering the rate there cost the regression scenario accuracy (LOG, session 16).
 
         >>> rule = PlateauRule(patience=4, reduce_after=2)
         >>> rule.next([3.0, 2.0, 2.1, 2.2], 1.0, None)
@@ -115,12 +120,11 @@ class PlateauRule:
         >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], 0.2, 3)
         ('stop', 0.2)
         """
-        if stale is None:
-            stale = stale_epochs(val_losses)
-        if stale >= self.patience:
+        lowest = stale_epochs(val_losses)
+        if (lowest if stale is None else stale) >= self.patience:
             return "stop", scale
         since = (
-            stale if last_reduction is None else min(stale, len(val_losses) - 1 - last_reduction)
+            lowest if last_reduction is None else min(lowest, len(val_losses) - 1 - last_reduction)
         )
         if since >= self.reduce_after and scale > self.min_scale * (1 + 1e-6):
             return "reduce", max(scale * self.factor, self.min_scale)

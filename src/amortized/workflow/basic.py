@@ -243,16 +243,17 @@ class BasicWorkflow:
         starts to memorize them after some epochs (the held-out loss then rises while the
         training loss falls), and which epoch that is depends on the model, the budget and
         the networks, so the stopping rule ends training, not ``epochs``: when the
-        validation loss has not improved (beyond chance: by more than two standard errors
-        of the per-example differences) for a third of ``patience`` epochs the learning
-        rate is lowered (by 5x, at most three times), after ``patience`` epochs (default
-        10) without improvement training stops, and the best epoch's networks are kept
-        when they beat the last epoch's on the held-out examples by more than two
-        standard errors (else the last epoch's: the lowest of many noisy losses is partly
-        luck; :mod:`amortized.training.stopping`). ``epochs`` is then a cap (default
-        ``DEFAULT_MAX_EPOCHS`` = 1000). Without ``validation_data``, 5% of ``data`` (at
-        least min(100, n / 5) simulations) is held out for that loss and not trained on
-        (the history's ``"held_out"`` says how many).
+        validation loss has not reached a new minimum for a third of ``patience`` epochs
+        the learning rate is lowered (by 5x, at most three times), after ``patience``
+        epochs (default 10) without an improvement beyond chance (by more than two
+        standard errors of the per-example differences) training stops, and the best
+        epoch's networks are kept when they beat the last epoch's on the held-out
+        examples by more than two standard errors (else the last epoch's: the lowest of
+        many noisy losses is partly luck; :mod:`amortized.training.stopping`).
+        ``epochs`` is then a cap (default ``DEFAULT_MAX_EPOCHS`` = 1000). Without
+        ``validation_data``, 5% of ``data`` (at least min(100, n / 5) simulations) is held
+        out for that loss and not trained on (the history's ``"held_out"`` says how
+        many).
 
         ``early_stopping=False``: exactly ``epochs`` epochs (default 100) on a
         warm-up-cosine schedule, all of ``data`` trained on; ``restore_best=True`` then
