@@ -236,6 +236,8 @@ def test_a_plateau_that_creeps_down_within_chance_does_not_reset_patience():
     assert np.all(np.diff(history["val_loss"]) < 0)  # a new minimum every epoch
     assert history["last_improvement"] == 4 and history["stopped_epoch"] == 7
     assert history["best_epoch"] == 7
+    # the rate is lowered only when no new minimum comes (none here), not on chance alone
+    assert history["lr_reductions"] == []
 
 
 def test_plateau_rule_lowers_the_learning_rate_before_it_stops():
