@@ -164,6 +164,8 @@ def test_bad_options_and_shapes():
         SetTransformer(embed_dims=[10], num_heads=[4])
     with pytest.raises(ValueError, match="num_inducing_points.*self_attention"):
         SetTransformer(num_inducing_points=8, self_attention=False)
+    with pytest.raises(ValueError, match="self_attention must be one of"):
+        SetTransformer(self_attention="no")
     with pytest.raises(ValueError, match=r"\(batch, N, features\).*as_set"):
         DeepSet().build((10,), jax.random.key(0))
     with pytest.raises(TypeError, match="must be a summary network"):
@@ -192,8 +194,9 @@ def test_recurrent_windows_are_means_of_observed_steps():
     # observed steps 2..6 in windows (2, 3), (4, 5), (6): means by hand
     np.testing.assert_allclose(means[:3], [[5.0, 6.0], [9.0, 10.0], [12.0, 13.0]])
     np.testing.assert_array_equal(observed, [1, 1, 1, 0, 0])
-    with pytest.raises(ValueError, match="recurrent_window"):
-        TimeSeriesNetwork(recurrent_window=0)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="recurrent_window must be a positive integer"):
+            TimeSeriesNetwork(recurrent_window=bad)
 
 
 def test_convolutional_network_on_images():

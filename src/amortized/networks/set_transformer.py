@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 
-from .._validation import strict
+from .._validation import check_choice, strict
 from .base import encode_config
 from .mlp import MLP, split_dropout_key
 from .summary_base import MAB, PMA, SummaryNetwork, check_set_summary_dim, with_log_size
@@ -127,6 +127,8 @@ class SetTransformer(SummaryNetwork):
                     f"SetTransformer: each embed dim must be divisible by its "
                     f"number of heads, got {d} and {h}"
                 )
+        # a string such as "no" would otherwise count as True
+        check_choice("SetTransformer", "self_attention", self_attention, (True, False))
         if num_inducing_points and not self_attention:
             raise ValueError(
                 f"SetTransformer: num_inducing_points={num_inducing_points} needs "

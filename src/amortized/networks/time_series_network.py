@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import strict
+from .._validation import check_positive_int, strict
 from .base import encode_config
 from .mlp import dropout_keep_mask
 from .summary_base import SummaryNetwork, autocorrelations, log_length, masked_mean, own_scale
@@ -116,13 +116,15 @@ class TimeSeriesNetwork(SummaryNetwork):
         key: jax.Array | None = None,
     ):
         filters = [int(f) for f in filters]
-        sizes = (int(kernel_size), int(recurrent_dim), int(recurrent_window))
-        if any(f <= 0 for f in filters) or min(sizes) <= 0:
+        if any(f <= 0 for f in filters) or int(kernel_size) <= 0 or int(recurrent_dim) <= 0:
             raise ValueError(
-                f"TimeSeriesNetwork: filters, kernel_size, recurrent_dim and recurrent_window "
-                f"must be positive, got {filters}, {kernel_size}, {recurrent_dim}, "
-                f"{recurrent_window}"
+                f"TimeSeriesNetwork: filters, kernel_size and recurrent_dim must be positive, "
+                f"got {filters}, {kernel_size}, {recurrent_dim}"
             )
+        # a window of 2.5 steps must not quietly become 2
+        recurrent_window = check_positive_int(
+            "TimeSeriesNetwork", "recurrent_window", recurrent_window
+        )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"TimeSeriesNetwork: dropout must lie in [0, 1), got {dropout}")
         if int(autocorrelation_lags) < 0:
