@@ -315,14 +315,21 @@ def scenarios() -> dict[str, Scenario]:
 def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> dict:
     """Train with the defaults and score; ``overrides`` (experiments only, reported with
     the result): fit_offline keywords, ``summary_kwargs`` for the summary network and
-    ``workflow_kwargs`` for ``BasicWorkflow`` (e.g. ``initial_learning_rate``)."""
+    ``workflow_kwargs`` for ``BasicWorkflow`` (e.g. ``initial_learning_rate``) and
+    ``inference_network`` (a class name of ``bf.networks``, built with its defaults and
+    ``inference_kwargs``) in place of the default ``CouplingFlow``."""
     import amortized as bf
     from amortized.diagnostics import c2st
 
     sim = sc.simulator()
+    inference = {}
+    if "inference_network" in overrides:
+        cls = getattr(bf.networks, overrides["inference_network"])
+        inference["inference_network"] = cls(**overrides.get("inference_kwargs", {}))
     wf = bf.BasicWorkflow(
         simulator=sim,
         adapter=sc.adapter(),
+        **inference,
         summary_network=None
         if sc.summary is None
         else sc.summary(**overrides.get("summary_kwargs", {})),
@@ -336,9 +343,8 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
     )
     sim_secs = time.perf_counter() - t
     t = time.perf_counter()
-    settings = {
-        k: v for k, v in overrides.items() if k not in ("summary_kwargs", "workflow_kwargs")
-    }
+    not_fit = ("summary_kwargs", "workflow_kwargs", "inference_network", "inference_kwargs")
+    settings = {k: v for k, v in overrides.items() if k not in not_fit}
     history = wf.fit_offline(data, seed=seed, progress=False, **settings)
     train_secs = time.perf_counter() - t
     epochs = len(history["loss"])
@@ -394,8 +400,9 @@ def main() -> None:
     p.add_argument(
         "--override",
         default="{}",
-        help="experiments only: JSON of fit_offline keywords, summary_kwargs and "
-        "workflow_kwargs (BasicWorkflow's, e.g. initial_learning_rate), e.g. "
+        help="experiments only: JSON of fit_offline keywords, summary_kwargs, "
+        "workflow_kwargs (BasicWorkflow's, e.g. initial_learning_rate) and "
+        "inference_network (a bf.networks class name) with inference_kwargs, e.g. "
         '\'{"batch_size": 128, "summary_kwargs": {"embed_dims": [32]}}\'',
     )
     p.add_argument("--write-md", action="store_true")

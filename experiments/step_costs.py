@@ -36,6 +36,9 @@ CONFIGS = {
     ),
     "ST (16,) h2 mlp32": dict(embed_dims=(16,), num_heads=(2,), mlp_widths=(32,)),
     "DeepSet dropout 0": "deepset0",
+    # session 17: rows one by one, then pooling (no attention between rows)
+    "ST rff": dict(self_attention=False),
+    "ST ind8": dict(num_inducing_points=8),
 }
 
 

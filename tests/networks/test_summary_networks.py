@@ -20,7 +20,7 @@ from amortized.networks import (
 SMALL = {
     "deep_set": DeepSet(summary_dim=4, widths_equivariant=[16], widths_invariant=[16]),
     "set_transformer": SetTransformer(
-        summary_dim=4, embed_dims=[16], num_heads=[2], mlp_widths=[16]
+        summary_dim=4, embed_dims=[16], num_heads=[2], mlp_widths=[16], self_attention=True
     ),
     "set_transformer_isab": SetTransformer(
         summary_dim=4,
@@ -30,8 +30,9 @@ SMALL = {
         num_inducing_points=4,
         num_seeds=2,
     ),
+    # the default: rows one by one (rFF), then pooling
     "set_transformer_rff": SetTransformer(
-        summary_dim=4, embed_dims=[16, 16], num_heads=[2, 2], mlp_widths=[16], self_attention=False
+        summary_dim=4, embed_dims=[16, 16], num_heads=[2, 2], mlp_widths=[16]
     ),
     "time_series_transformer": TimeSeriesTransformer(
         summary_dim=4, embed_dims=[16], num_heads=[2], mlp_widths=[16], time_embed_dim=8
@@ -283,3 +284,52 @@ def test_time_series_network_passes_explicit_statistics_through():
     small = TimeSeriesNetwork(summary_dim=5, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
     small = small.build((40, 1), jax.random.key(0))
     assert small.head.out_features == 5
+
+
+@pytest.mark.parametrize("cls", [SetTransformer, DeepSet])
+def test_set_networks_pass_the_moments_of_the_observed_rows_through(cls):
+    # reference: NumPy's mean, sd and correlation matrix of the observed rows only; float32
+    # on 30 rows: 1e-4 relative (the sd carries own_scale's 1e-6 in its square)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 3)) * [1.0, 3.0, 0.2] + [2.0, -1.0, 0.5]
+    x[:, 2] += 0.1 * x[:, 0]
+    padded = np.concatenate([x, 50.0 * np.ones((6, 3))]).astype(np.float32)
+    mask = jnp.asarray(np.arange(36) < 30, jnp.float32)
+    net = cls(summary_dim=12).build((36, 3), jax.random.key(0))
+    out = np.asarray(net(jnp.asarray(padded), mask=mask))
+    sd = np.sqrt(x.var(axis=0) + 1e-6)
+    corr = np.corrcoef(x.T)[np.triu_indices(3, 1)]
+    ref = np.concatenate([[np.log(30)], x.mean(axis=0), np.log(sd), corr])
+    assert out.shape == (12,)
+    np.testing.assert_allclose(out[:10], ref, rtol=1e-4, atol=1e-5)
+    # no room beside the 10 statistics: log N alone passes through, the rest feeds the head
+    small = cls(summary_dim=10).build((36, 3), jax.random.key(0))
+    assert np.asarray(small(jnp.asarray(padded), mask=mask)).shape == (10,)
+    # without moments: log N and learned numbers only
+    plain = cls(summary_dim=12, moments=False).build((36, 3), jax.random.key(0))
+    plain_out = np.asarray(plain(jnp.asarray(padded), mask=mask))
+    np.testing.assert_allclose(plain_out[0], np.log(30), rtol=1e-6)
+    assert not np.allclose(plain_out[1:4], ref[1:4], atol=1e-2)
+    with pytest.raises(ValueError, match="moments must be one of"):
+        cls(moments="yes")
+
+
+def test_set_transformer_attends_between_rows_only_when_asked():
+    # the default transforms rows one by one; inducing points imply self-attention
+    assert SetTransformer().config["self_attention"] is False
+    assert SetTransformer(num_inducing_points=8).config["self_attention"] is True
+    assert SetTransformer(self_attention=True).config["self_attention"] is True
+
+
+def test_set_moments_skip_correlations_of_many_features():
+    from amortized.networks.summary_base import (
+        MAX_CORRELATED_FEATURES,
+        num_set_moments,
+        set_moments,
+    )
+
+    d = MAX_CORRELATED_FEATURES + 1
+    x = jax.random.normal(jax.random.key(0), (20, d))
+    explicit = set_moments(x, None, True)
+    assert explicit.shape == (num_set_moments(d, True),) == (1 + 2 * d,)
+    assert num_set_moments(3, True) == 10 and num_set_moments(3, False) == 1

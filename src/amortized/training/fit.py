@@ -360,7 +360,15 @@ def fit(
             history["lr_scale"].append(scale)
             ours = history["val_loss"][first_val:]
             stale = len(ours) if improved_at is None else len(ours) - 1 - improved_at
-            action, new_scale = early_stopping.next(ours, scale, last_reduction, stale=stale)
+            rising = best_losses is not None and significantly_better(best_losses, last_losses)[0]
+            # an optimizer without the plateau scale cannot lower its rate: it is at its floor
+            action, new_scale = early_stopping.next(
+                ours,
+                scale if can_scale else early_stopping.min_scale,
+                last_reduction,
+                stale=stale,
+                rising=rising,
+            )
             if action == "stop":
                 stopped = first_epoch + epoch + 1
                 bar.close()

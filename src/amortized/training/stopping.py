@@ -5,8 +5,10 @@ the held-out loss then rises while the training loss falls, and which epoch that
 on the model, the budget and the networks. So the number of epochs is not the user's
 choice: after every epoch the rule looks at the validation losses so far and
 
-- **stops** once the loss has not improved for ``patience`` epochs (the best epoch's
-  networks are restored by the training loop);
+- **stops** once the loss has not improved for ``patience`` epochs and either it is
+  rising (the best epoch beats the last beyond chance: memorizing) or the learning rate is
+  at its floor (the best epoch's networks are restored by the training loop); a plateau
+  above the floor lowers the rate instead;
 - **lowers the learning rate** by ``factor`` once it has not improved for
   ``reduce_after`` epochs since the last improvement or the last reduction, down to
   ``min_scale`` times the schedule's rate.
@@ -103,29 +105,51 @@ class PlateauRule:
             raise ValueError(f"factor must lie in (0, 1), got {self.factor}")
 
     def next(
-        self, val_losses, scale: float, last_reduction: int | None, stale: int | None = None
+        self,
+        val_losses,
+        scale: float,
+        last_reduction: int | None,
+        stale: int | None = None,
+        rising: bool = False,
     ) -> tuple[str, float]:
         """``("stop" | "reduce" | "continue", new_scale)`` after the epoch whose loss is the
         last of ``val_losses`` (this run's only); ``last_reduction``: the index in
         ``val_losses`` of the epoch after which the rate was last lowered (``None``: not
         yet); ``stale``: epochs since the last improvement beyond chance, for the stop
-        (default :func:`stale_epochs`). The learning rate is lowered on
-        :func:`stale_epochs` (any new minimum counts): early on, at a high rate, the
-        held-out loss falls by less than chance per epoch while it falls steadily, and
-        lowering the rate there cost the regression scenario accuracy (LOG, session 16).
+        (default :func:`stale_epochs`); ``rising``: the best epoch beats the last one beyond
+        chance (the network memorizes its training data).
+
+        The learning rate is lowered on :func:`stale_epochs` (any new minimum counts):
+        early on, at a high rate, the held-out loss falls by less than chance per epoch
+        while it falls steadily, and lowering the rate there cost the regression scenario
+        accuracy (LOG, session 16). When ``patience`` runs out, training stops if the loss
+        is rising or the rate is at its floor (and has been for ``reduce_after`` epochs);
+        otherwise the rate is lowered first, ``reduce_after`` epochs apart: a plateau at a
+        high rate is where the low-rate epochs that make a posterior precise have not come
+        yet (a location-scale model stopped one reduction short of its floor; LOG,
+        session 17).
 
         >>> rule = PlateauRule(patience=4, reduce_after=2)
         >>> rule.next([3.0, 2.0, 2.1, 2.2], 1.0, None)
         ('reduce', 0.2)
-        >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], 0.2, 3)
-        ('stop', 0.2)
+        >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], 0.5, 3)
+        ('reduce', 0.1)
+        >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], 0.5, 3, rising=True)
+        ('stop', 0.5)
+        >>> rule.next([3.0, 2.0, 2.1, 2.2, 2.3, 2.4], rule.min_scale, 3)[0]
+        'stop'
         """
+        n = len(val_losses)
         lowest = stale_epochs(val_losses)
+        since_reduction = n if last_reduction is None else n - 1 - last_reduction
+        at_floor = scale <= self.min_scale * (1 + 1e-6)
+        lower = ("reduce", max(scale * self.factor, self.min_scale))
         if (lowest if stale is None else stale) >= self.patience:
-            return "stop", scale
-        since = (
-            lowest if last_reduction is None else min(lowest, len(val_losses) - 1 - last_reduction)
-        )
-        if since >= self.reduce_after and scale > self.min_scale * (1 + 1e-6):
-            return "reduce", max(scale * self.factor, self.min_scale)
+            if rising or (at_floor and since_reduction >= self.reduce_after):
+                return "stop", scale
+            if not at_floor and since_reduction >= self.reduce_after:
+                return lower
+            return "continue", scale
+        if min(lowest, since_reduction) >= self.reduce_after and not at_floor:
+            return lower
         return "continue", scale

@@ -246,7 +246,9 @@ class BasicWorkflow:
         validation loss has not reached a new minimum for a third of ``patience`` epochs
         the learning rate is lowered (by 5x, at most three times), after ``patience``
         epochs (default 10) without an improvement beyond chance (by more than two
-        standard errors of the per-example differences) training stops, and the best
+        standard errors of the per-example differences) training stops once the loss is
+        rising or the rate is at its floor (a plateau above it lowers the rate first),
+        and the best
         epoch's networks are kept when they beat the last epoch's on the held-out
         examples by more than two standard errors (else the last epoch's: the lowest of
         many noisy losses is partly luck; :mod:`amortized.training.stopping`).
