@@ -23,12 +23,17 @@ of several sizes.
   with mu1 > mu2 (exactly 0.5 for the true posterior).
 
     python benchmarks/scenarios.py [--only location_scale ...] [--per-size 3] [--write-md]
+    python benchmarks/scenarios.py --inference-network FlowMatching --write-md
+
+``--inference-network`` trains another of the library's inference networks, with its own
+defaults, in place of ``CouplingFlow`` (results and table of their own).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -405,14 +410,31 @@ def main() -> None:
         "inference_network (a bf.networks class name) with inference_kwargs, e.g. "
         '\'{"batch_size": 128, "summary_kwargs": {"embed_dims": [32]}}\'',
     )
+    p.add_argument(
+        "--inference-network",
+        default=None,
+        help="another of the library's inference networks with its defaults (a bf.networks "
+        "class name, e.g. FlowMatching) in place of CouplingFlow; results and table of "
+        "their own",
+    )
     p.add_argument("--write-md", action="store_true")
+    p.add_argument("--md-only", action="store_true", help="rewrite the table from the results file")
     a = p.parse_args()
     overrides = json.loads(a.override)
     if overrides and (not a.tag or a.write_md):
         # results with changed settings must never replace the defaults' table
         raise SystemExit("--override needs --tag (its own results file) and no --write-md")
+    if a.inference_network:
+        if "inference_network" in overrides:
+            raise SystemExit("--inference-network and an override of it: give one")
+        overrides["inference_network"] = a.inference_network
+        if not a.tag:
+            a.tag = "-" + re.sub(r"(?<!^)(?=[A-Z])", "-", a.inference_network).lower()
     out_file = RESULTS / f"scenarios{a.tag}.json"
     results = json.loads(out_file.read_text()) if out_file.exists() else {}
+    if a.md_only:
+        write_markdown(results, "scenarios" + a.tag)
+        return
     table = scenarios()
     for name in a.only or list(table):
         if name not in table:
@@ -420,10 +442,10 @@ def main() -> None:
         results[name] = run(name, table[name], a.per_size, a.seed, overrides)
         out_file.write_text(json.dumps(results, indent=1))
     if a.write_md:
-        write_markdown(results)
+        write_markdown(results, "scenarios" + a.tag)
 
 
-def write_markdown(results: dict) -> None:
+def write_markdown(results: dict, block: str = "scenarios") -> None:
     lines = [
         "| scenario | C2ST by dataset size (mean of datasets) | worst | target | epochs (best) "
         "| train (s) | simulations |",
@@ -440,7 +462,7 @@ def write_markdown(results: dict) -> None:
             f"({r['best_epoch']}) | {r['train_seconds']:.0f} | {r['simulations']:,} |"
         )
     lines.append(f"\nMachine: {next(iter(results.values()))['machine']}.")
-    replace_block("scenarios", "\n".join(lines))
+    replace_block(block, "\n".join(lines))
 
 
 if __name__ == "__main__":
