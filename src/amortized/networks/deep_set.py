@@ -1,9 +1,9 @@
 """DeepSet: permutation-invariant summary by per-element encoding and pooling.
 
-s(x) = [e, rho([mean_i phi(z_i), max_i phi(z_i), e])], e = [log N, mean, log sd, corr]
+s(x) = [e, rho([mean_i phi(x_i), max_i phi(x_i), e])], e = [log N, mean, log sd, corr]
 
-with z the rows on the set's own scale and e the set's explicit statistics
-(:func:`~amortized.networks.summary_base.set_moments`; with ``moments=False``, z = x and
+with e the set's explicit statistics
+(:func:`~amortized.networks.summary_base.set_moments`; with ``moments=False``,
 e = [log N]); padded rows are excluded from both pools, the statistics and the count N of
 observed rows (the mean and the maximum do not carry N, on which the posterior's width
 depends). When e leaves no room for a learned number, only log N passes through unmixed.
@@ -46,8 +46,8 @@ class DeepSet(SummaryNetwork):
     activation : str, default "silu"
     dropout : float, default 0.05
     moments : bool, default True
-        The set's mean, log sd and correlations pass to the summary unmixed and the rows
-        enter phi on their own scale, as in :class:`SetTransformer`.
+        The set's mean, log sd and correlations pass to the summary unmixed and feed rho,
+        as in :class:`SetTransformer`.
 
     >>> net = DeepSet(summary_dim=8)
     """
