@@ -23,9 +23,7 @@ from .summary_base import (
     SummaryNetwork,
     check_set_summary_dim,
     masked_mean,
-    num_set_moments,
-    passed_moments,
-    set_moments,
+    set_head_sizes,
     with_moments,
 )
 
@@ -84,21 +82,13 @@ class DeepSet(SummaryNetwork):
         k1, k2 = jax.random.split(key)
         width = int(widths_equivariant[-1])
         self.phi = MLP(self.input_shape[-1], width, widths_equivariant, activation, dropout, key=k1)
-        n_mom = num_set_moments(self.input_shape[-1], bool(moments))
-        self.rho = MLP(
-            2 * width + n_mom,
-            int(summary_dim) - passed_moments(summary_dim, n_mom),
-            widths_invariant,
-            activation,
-            dropout,
-            key=k2,
-        )
+        n_in, n_out = set_head_sizes(self.input_shape[-1], summary_dim, bool(moments))
+        self.rho = MLP(2 * width + n_in, n_out, widths_invariant, activation, dropout, key=k2)
 
     def __call__(self, x, key=None, mask=None):
         k1, k2 = (None, None) if key is None else split_dropout_key(key, 2)
-        explicit = set_moments(x, mask, self.config["moments"])
         h = self.phi.rows(x, k1)
         hmax = h if mask is None else jnp.where(mask.astype(bool)[:, None], h, -jnp.inf)
         pooled = jnp.concatenate([masked_mean(h, mask), jnp.max(hmax, axis=0)])
-        passed = passed_moments(self.config["summary_dim"], explicit.shape[0])
-        return with_moments(explicit, passed, self.rho, pooled, k2)
+        cfg = self.config
+        return with_moments(x, mask, cfg["moments"], cfg["summary_dim"], self.rho, pooled, k2)

@@ -26,9 +26,7 @@ from .summary_base import (
     PMA,
     SummaryNetwork,
     check_set_summary_dim,
-    num_set_moments,
-    passed_moments,
-    set_moments,
+    set_head_sizes,
     with_moments,
 )
 
@@ -108,7 +106,7 @@ class SetTransformer(SummaryNetwork):
         a sum over rows, pooled row features are enough in principle, and with the set's
         moments beside them it matched self-attention on the location-scale and regression
         scenarios at half the time per epoch, within issue 19's three minutes where
-        self-attention was not (regression: 158 s against about 360 s;
+        self-attention was not (regression: 117-158 s in two runs against about 360 s;
         benchmarks/LOG.md, session 17). ``True`` for sets whose rows interact, or where
         the extra accuracy is worth the cost: on a two-component mixture it reached a
         lower held-out loss (0.05 nats) at 1.3x the time.
@@ -197,12 +195,8 @@ class SetTransformer(SummaryNetwork):
             for i in range(len(embed_dims))
         )
         self.pool = PMA(dims[-1], int(num_seeds), num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        n_mom = num_set_moments(self.input_shape[-1], bool(moments))
-        self.head = eqx.nn.Linear(
-            dims[-1] * int(num_seeds) + n_mom,
-            int(summary_dim) - passed_moments(summary_dim, n_mom),
-            key=keys[-1],
-        )
+        n_in, n_out = set_head_sizes(self.input_shape[-1], summary_dim, bool(moments))
+        self.head = eqx.nn.Linear(dims[-1] * int(num_seeds) + n_in, n_out, key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
         keys = (
@@ -210,10 +204,16 @@ class SetTransformer(SummaryNetwork):
             if key is None
             else list(split_dropout_key(key, len(self.blocks) + 1))
         )
-        h, explicit = x, set_moments(x, mask, self.config["moments"])
+        h = x
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, mask, k)
-        passed = passed_moments(self.config["summary_dim"], explicit.shape[0])
+        cfg = self.config
         return with_moments(
-            explicit, passed, lambda z, _: self.head(z), self.pool(h, mask, keys[-1]), None
+            x,
+            mask,
+            cfg["moments"],
+            cfg["summary_dim"],
+            lambda z, _: self.head(z),
+            self.pool(h, mask, keys[-1]),
+            None,
         )

@@ -133,11 +133,24 @@ def passed_moments(summary_dim: int, num_moments: int) -> int:
     return num_moments if int(summary_dim) > num_moments else 1
 
 
-def with_moments(explicit: jax.Array, passed: int, head, z: jax.Array, key) -> jax.Array:
-    """The summary of a set: ``[explicit[:passed], head([z, explicit])]`` with ``z`` the
-    pooled learned features and ``explicit`` the set's statistics (:func:`set_moments`,
-    log N first). Pooling by a mean or by attention forgets how many rows were pooled, yet
-    the posterior's width depends on it, so log N always passes unmixed."""
+def set_head_sizes(features: int, summary_dim: int, moments: bool) -> tuple[int, int]:
+    """A set network's head: how many explicit statistics it takes beside the pooled
+    features (:func:`num_set_moments`) and how many numbers it outputs (``summary_dim``
+    less those passed unmixed, :func:`passed_moments`)."""
+    n = num_set_moments(features, moments)
+    return n, int(summary_dim) - passed_moments(summary_dim, n)
+
+
+def with_moments(
+    x: jax.Array, mask: jax.Array | None, moments: bool, summary_dim: int, head, z, key
+) -> jax.Array:
+    """The summary of a set ``x`` ``(N, features)``: ``[e[:passed], head([z, e])]`` with
+    ``z`` the pooled learned features, ``e`` the set's explicit statistics
+    (:func:`set_moments`, log N first) and ``passed`` from :func:`passed_moments`. Pooling
+    by a mean or by attention forgets how many rows were pooled, yet the posterior's width
+    depends on it, so log N always passes unmixed."""
+    explicit = set_moments(x, mask, moments)
+    passed = passed_moments(summary_dim, explicit.shape[0])
     return jnp.concatenate([explicit[:passed], head(jnp.concatenate([z, explicit]), key)])
 
 
