@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
-        [--network coupling_spline|coupling_affine|flow_matching] [--observations 1 2 ...]
+        [--network default|coupling_spline|coupling_affine|flow_matching]
+        [--observations 1 2 ...]
         [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--members-dir DIR] [--write-md]
 
 Per task: simulate ``budget`` datasets (5% held out for validation), train, draw 10,000
@@ -11,6 +12,10 @@ posterior samples for each observation, and compute C2ST against the 10,000 sbib
 draws exactly as in ``shared/benchmarks/sbibm/README.md``. Results are appended to
 ``benchmarks/results/sbibm_<budget>_<network>.json`` as each task finishes; ``--write-md``
 rewrites the table in BENCHMARKS.md from every results file.
+
+``--network default`` is the library as a new user meets it: ``BasicWorkflow`` builds its
+default inference network and ``fit_offline(train, validation_data=val, seed=...)`` runs with
+nothing else set (default batch size; early stopping, not an epoch count, ends training).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
     for a network without a spline)."""
     import amortized as bf
 
+    if name == "default":
+        if widths is not None or bins is not None:
+            raise ValueError("--network default takes no --widths or --bins")
+        return None
     sub = {} if widths is None else {"subnet_kwargs": {"widths": list(widths)}}
     if name == "coupling_affine":
         return bf.networks.CouplingFlow(**sub)
@@ -72,6 +81,14 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
     if name == "flow_matching":
         return bf.networks.FlowMatching(**sub)
     raise ValueError(f"unknown network {name!r}")
+
+
+def stopped_label(epochs_run: list[int]) -> str:
+    """The epochs the stopping rule ran, for the table (a range over ensemble members)."""
+    if not epochs_run:
+        return "loaded"
+    lo, hi = min(epochs_run), max(epochs_run)
+    return f"{lo} (stopped)" if lo == hi else f"{lo}-{hi} (stopped)"
 
 
 def size_label(widths: list[int] | None, bins: int | None, learning_rate: float | None) -> str:
@@ -183,9 +200,10 @@ def run_task(
     simulator = bf.simulators.benchmarks.get_task(SET_TASKS[task][0] if as_set else task)
 
     def make_workflow(name: str):
+        net = network(name, widths, bins)
         return bf.BasicWorkflow(
             simulator=simulator,
-            inference_network=network(name, widths, bins),
+            **({} if net is None else {"inference_network": net}),
             **({} if learning_rate is None else {"initial_learning_rate": learning_rate}),
             **({} if "adapter" in routing else {"inference_variables": "theta"}),
             **routing,
@@ -193,16 +211,21 @@ def run_task(
 
     def train_workflow(name: str, fit_seed: int):
         wf = make_workflow(name)
-        hist = wf.fit_offline(
-            train,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=val,
-            seed=fit_seed,
-            restore_best=True,
-        )
+        if epochs is None:  # the library's defaults: the stopping rule ends training
+            hist = wf.fit_offline(train, validation_data=val, seed=fit_seed, progress=False)
+        else:
+            hist = wf.fit_offline(
+                train,
+                epochs=epochs,
+                batch_size=batch_size,
+                validation_data=val,
+                seed=fit_seed,
+                restore_best=True,
+            )
+        epochs_run.append(len(hist["loss"]))
         return wf, hist
 
+    epochs_run = []  # epochs each trained member ran (the stopping rule's choice by default)
     trained = []  # members trained in this run (loaded ones took no training time)
 
     def member(name: str, k: int):
@@ -298,8 +321,8 @@ def run_task(
         "task": task,
         "budget": budget,
         "network": net_name,
-        "epochs": epochs,
-        "batch_size": batch_size,
+        "epochs": epochs if epochs is not None else stopped_label(epochs_run),
+        "batch_size": batch_size if batch_size is not None else 32,
         "seed": seed,
         "observations": observations,
         "c2st": scores,
@@ -307,7 +330,7 @@ def run_task(
         "c2st_classifier": classifier,
         "ensemble": ensemble,
         "train_seconds": train_s,
-        "seconds_per_epoch": train_s / (epochs * max(1, len(trained))),
+        "seconds_per_epoch": train_s / max(1, sum(epochs_run)),
         "networks_trained": len(trained),
         "sample_seconds": sample_s,
         "c2st_seconds": c2st_s,
@@ -379,7 +402,8 @@ def main() -> None:
     p.add_argument(
         "--network",
         default="coupling_spline",
-        choices=["auto", "coupling_affine", "coupling_spline", "flow_matching"],
+        choices=["default", "auto", "coupling_affine", "coupling_spline", "flow_matching"],
+        help="default: the library's own inference network and fit_offline defaults",
     )
     p.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
     p.add_argument("--epochs", type=int, default=None)
@@ -452,8 +476,16 @@ def main() -> None:
         p.error("--jobs must be >= 0 and --ensemble >= 1")
     # the number of optimizer steps, not epochs, sets training quality: scale epochs so
     # that each budget gets about 30k steps (10^3: 300 epochs of 8 batches is too few)
-    batch = a.batch_size or {1_000: 64, 10_000: 128, 100_000: 256}[a.budget]
-    epochs = a.epochs or {1_000: 500, 10_000: 300, 100_000: 100}[a.budget]
+    if a.network == "default":
+        if a.epochs or a.batch_size or a.widths or a.bins or a.learning_rate:
+            p.error(
+                "--network default runs the library's defaults: no --epochs, "
+                "--batch-size, --widths, --bins or --learning-rate"
+            )
+        batch, epochs = None, None
+    else:
+        batch = a.batch_size or {1_000: 64, 10_000: 128, 100_000: 256}[a.budget]
+        epochs = a.epochs or {1_000: 500, 10_000: 300, 100_000: 100}[a.budget]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"sbibm_{a.budget}_{a.network}{a.tag}.json"
     results = json.loads(out.read_text()) if out.exists() else []

@@ -44,9 +44,12 @@ SMALL = {
     "time_series_network_window": TimeSeriesNetwork(
         summary_dim=4, filters=[8], recurrent_dim=8, recurrent_window=3
     ),
-    # summary_dim 24 > the 22 explicit statistics of 3 features: they pass through unmixed
+    "time_series_network_no_recurrence": TimeSeriesNetwork(
+        summary_dim=4, filters=[8, 8], recurrent_dim=0
+    ),
+    # summary_dim 44 > the 43 explicit statistics of 3 features: they pass through unmixed
     "time_series_network_passthrough": TimeSeriesNetwork(
-        summary_dim=24, filters=[8], recurrent_dim=8
+        summary_dim=44, filters=[8], recurrent_dim=8
     ),
 }
 SERIES = [
@@ -54,6 +57,7 @@ SERIES = [
     "time_series_network",
     "time_series_network_uni",
     "time_series_network_window",
+    "time_series_network_no_recurrence",
     "time_series_network_passthrough",
 ]
 SETS = [k for k in SMALL if k not in SERIES]
@@ -197,7 +201,7 @@ def test_recurrent_windows_are_means_of_observed_steps():
     np.testing.assert_array_equal(observed, [1, 1, 1, 0, 0])
     for bad in (0, 2.5):
         with pytest.raises(ValueError, match="recurrent_window must be a positive integer"):
-            TimeSeriesNetwork(recurrent_window=bad)
+            TimeSeriesNetwork(recurrent_dim=8, recurrent_window=bad)
 
 
 def test_convolutional_network_on_images():
@@ -277,13 +281,28 @@ def test_time_series_network_passes_explicit_statistics_through():
     out = np.asarray(net(x))
     sd = np.sqrt(y.var() + 1e-6)
     z = (y - y.mean()) / sd
-    ref = [y.mean(), np.log(sd), np.mean(z[1:] * z[:-1]), np.mean(z[2:] * z[:-2]), np.log(40)]
+    ref = [
+        y.mean(),
+        np.log(sd),
+        np.mean(z[1:] * z[:-1]),
+        np.mean(z[2:] * z[:-2]),
+        # the level kept: least-squares coefficients of y_t on y_{t-k}, not centered
+        np.sum(y[1:] * y[:-1]) / np.sum(y[:-1] ** 2),
+        np.sum(y[2:] * y[:-2]) / np.sum(y[:-2] ** 2),
+        z[0],
+        z[-1],
+        np.log(40),
+    ]
     assert out.shape == (12,)
-    np.testing.assert_allclose(out[:5], ref, rtol=1e-4, atol=1e-5)
-    # with no room beside them (summary_dim <= 5), the statistics only feed the head
-    small = TimeSeriesNetwork(summary_dim=5, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
+    np.testing.assert_allclose(out[:9], ref, rtol=1e-4, atol=1e-5)
+    # padded at both ends, the statistics are the same
+    padded = jnp.concatenate([-7.0 * jnp.ones((3, 1)), x, 9.0 * jnp.ones((8, 1))])
+    mask = jnp.asarray((np.arange(51) >= 3) & (np.arange(51) < 43), jnp.float32)
+    np.testing.assert_allclose(np.asarray(net(padded, mask=mask))[:9], ref, rtol=1e-4, atol=1e-5)
+    # with no room beside them (summary_dim <= 9), the statistics only feed the head
+    small = TimeSeriesNetwork(summary_dim=9, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
     small = small.build((40, 1), jax.random.key(0))
-    assert small.head.out_features == 5
+    assert small.head.out_features == 9
 
 
 @pytest.mark.parametrize("cls", [SetTransformer, DeepSet])
@@ -333,3 +352,26 @@ def test_set_moments_skip_correlations_of_many_features():
     explicit = set_moments(x, None, True)
     assert explicit.shape == (num_set_moments(d, True),) == (1 + 2 * d,)
     assert num_set_moments(3, True) == 10 and num_set_moments(3, False) == 1
+
+
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4])
+def test_conv_same_matches_equinox_convolution(kernel_size):
+    # reference: Equinox's own Conv1d with "SAME" padding; float32 sums of <= 12 products
+    from amortized.networks.time_series_network import conv_same
+
+    conv = eqx.nn.Conv1d(3, 5, kernel_size, padding="SAME", key=jax.random.key(kernel_size))
+    h = jax.random.normal(jax.random.key(9), (17, 3))
+    np.testing.assert_allclose(conv_same(conv, h), conv(h.T).T, rtol=1e-5, atol=1e-5)
+
+
+def test_time_series_network_refuses_negative_recurrent_dim():
+    with pytest.raises(ValueError, match="recurrent_dim >= 0"):
+        TimeSeriesNetwork(recurrent_dim=-1)
+
+
+@pytest.mark.parametrize("option", [{"bidirectional": True}, {"recurrent_window": 4}])
+def test_time_series_network_refuses_gru_options_without_a_gru(option):
+    # the default has no recurrent layer: its options would configure nothing
+    with pytest.raises(ValueError, match=f"{next(iter(option))} configure the recurrent layer"):
+        TimeSeriesNetwork(**option)
+    TimeSeriesNetwork(recurrent_dim=8, **option)  # with a GRU they are taken

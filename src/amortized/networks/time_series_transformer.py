@@ -6,7 +6,8 @@ which join the summary). Tokens h_t = (W * x)_t + E(t): a 1-D convolution over t
 ``kernel_size`` steps ending at t (causal, zeros before the start), plus a sinusoidal
 embedding E of the step index t (or of an explicit time column, ``time_axis``). Blocks
 H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, mean, log sd, autocorrelations
-at lags 1..``autocorrelation_lags``, log number of observed steps]).
+and lagged products about zero at lags 1..``autocorrelation_lags``, log number of observed
+steps]).
 
 Why the window: with one step per token, lagged products x_t x_{t-k} (what identifies
 autoregressive structure) must come from attention learning relative offsets through the
@@ -31,10 +32,9 @@ from .summary_base import (
     MAB,
     PMA,
     SummaryNetwork,
-    autocorrelations,
-    log_length,
     masked_mean,
-    own_scale,
+    num_series_statistics,
+    series_statistics,
 )
 
 
@@ -64,7 +64,8 @@ class TimeSeriesTransformer(SummaryNetwork):
         Steps per token (the current one and ``kernel_size - 1`` before it); 1 embeds each
         step alone.
     autocorrelation_lags : int, default 5
-        Sample autocorrelations of the (own-scaled) series join the summary (0: none).
+        Sample autocorrelations of the (own-scaled) series and lagged products about zero
+        (:func:`summary_base.series_statistics`) join the summary (0: none).
     dropout : float, default 0.05
 
     >>> net = TimeSeriesTransformer(summary_dim=12)
@@ -133,7 +134,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             for h, k in zip(num_heads, keys[2:-2], strict=True)
         )
         self.pool = PMA(d, 1, num_heads[-1], mlp_widths, dropout, key=keys[-2])
-        head_in = 2 * d + (2 + int(autocorrelation_lags)) * features + 1
+        head_in = 2 * d + num_series_statistics(features, autocorrelation_lags)
         self.head = eqx.nn.Linear(head_in, int(summary_dim), key=keys[-1])
 
     def __call__(self, x, key=None, mask=None):
@@ -144,8 +145,7 @@ class TimeSeriesTransformer(SummaryNetwork):
             t = x[:, axis]
             x = jnp.delete(x, axis % x.shape[-1], axis=-1, assume_unique_indices=True)
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
-        x, loc, log_scale = own_scale(x, mask)
-        acf = autocorrelations(x, mask, self.config["autocorrelation_lags"])
+        x, explicit = series_statistics(x, mask, self.config["autocorrelation_lags"])
         emb = sinusoidal_embedding(t, self.time_proj.in_features)
         h = self.embed((x * m[:, None]).T).T + jax.vmap(self.time_proj)(emb)
         keys = (
@@ -156,7 +156,4 @@ class TimeSeriesTransformer(SummaryNetwork):
         for block, k in zip(self.blocks, keys[:-1], strict=True):
             h = block(h, h, mask, k)
         pooled = self.pool(h, mask, keys[-1])
-        length = log_length(x, mask)
-        return self.head(
-            jnp.concatenate([pooled, masked_mean(h, mask), loc, log_scale, acf, length])
-        )
+        return self.head(jnp.concatenate([pooled, masked_mean(h, mask), explicit]))
