@@ -313,6 +313,8 @@ def run_task(
         net_name = f"{net_name}, prior support constrained{how}"
     if size:
         net_name = f"{net_name} ({size})"
+    if epochs is None and not net_name.startswith("default"):
+        net_name = f"{net_name}, default fit"
     if ensemble > 1:
         net_name = f"{net_name} x{ensemble} ensemble"
     if as_set:
@@ -407,6 +409,12 @@ def main() -> None:
     )
     p.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument(
+        "--default-fit",
+        action="store_true",
+        help="fit_offline's defaults (batch size, early stopping) with the chosen --network "
+        "(implied by --network default)",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -476,18 +484,23 @@ def main() -> None:
         p.error("--jobs must be >= 0 and --ensemble >= 1")
     # the number of optimizer steps, not epochs, sets training quality: scale epochs so
     # that each budget gets about 30k steps (10^3: 300 epochs of 8 batches is too few)
-    if a.network == "default":
-        if a.epochs or a.batch_size or a.widths or a.bins or a.learning_rate:
+    if a.network == "default" and (a.widths or a.bins or a.learning_rate):
+        p.error(
+            "--network default runs the library's defaults: no --widths, --bins or --learning-rate"
+        )
+    if a.network == "default" or a.default_fit:
+        if a.epochs or a.batch_size:
             p.error(
-                "--network default runs the library's defaults: no --epochs, "
-                "--batch-size, --widths, --bins or --learning-rate"
+                "the default fit (--network default, --default-fit) takes no --epochs or "
+                "--batch-size"
             )
         batch, epochs = None, None
     else:
         batch = a.batch_size or {1_000: 64, 10_000: 128, 100_000: 256}[a.budget]
         epochs = a.epochs or {1_000: 500, 10_000: 300, 100_000: 100}[a.budget]
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"sbibm_{a.budget}_{a.network}{a.tag}.json"
+    fit = "_default_fit" if a.default_fit and a.network != "default" else ""
+    out = RESULTS / f"sbibm_{a.budget}_{a.network}{fit}{a.tag}.json"
     results = json.loads(out.read_text()) if out.exists() else []
     for task in a.tasks:
         r = run_task(
