@@ -68,9 +68,7 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
     for a network without a spline)."""
     import amortized as bf
 
-    if name == "default":
-        if widths is not None or bins is not None:
-            raise ValueError("--network default takes no --widths or --bins")
+    if name == "default":  # main() refuses sizes with it
         return None
     sub = {} if widths is None else {"subnet_kwargs": {"widths": list(widths)}}
     if name == "coupling_affine":
@@ -81,6 +79,15 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
     if name == "flow_matching":
         return bf.networks.FlowMatching(**sub)
     raise ValueError(f"unknown network {name!r}")
+
+
+def default_batch_size() -> int:
+    """``fit_offline``'s default batch size, read from its signature (not restated here)."""
+    import inspect
+
+    import amortized as bf
+
+    return inspect.signature(bf.BasicWorkflow.fit_offline).parameters["batch_size"].default
 
 
 def stopped_label(epochs_run: list[int]) -> str:
@@ -324,7 +331,7 @@ def run_task(
         "budget": budget,
         "network": net_name,
         "epochs": epochs if epochs is not None else stopped_label(epochs_run),
-        "batch_size": batch_size if batch_size is not None else 32,
+        "batch_size": batch_size if batch_size is not None else default_batch_size(),
         "seed": seed,
         "observations": observations,
         "c2st": scores,

@@ -154,6 +154,21 @@ def with_moments(
     return jnp.concatenate([explicit[:passed], head(jnp.concatenate([z, explicit]), key)])
 
 
+def _per_lag(x: jax.Array, mask: jax.Array | None, lags: int, stat) -> jax.Array:
+    """``stat(later, earlier, pair)`` at lags 1..``lags`` of a series ``(T, features)``,
+    concatenated, ``(lags * features,)``: ``later = x[k:]``, ``earlier = x[:-k]`` and
+    ``pair`` ``(T - k, 1)`` is 1 where both steps are observed; 0 for a lag beyond the
+    series."""
+    m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
+    out = []
+    for k in range(1, int(lags) + 1):
+        if k >= x.shape[0]:
+            out.append(jnp.zeros(x.shape[1:], x.dtype))
+            continue
+        out.append(stat(x[k:], x[:-k], (m[k:] * m[:-k])[:, None]))
+    return jnp.concatenate(out) if out else jnp.zeros((0,), x.dtype)
+
+
 def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array:
     """Sample autocorrelations at lags 1..``lags`` of a series ``(T, features)`` already on
     its own scale (mean 0, sd 1 over observed steps), ``(lags * features,)``:
@@ -161,16 +176,12 @@ def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Arr
     0 for a lag beyond the series). Second-order structure as exact numbers beside the
     learned features: products of lagged values are what convolutions with smooth
     activations approximate worst."""
-    m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
-    out = []
-    for k in range(1, int(lags) + 1):
-        if k >= x.shape[0]:
-            out.append(jnp.zeros(x.shape[1:], x.dtype))
-            continue
-        pair = m[k:] * m[:-k]
-        prod = jnp.sum(x[k:] * x[:-k] * pair[:, None], axis=0)
-        out.append(prod / jnp.maximum(jnp.sum(pair), 1.0))
-    return jnp.concatenate(out) if out else jnp.zeros((0,), x.dtype)
+    return _per_lag(
+        x,
+        mask,
+        lags,
+        lambda a, b, pair: jnp.sum(a * b * pair, axis=0) / jnp.maximum(jnp.sum(pair), 1.0),
+    )
 
 
 def level_products(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array:
@@ -181,20 +192,16 @@ def level_products(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array
     process anchored at zero (an AR series started at y_0 = 0, a random walk) the mean is
     part of the signal: on 20 steps of AR(1) with phi = 0.84 the centered lag-1
     autocorrelation was -0.04 and b_1 (the least-squares estimate of phi) 0.55."""
-    m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
     # on the series' own root-mean-square scale, so that the sums stay in float32's range
     rms = jnp.sqrt(masked_mean(x**2, mask) + 1e-12)
-    y = x / rms[None, :]
-    out = []
-    for k in range(1, int(lags) + 1):
-        if k >= x.shape[0]:
-            out.append(jnp.zeros(x.shape[1:], x.dtype))
-            continue
-        pair = (m[k:] * m[:-k])[:, None]
-        num = jnp.sum(y[k:] * y[:-k] * pair, axis=0)
-        den = jnp.sum(y[:-k] ** 2 * pair, axis=0)
-        out.append(num / jnp.maximum(den, 1e-6))
-    return jnp.concatenate(out) if out else jnp.zeros((0,), x.dtype)
+    return _per_lag(
+        x / rms[None, :],
+        mask,
+        lags,
+        lambda a, b, pair: (
+            jnp.sum(a * b * pair, axis=0) / jnp.maximum(jnp.sum(b**2 * pair, axis=0), 1e-6)
+        ),
+    )
 
 
 def series_ends(x: jax.Array, mask: jax.Array | None) -> jax.Array:
