@@ -23,6 +23,7 @@ def sbibm_path():
     return root
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups on a worker
 def pytest_collection_modifyitems(config, items):
     """Keep the tests of a module that share a module-scoped fixture on one xdist worker
     (``--dist loadgroup`` in pyproject.toml): the fixture then trains or runs its child
