@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
-        [--network default|coupling_spline|coupling_affine|flow_matching]
+        [--network default|coupling_spline|coupling_affine|flow_matching|diffusion_model]
         [--observations 1 2 ...]
         [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--members-dir DIR] [--write-md]
 
@@ -78,6 +78,8 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
         return bf.networks.CouplingFlow(transform="spline", **sub, **tk)
     if name == "flow_matching":
         return bf.networks.FlowMatching(**sub)
+    if name == "diffusion_model":
+        return bf.networks.DiffusionModel(**sub)
     raise ValueError(f"unknown network {name!r}")
 
 
@@ -411,7 +413,14 @@ def main() -> None:
     p.add_argument(
         "--network",
         default="coupling_spline",
-        choices=["default", "auto", "coupling_affine", "coupling_spline", "flow_matching"],
+        choices=[
+            "default",
+            "auto",
+            "coupling_affine",
+            "coupling_spline",
+            "flow_matching",
+            "diffusion_model",
+        ],
         help="default: the library's own inference network and fit_offline defaults",
     )
     p.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))

@@ -5,14 +5,16 @@ Usage::
     python benchmarks/speed.py [--write-md]
     python benchmarks/speed.py --cpu-devices 2 [--write-md]  # CPU split into 2 devices
     python benchmarks/speed.py --accelerator [--write-md]   # on a GPU machine
+    python benchmarks/speed.py --flows-only [--write-md]    # inference networks only
 
 Settings match the BayesFlow measurements in DESIGN.md: two_moons, 10^4 simulations,
-batch 256, CouplingFlow(depth=6, affine, subnet widths 128x128); FlowMatching with its
-defaults. Each timing is the median of repeated runs after compilation. The memory check
-trains offline on 10^5 two_moons simulations in a fresh process and reports its peak
-resident set size. ``--accelerator`` times training and sampling only (no BayesFlow
-column, no memory check), adds a large-batch epoch and 10^6 draws (100 datasets x 10^4),
-and writes ``results/speed_accelerator.json`` and the "speed-accelerator" table.
+batch 256, CouplingFlow(depth=6, affine, subnet widths 128x128); FlowMatching and
+DiffusionModel with their defaults. Each timing is the median of repeated runs after
+compilation. The memory check trains offline on 10^5 two_moons simulations in a fresh
+process and reports its peak resident set size. ``--accelerator`` times training and
+sampling only (no BayesFlow column, no memory check), adds a large-batch epoch and 10^6
+draws (100 datasets x 10^4), and writes ``results/speed_accelerator.json`` and the
+"speed-accelerator" table. ``--flows-only`` times the inference networks alone.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ def flow_timings(large: bool = False) -> dict:
         bf.networks.CouplingFlow(transform="spline"), data
     )
     res["flow_matching_epoch_s"], wf_fm = training_epoch_seconds(bf.networks.FlowMatching(), data)
-    for name, w in (("coupling", wf), ("flow_matching", wf_fm)):
+    res["diffusion_epoch_s"], wf_dm = training_epoch_seconds(bf.networks.DiffusionModel(), data)
+    for name, w in (("coupling", wf), ("flow_matching", wf_fm), ("diffusion", wf_dm)):
         res[f"{name}_10k_draws_s"] = _median_time(
             lambda w=w: w.sample(conditions=one, num_samples=10_000, seed=1)
         )
@@ -194,6 +197,29 @@ def versus_bayesflow(bf_python: str, rounds: int, cpu_devices: int | None) -> di
     res["ratio_of_medians"] = res["ours_median_s"] / res["bayesflow_median_s"]
     res["median_round_ratio"] = float(np.median(res["round_ratios"]))
     return res
+
+
+FLOW_ROWS = [
+    ("CouplingFlow epoch (depth 6, affine, 128x128, batch 256, 10^4 sims)", "coupling_epoch_s"),
+    ("10,000 draws, CouplingFlow", "coupling_10k_draws_s"),
+    ("CouplingFlow spline epoch (defaults, batch 256)", "coupling_spline_epoch_s"),
+    ("FlowMatching epoch (defaults, batch 256)", "flow_matching_epoch_s"),
+    ("10,000 draws, FlowMatching (defaults)", "flow_matching_10k_draws_s"),
+    ("DiffusionModel epoch (defaults, batch 256)", "diffusion_epoch_s"),
+    ("10,000 draws, DiffusionModel (defaults)", "diffusion_10k_draws_s"),
+]
+
+
+def write_flows_markdown(res: dict) -> None:
+    """The inference networks' epoch and draw times from one run on one machine."""
+    lines = [
+        f"Machine: {res['machine']}. Seconds, median after compilation.",
+        "",
+        "| measurement | amortized (s) |",
+        "|---|---|",
+    ]
+    lines += [f"| {label} | {res[key]:.3f} |" for label, key in FLOW_ROWS if key in res]
+    replace_block("speed-flows", "\n".join(lines))
 
 
 def write_accelerator_markdown(res: dict) -> None:
@@ -256,6 +282,12 @@ def main() -> None:
         "in alternating fresh processes; writes results/speed_versus_bayesflow.json",
     )
     p.add_argument("--rounds", type=int, default=7, help="rounds of --versus-bayesflow")
+    p.add_argument(
+        "--flows-only",
+        action="store_true",
+        help="time the inference networks side by side (training epoch, 10,000 draws); "
+        "writes results/speed_flows.json and the speed-flows table",
+    )
     p.add_argument("--epoch-once", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.epoch_once:
@@ -283,6 +315,14 @@ def main() -> None:
         (RESULTS / f"speed_cpu{a.cpu_devices}.json").write_text(json.dumps(res, indent=1))
         if a.write_md:
             write_markdown(json.loads((RESULTS / "speed.json").read_text()))
+        return
+    if a.flows_only:
+        res = flow_timings()
+        print(json.dumps(res, indent=1))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "speed_flows.json").write_text(json.dumps(res, indent=1))
+        if a.write_md:
+            write_flows_markdown(res)
         return
     if a.accelerator:
         res = flow_timings(large=True)
@@ -334,6 +374,8 @@ def write_markdown(res: dict) -> None:
         ("CouplingFlow spline epoch (defaults, batch 256)", "coupling_spline_epoch_s"),
         ("FlowMatching epoch (defaults, batch 256)", "flow_matching_epoch_s"),
         ("10,000 draws, FlowMatching (defaults)", "flow_matching_10k_draws_s"),
+        ("DiffusionModel epoch (defaults, batch 256)", "diffusion_epoch_s"),
+        ("10,000 draws, DiffusionModel (defaults)", "diffusion_10k_draws_s"),
         (
             "SetTransformer + CouplingFlow epoch (10^4 sets of 50, batch 64, same dimensions)",
             "set_transformer_epoch_s",
@@ -346,7 +388,7 @@ def write_markdown(res: dict) -> None:
         "(s) | BayesFlow 2.1, JAX (s) | ratio |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {label} | {mine(key)} | {other(key)} |" for label, key in rows]
+    lines += [f"| {label} | {mine(key)} | {other(key)} |" for label, key in rows if key in res]
     vs_file = RESULTS / "speed_versus_bayesflow.json"
     if vs_file.exists():
         vs = json.loads(vs_file.read_text())

@@ -273,3 +273,19 @@ def test_guide_examples_run_as_written():
         summary_network=bf.networks.TimeSeriesTransformer(),
     )
     assert isinstance(approximator.summary_network, bf.networks.TimeSeriesTransformer)
+    # 6.4 DiffusionModel, verbatim
+    inference_network = bf.networks.DiffusionModel()
+    inference_network = bf.networks.DiffusionModel(
+        noise_schedule="cosine",
+        prediction_type="velocity",
+        loss_type="velocity",
+        subnet_kwargs={"widths": [256, 256, 256]},
+    )
+    inference_network = bf.networks.DiffusionModel(
+        integrate_kwargs={"steps": 20},
+    )
+    approximator = bf.ContinuousApproximator(
+        inference_network=inference_network,
+        summary_network=bf.networks.SetTransformer(),
+    )
+    assert approximator.inference_network.config["integrate_kwargs"]["steps"] == 20

@@ -170,10 +170,17 @@ class ContinuousApproximator:
 
     @property
     def log_prob_is_exact(self) -> bool:
-        """False when the inference network's ``log_prob`` is an estimate (FlowMatching
-        asked for Hutchinson's trace estimator): such a log q must not weight draws."""
+        """False when the inference network's ``log_prob`` is not the exact density of its
+        draws (FlowMatching asked for Hutchinson's trace estimator, a DiffusionModel that
+        samples by an SDE): such a log q must not weight draws."""
+        return self.log_prob_caveat is None
+
+    @property
+    def log_prob_caveat(self) -> str | None:
+        """The inference network's reason why ``log_prob`` is not the exact density of its
+        draws, or None (:attr:`~amortized.networks.InferenceNetwork.log_prob_caveat`)."""
         net = self.nets.inference if self.is_trained else self.inference_network
-        return not getattr(net, "log_prob_is_estimate", False)
+        return getattr(net, "log_prob_caveat", None)
 
     @property
     def is_conditional(self) -> bool:

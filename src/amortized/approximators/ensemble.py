@@ -114,7 +114,12 @@ class EnsembleApproximator:
     @property
     def log_prob_is_exact(self) -> bool:
         """The mixture density is exact when every member's is."""
-        return all(m.log_prob_is_exact for m in self.members)
+        return self.log_prob_caveat is None
+
+    @property
+    def log_prob_caveat(self) -> str | None:
+        """The first member's reason why its ``log_prob`` is not exact, or None."""
+        return next((c for m in self.members if (c := m.log_prob_caveat) is not None), None)
 
     def _member_seeds(self, seed: int | None) -> list[int]:
         """One independent seed per member from the ensemble's seed."""

@@ -1,10 +1,11 @@
-"""Networks: inference networks (normalizing flows, flow matching), summary networks for
+"""Networks: inference networks (normalizing flows, flow matching, diffusion), summary networks for
 sets, time series and images, and subnets."""
 
 from .base import InferenceNetwork
 from .convolutional_network import ConvolutionalNetwork
 from .coupling_flow import CouplingFlow
 from .deep_set import DeepSet
+from .diffusion_model import DiffusionModel
 from .flow_matching import FlowMatching
 from .fusion_network import FusionNetwork
 from .mlp import MLP, TimeMLP
@@ -15,6 +16,7 @@ from .time_series_transformer import TimeSeriesTransformer
 
 INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
     "CouplingFlow": CouplingFlow,
+    "DiffusionModel": DiffusionModel,
     "FlowMatching": FlowMatching,
 }
 SUMMARY_NETWORKS: dict[str, type[SummaryNetwork]] = {
@@ -33,6 +35,7 @@ __all__ = [
     "ConvolutionalNetwork",
     "CouplingFlow",
     "DeepSet",
+    "DiffusionModel",
     "FlowMatching",
     "FusionNetwork",
     "InferenceNetwork",

@@ -28,8 +28,20 @@ class InferenceNetwork(eqx.Module):
     cond_dim: int = eqx.field(static=True)
 
     has_log_prob = True  # networks with densities
-    log_prob_is_estimate = False  # True where log_prob is a random estimate, not log q
     one_pass_log_prob = False  # sample_and_log_prob costs no more than sample
+
+    @property
+    def log_prob_caveat(self) -> str | None:
+        """Why ``log_prob`` is not the exact density of this network's draws (a random
+        estimate, or the density of another sampler), in words; None when it is exact.
+        Importance weights need the exact density, so the amortized Bayesian workflow
+        refuses a network with a caveat and quotes it."""
+        return None
+
+    @property
+    def log_prob_is_estimate(self) -> bool:
+        """True where ``log_prob`` is not log q of the draws (see :attr:`log_prob_caveat`)."""
+        return self.log_prob_caveat is not None
 
     @property
     def config(self) -> dict[str, Any]:

@@ -24,25 +24,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from .._validation import check_choice, strict, strict_kwargs
 from .base import InferenceNetwork, encode_config
-from .distributions import base_log_prob
+from .guidance import (
+    check_guidance,
+    check_guidance_conditions,
+    guided,
+    guided_cond_dim,
+    training_conditions,
+)
+from .integrate import ODE_SOLVERS, integrate_options, ode_log_prob, solve_ode
 from .mlp import TimeMLP, split_dropout_key
 
-SOLVERS = {
-    "euler": diffrax.Euler,
-    "heun": diffrax.Heun,
-    "midpoint": diffrax.Midpoint,
-    "ralston": diffrax.Ralston,
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "bosh3": diffrax.Bosh3,
-}
 TIME_MLP_OPTIONS = ("widths", "activation", "dropout", "residual", "time_embedding_dim")
 DEFAULT_INTEGRATE = {
     "method": "midpoint",
@@ -51,45 +48,6 @@ DEFAULT_INTEGRATE = {
     "atol": 1e-5,
     "max_steps": 4096,
 }
-
-
-def _integrate_options(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    opts = DEFAULT_INTEGRATE | strict_kwargs(
-        "FlowMatching(integrate_kwargs)",
-        kwargs,
-        tuple(DEFAULT_INTEGRATE),
-    )
-    check_choice("FlowMatching(integrate_kwargs)", "method", opts["method"], sorted(SOLVERS))
-    steps = opts["steps"]
-    if steps != "adaptive" and (not isinstance(steps, int) or steps <= 0):
-        raise ValueError(
-            f"FlowMatching(integrate_kwargs): steps must be a positive int or 'adaptive', "
-            f"got {steps!r}"
-        )
-    return opts
-
-
-def _solve(field, y0, t0, t1, opts):
-    """Integrate ``dy/dt = field(t, y)`` from t0 to t1; fixed steps or adaptive."""
-    solver = SOLVERS[opts["method"]]()
-    if opts["steps"] == "adaptive":
-        controller = diffrax.PIDController(rtol=opts["rtol"], atol=opts["atol"])
-        dt0 = None
-    else:
-        controller = diffrax.ConstantStepSize()
-        dt0 = (t1 - t0) / opts["steps"]
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: field(t, y)),
-        solver,
-        t0=t0,
-        t1=t1,
-        dt0=dt0,
-        y0=y0,
-        stepsize_controller=controller,
-        max_steps=opts["max_steps"],
-        saveat=diffrax.SaveAt(t1=True),
-    )
-    return jax.tree_util.tree_map(lambda a: a[0], sol.ys)
 
 
 def sinkhorn_pairing(key, x0, x1, reg=0.1, iters=50):
@@ -129,6 +87,12 @@ class FlowMatching(InferenceNetwork):
     integrate_kwargs : dict, optional
         ``method`` (euler, heun, midpoint, ralston, bosh3, tsit5, dopri5; default midpoint),
         ``steps`` (int, default 16, or "adaptive" with ``rtol``/``atol``), ``max_steps``.
+    drop_cond_prob : float, default 0.0
+        Classifier-free guidance: the share of training examples whose condition is dropped
+        (:mod:`~amortized.networks.guidance`).
+    guidance_scale : float, default 0.0
+        Guidance at sampling, ``(1 + w) v(c) - w v(none)``; needs ``drop_cond_prob > 0``.
+        Guided draws are sharper than the posterior (for images, not calibrated inference).
     exact_divergence_max_dim : int or None, default None
         None: ``log_prob`` is exact at any dimension. An int: above this many dimensions
         ``log_prob`` is Hutchinson's estimate (cheaper, but an estimate; see the module
@@ -147,6 +111,8 @@ class FlowMatching(InferenceNetwork):
     alpha: float = eqx.field(static=True)
     exact_max_dim: int | None = eqx.field(static=True)
     hutchinson_seed: int = eqx.field(static=True)
+    drop_cond_prob: float = eqx.field(static=True)
+    guidance_scale: float = eqx.field(static=True)
 
     @strict
     def __init__(
@@ -156,6 +122,8 @@ class FlowMatching(InferenceNetwork):
         use_optimal_transport: bool = False,
         time_power_law_alpha: float = 0.0,
         integrate_kwargs: Mapping[str, Any] | None = None,
+        drop_cond_prob: float = 0.0,
+        guidance_scale: float = 0.0,
         exact_divergence_max_dim: int | None = None,
         hutchinson_seed: int = 0,
         dim: int = 0,
@@ -169,7 +137,8 @@ class FlowMatching(InferenceNetwork):
             TIME_MLP_OPTIONS,
         )
         sub["widths"] = list(sub["widths"])
-        opts = _integrate_options(integrate_kwargs)
+        opts = integrate_options("FlowMatching", integrate_kwargs, DEFAULT_INTEGRATE, ODE_SOLVERS)
+        check_guidance("FlowMatching", float(drop_cond_prob), float(guidance_scale))
         if time_power_law_alpha <= -1:
             raise ValueError(
                 f"FlowMatching: time_power_law_alpha must exceed -1, got {time_power_law_alpha}"
@@ -184,7 +153,11 @@ class FlowMatching(InferenceNetwork):
                 None if exact_divergence_max_dim is None else int(exact_divergence_max_dim)
             ),
             hutchinson_seed=int(hutchinson_seed),
+            drop_cond_prob=float(drop_cond_prob),
+            guidance_scale=float(guidance_scale),
         )
+        self.drop_cond_prob = float(drop_cond_prob)
+        self.guidance_scale = float(guidance_scale)
         self.integrate = tuple(sorted(opts.items()))
         self.use_ot = bool(use_optimal_transport)
         self.alpha = float(time_power_law_alpha)
@@ -198,20 +171,41 @@ class FlowMatching(InferenceNetwork):
             return
         if key is None:
             raise ValueError("FlowMatching: building needs a PRNG key")
-        self.field = TimeMLP(self.dim + self.cond_dim, self.dim, key=key, **sub)
+        check_guidance_conditions("FlowMatching", self.drop_cond_prob, self.cond_dim)
+        width = guided_cond_dim(self.cond_dim, self.drop_cond_prob)
+        self.field = TimeMLP(self.dim + width, self.dim, key=key, **sub)
 
     @property
-    def log_prob_is_estimate(self) -> bool:
-        """True when ``log_prob`` is Hutchinson's estimate (asked for by
+    def log_prob_caveat(self) -> str | None:
+        """Set when ``log_prob`` is Hutchinson's estimate (asked for by
         ``exact_divergence_max_dim`` below ``dim``), not the exact density."""
-        return self.exact_max_dim is not None and self.dim > self.exact_max_dim
+        if self.exact_max_dim is not None and self.dim > self.exact_max_dim:
+            return (
+                f"FlowMatching(exact_divergence_max_dim={self.exact_max_dim}) estimates the "
+                f"divergence of its {self.dim}-dimensional field with Hutchinson's trace "
+                f"estimator, so log q is a random estimate (the log of an unbiased estimate "
+                f"is biased); exact_divergence_max_dim=None (the default) gives the exact "
+                f"density"
+            )
+        return None
+
+    def _one_velocity(self, xi, ci, t):
+        """v(x, t, c) for one example with its raw condition ``ci``, guided."""
+        return guided(
+            lambda c_in: self.field(jnp.concatenate([xi, c_in]), t, None),
+            ci,
+            self.drop_cond_prob,
+            self.guidance_scale,
+        )
 
     def velocity(self, x, t, cond, key=None):
         """Batched v(x, t, c): x (B, dim), scalar t, cond (B, cond_dim) -> (B, dim)."""
-        return jax.vmap(lambda xi, ci: self.field(jnp.concatenate([xi, ci]), t, None))(x, cond)
+        return jax.vmap(lambda xi, ci: self._one_velocity(xi, ci, t))(x, cond)
 
     def loss(self, x, cond, key, train=True):
         k0, kt, kd, kot = jax.random.split(key, 4)
+        # its own stream, so that a model without guidance trains exactly as before
+        cond = training_conditions(jax.random.fold_in(key, 1), cond, self.drop_cond_prob)
         x0 = jax.random.normal(k0, x.shape)
         if self.use_ot:
             x0 = x0[sinkhorn_pairing(kot, x0, x)]
@@ -228,36 +222,16 @@ class FlowMatching(InferenceNetwork):
     def sample(self, key, cond):
         self._require_built("sample")
         x0 = jax.random.normal(key, (cond.shape[0], self.dim))
-        return _solve(lambda t, x: self.velocity(x, t, cond), x0, 0.0, 1.0, dict(self.integrate))
+        return solve_ode(lambda t, x: self.velocity(x, t, cond), x0, 0.0, 1.0, dict(self.integrate))
 
     def log_prob(self, x, cond, key: jax.Array | None = None):
         """The density by the instantaneous change of variables (see module docstring):
         exact unless ``log_prob_is_estimate``; then ``key`` (default: the saved
         ``hutchinson_seed``) seeds Hutchinson's probe vectors."""
         self._require_built("log_prob")
-        hutchinson = self.log_prob_is_estimate
-        if hutchinson:
+        probes = None
+        if self.log_prob_is_estimate:
             probe = jax.random.key(self.hutchinson_seed) if key is None else key
-            eps = jax.random.rademacher(probe, x.shape, dtype=x.dtype)
+            probes = jax.random.rademacher(probe, x.shape, dtype=x.dtype)
 
-        def one_field(xi, ci, t):
-            return self.field(jnp.concatenate([xi, ci]), t, None)
-
-        def div_one(xi, ci, t, ei=None):
-            f = lambda z: one_field(z, ci, t)  # noqa: E731
-            if hutchinson:
-                _, jvp = jax.jvp(f, (xi,), (ei,))
-                return jnp.sum(jvp * ei)
-            return jnp.trace(jax.jacfwd(f)(xi))
-
-        def field(t, state):
-            xs, _ = state
-            v = jax.vmap(lambda xi, ci: one_field(xi, ci, t))(xs, cond)
-            if hutchinson:
-                div = jax.vmap(lambda xi, ci, ei: div_one(xi, ci, t, ei))(xs, cond, eps)
-            else:
-                div = jax.vmap(lambda xi, ci: div_one(xi, ci, t))(xs, cond)
-            return v, div
-
-        x0, delta = _solve(field, (x, jnp.zeros(x.shape[0])), 1.0, 0.0, dict(self.integrate))
-        return base_log_prob("normal", x0, 0.0) + delta
+        return ode_log_prob(self._one_velocity, x, cond, 1.0, 0.0, dict(self.integrate), probes)

@@ -284,14 +284,13 @@ class AmortizedBayesianWorkflow:
     def _run(self, datasets: Mapping[str, Any], seed: int) -> WorkflowResult:
         if self.model is not None:
             self.model.check_data(datasets, "AmortizedBayesianWorkflow.run")
-            if not self.workflow.approximator.log_prob_is_exact:
+            caveat = self.workflow.approximator.log_prob_caveat
+            if caveat is not None:
                 raise ValueError(
-                    "AmortizedBayesianWorkflow.run: the approximator's log q is an estimate "
-                    "(FlowMatching with exact_divergence_max_dim below the number of "
-                    "parameters uses Hutchinson's trace estimator), and importance weights "
-                    "p(y, theta) / q(theta | y) need the exact density: the log of an "
-                    "estimate biases every weight. Train with FlowMatching("
-                    "exact_divergence_max_dim=None) (the default), or run with model=None"
+                    "AmortizedBayesianWorkflow.run: importance weights p(y, theta) / "
+                    "q(theta | y) need the exact density of the draws, and the "
+                    f"approximator's log q is not that: {caveat}. Change that setting, or "
+                    "run with model=None"
                 )
             data = {k: np.asarray(datasets[k]) for k in self.model.observed}
         else:

@@ -28,11 +28,15 @@ from ..adapters import Adapter
 from ..adapters.usage import head_rows, key_routes
 from ..approximators import ContinuousApproximator
 from ..approximators.serialization import load_approximator, save_approximator
-from ..networks import CouplingFlow, FlowMatching, InferenceNetwork
+from ..networks import CouplingFlow, DiffusionModel, FlowMatching, InferenceNetwork
 from ..simulators import Simulator
 from ..simulators._density_model import DensityModel
 
-NETWORK_NAMES = {"coupling_flow": CouplingFlow, "flow_matching": FlowMatching}
+NETWORK_NAMES = {
+    "coupling_flow": CouplingFlow,
+    "diffusion_model": DiffusionModel,
+    "flow_matching": FlowMatching,
+}
 
 
 #: fit_offline's cap on epochs under early stopping (the stopping rule ends training long
