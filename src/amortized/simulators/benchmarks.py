@@ -17,6 +17,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import diffrax
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .simulator import Simulator, make_simulator
@@ -175,6 +178,101 @@ def bernoulli_glm(raw: bool = False, with_design: bool = False) -> Simulator:
     return _batched(prior, likelihood)
 
 
+def _ode_solutions(name: str, field: Callable, y0, ts, theta: np.ndarray) -> np.ndarray:
+    """The states ``(n, len(ts), len(y0))`` of ``dy/dt = field(t, y, theta_i)`` from ``y0`` at
+    t = 0, one solve per row of ``theta``, with Diffrax's Tsit5 and an adaptive step (as
+    sbibm's DifferentialEquations.jl solves). A solve that fails (step budget spent) raises
+    and names the task and parameters instead of returning NaN data."""
+    solve = _compiled_solver(name, field, tuple(y0), tuple(ts))
+    ys, ok = solve(np.asarray(theta, np.float32))
+    ys, ok = np.asarray(ys, np.float64), np.asarray(ok)
+    if not ok.all():
+        bad = np.asarray(theta)[~ok][:3]
+        raise RuntimeError(
+            f"{name}: the ODE solve failed for {int((~ok).sum())} of {len(ok)} parameter "
+            f"draws (first: {bad.tolist()})"
+        )
+    return ys
+
+
+_SOLVERS: dict = {}
+
+
+def _compiled_solver(name, field, y0, ts):
+    if name not in _SOLVERS:
+
+        def one(th):
+            sol = diffrax.diffeqsolve(
+                diffrax.ODETerm(lambda t, y, args: field(t, y, args)),
+                diffrax.Tsit5(),
+                t0=0.0,
+                t1=float(ts[-1]),
+                dt0=None,
+                y0=jnp.asarray(y0, jnp.float32),
+                args=th,
+                saveat=diffrax.SaveAt(ts=jnp.asarray(ts, jnp.float32)),
+                stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-9),
+                max_steps=16_384,
+                throw=False,
+            )
+            return sol.ys, sol.result == diffrax.RESULTS.successful
+
+        _SOLVERS[name] = jax.jit(jax.vmap(one))
+    return _SOLVERS[name]
+
+
+def _sir_field(t, y, th):
+    s, i = y[0], y[1]  # fractions of the population
+    beta, gamma = th[0], th[1]
+    infections = beta * s * i
+    return jnp.stack([-infections, infections - gamma * i])
+
+
+def _lv_field(t, y, th):
+    x, z = y[0], y[1]
+    alpha, beta, gamma, delta = th[0], th[1], th[2], th[3]
+    return jnp.stack([alpha * x - beta * x * z, -gamma * z + delta * x * z])
+
+
+def sir(population: float = 1e6, total_count: int = 1000) -> Simulator:
+    """SIR epidemic (sbibm ``sir``): beta ~ LogNormal(log 0.4, 0.5), gamma ~ LogNormal(log
+    0.125, 0.2); S' = -beta S I / N, I' = beta S I / N - gamma I from (N - 1, 1, 0), N = 10^6;
+    x: ``total_count`` = 1000 people tested on days 0, 17, ..., 153 (10 days), the infected
+    among them Binomial(1000, I / N). Solved in population fractions (same ODE, scaled)."""
+    days = np.arange(0, 161, 17, dtype=np.float64)
+
+    def prior(batch_size, rng):
+        loc, scale = np.log([0.4, 0.125]), np.array([0.5, 0.2])
+        return {"theta": np.exp(loc + scale * rng.normal(size=(batch_size, 2)))}
+
+    def likelihood(theta, rng):
+        y0 = (1.0 - 1.0 / population, 1.0 / population)
+        infected = _ode_solutions("sir", _sir_field, y0, days, theta)[..., 1]
+        return {"x": rng.binomial(total_count, np.clip(infected, 0.0, 1.0)).astype(float)}
+
+    return _batched(prior, likelihood)
+
+
+def lotka_volterra() -> Simulator:
+    """Predator-prey model (sbibm ``lotka_volterra``): (alpha, beta, gamma, delta) ~
+    LogNormal((-0.125, -3, -0.125, -3), 0.5); x' = alpha x - beta x y, y' = -gamma y + delta
+    x y from (30, 1); x: both populations at t = 0, 2.1, ..., 18.9 (10 times; prey first),
+    each LogNormal(log(clip(u, 1e-10, 10^4)), 0.1)."""
+    times = np.arange(0, 201, 21) * 0.1
+
+    def prior(batch_size, rng):
+        loc = np.array([-0.125, -3.0, -0.125, -3.0])
+        return {"theta": np.exp(loc + 0.5 * rng.normal(size=(batch_size, 4)))}
+
+    def likelihood(theta, rng):
+        u = _ode_solutions("lotka_volterra", _lv_field, (30.0, 1.0), times, theta)
+        u = np.concatenate([u[..., 0], u[..., 1]], axis=1)  # (n, 20): prey, then predators
+        log_u = np.log(np.clip(u, 1e-10, 1e4))
+        return {"x": np.exp(log_u + 0.1 * rng.normal(size=u.shape))}
+
+    return _batched(prior, likelihood)
+
+
 # the sbibm tasks with reference posteriors in shared/benchmarks/sbibm, in benchmark order
 SBIBM_TASKS = (
     "two_moons",
@@ -183,6 +281,8 @@ SBIBM_TASKS = (
     "slcp",
     "gaussian_mixture",
     "bernoulli_glm",
+    "sir",
+    "lotka_volterra",
 )
 
 TASKS: dict[str, Callable[[], Simulator]] = {
@@ -195,17 +295,22 @@ TASKS: dict[str, Callable[[], Simulator]] = {
     "bernoulli_glm": bernoulli_glm,
     "bernoulli_glm_raw": lambda: bernoulli_glm(raw=True),
     "bernoulli_glm_raw_set": lambda: bernoulli_glm(raw=True, with_design=True),
+    "sir": sir,
+    "lotka_volterra": lotka_volterra,
 }
 
 
-#: Box supports of the uniform priors (lower, upper) of ``theta``; a modeller declares them
-#: with ``Adapter.constrain`` so that no posterior mass falls outside the prior's support.
-PRIOR_BOUNDS: dict[str, tuple[float, float]] = {
+#: Supports of the priors of ``theta`` (lower, upper): the boxes of the uniform priors, and
+#: the positive half-line of the log-normal ones (upper None); a modeller declares them with
+#: ``Adapter.constrain`` so that no posterior mass falls outside the prior's support.
+PRIOR_BOUNDS: dict[str, tuple[float, float | None]] = {
     "two_moons": (-1.0, 1.0),
     "gaussian_linear_uniform": (-1.0, 1.0),
     "slcp": (-3.0, 3.0),
     "slcp_set": (-3.0, 3.0),
     "gaussian_mixture": (-10.0, 10.0),
+    "sir": (0.0, None),
+    "lotka_volterra": (0.0, None),
 }
 
 
