@@ -2,6 +2,7 @@
 simulations, 100 epochs of batch 256 without early stopping; C2ST of 5,000 draws against the
 reference. Part 1: the same trained network sampled by Heun 20 / 100 steps and
 Euler-Maruyama 500 steps. Part 2: other schedules and no dropout. Part 3: FlowMatching.
+Part 4: the spline CouplingFlow.
 
     python experiments/diffusion_two_moons.py
 """
@@ -84,3 +85,16 @@ wf.fit_offline(data, epochs=100, batch_size=256, seed=1, progress=False, early_s
 d = wf.sample(conditions={"x": obs}, num_samples=5000, seed=3)["theta"][0]
 score = round(float(c2st(ref[:5000], d)), 3)
 print("flow_matching", score, round(time.time() - t), "s", flush=True)
+
+# Part 4: the spline CouplingFlow under the same fit and comparison (checks the setup)
+t = time.time()
+wf = bf.BasicWorkflow(
+    simulator=sim,
+    inference_network=bf.networks.CouplingFlow(transform="spline"),
+    inference_variables="theta",
+    inference_conditions="x",
+)
+wf.fit_offline(data, epochs=100, batch_size=256, seed=1, progress=False, early_stopping=False)
+d = wf.sample(conditions={"x": obs}, num_samples=5000, seed=3)["theta"][0]
+score = round(float(c2st(ref[:5000], d)), 3)
+print("coupling spline", score, round(time.time() - t), "s", flush=True)
