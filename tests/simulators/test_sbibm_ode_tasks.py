@@ -62,3 +62,14 @@ def test_priors_are_sbibms_log_normals_and_data_have_the_task_shape(task, loc, s
     np.testing.assert_allclose(log_theta.std(0), scale, rtol=0.05)
     assert sims["x"].shape == (4000, 10 if task == "sir" else 20)
     assert np.all(np.isfinite(sims["x"])) and np.all(sims["x"] >= 0)
+
+
+def test_each_initial_state_gets_its_own_solve():
+    # a solve compiled for one population must not serve another: at day 0 the infected
+    # share is the initial one, 1 / N, for N = 10^6 and then 10^3
+    days, theta = np.array([0.0, 17.0]), np.array([[0.4, 0.125]])
+    for n in (1e6, 1e3):
+        ys = benchmarks._ode_solutions(
+            "sir", benchmarks._sir_field, (1 - 1 / n, 1 / n), days, theta
+        )
+        np.testing.assert_allclose(ys[0, 0, 1], 1 / n, rtol=1e-6)

@@ -13,6 +13,7 @@ variable.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -183,7 +184,7 @@ def _ode_solutions(name: str, field: Callable, y0, ts, theta: np.ndarray) -> np.
     t = 0, one solve per row of ``theta``, with Diffrax's Tsit5 and an adaptive step (as
     sbibm's DifferentialEquations.jl solves). A solve that fails (step budget spent) raises
     and names the task and parameters instead of returning NaN data."""
-    solve = _compiled_solver(name, field, tuple(y0), tuple(ts))
+    solve = _compiled_solver(field, tuple(map(float, y0)), tuple(map(float, ts)))
     ys, ok = solve(np.asarray(theta, np.float32))
     ys, ok = np.asarray(ys, np.float64), np.asarray(ok)
     if not ok.all():
@@ -195,30 +196,28 @@ def _ode_solutions(name: str, field: Callable, y0, ts, theta: np.ndarray) -> np.
     return ys
 
 
-_SOLVERS: dict = {}
+@functools.cache
+def _compiled_solver(field: Callable, y0: tuple, ts: tuple) -> Callable:
+    """One compiled, vmapped solve per field, initial state and save times (all part of the
+    key: a task built with another population must not reuse a solve of the first)."""
 
+    def one(th):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, args: field(t, y, args)),
+            diffrax.Tsit5(),
+            t0=0.0,
+            t1=float(ts[-1]),
+            dt0=None,
+            y0=jnp.asarray(y0, jnp.float32),
+            args=th,
+            saveat=diffrax.SaveAt(ts=jnp.asarray(ts, jnp.float32)),
+            stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-9),
+            max_steps=16_384,
+            throw=False,
+        )
+        return sol.ys, sol.result == diffrax.RESULTS.successful
 
-def _compiled_solver(name, field, y0, ts):
-    if name not in _SOLVERS:
-
-        def one(th):
-            sol = diffrax.diffeqsolve(
-                diffrax.ODETerm(lambda t, y, args: field(t, y, args)),
-                diffrax.Tsit5(),
-                t0=0.0,
-                t1=float(ts[-1]),
-                dt0=None,
-                y0=jnp.asarray(y0, jnp.float32),
-                args=th,
-                saveat=diffrax.SaveAt(ts=jnp.asarray(ts, jnp.float32)),
-                stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-9),
-                max_steps=16_384,
-                throw=False,
-            )
-            return sol.ys, sol.result == diffrax.RESULTS.successful
-
-        _SOLVERS[name] = jax.jit(jax.vmap(one))
-    return _SOLVERS[name]
+    return jax.jit(jax.vmap(one))
 
 
 def _sir_field(t, y, th):
