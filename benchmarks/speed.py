@@ -369,13 +369,7 @@ def write_markdown(res: dict) -> None:
         return f"{res[key]:.3f} | " + (f"{split[key]:.3f}" if key in split else "")
 
     rows = [
-        ("CouplingFlow epoch (depth 6, affine, 128x128, batch 256, 10^4 sims)", "coupling_epoch_s"),
-        ("10,000 draws, CouplingFlow", "coupling_10k_draws_s"),
-        ("CouplingFlow spline epoch (defaults, batch 256)", "coupling_spline_epoch_s"),
-        ("FlowMatching epoch (defaults, batch 256)", "flow_matching_epoch_s"),
-        ("10,000 draws, FlowMatching (defaults)", "flow_matching_10k_draws_s"),
-        ("DiffusionModel epoch (defaults, batch 256)", "diffusion_epoch_s"),
-        ("10,000 draws, DiffusionModel (defaults)", "diffusion_10k_draws_s"),
+        *FLOW_ROWS,
         (
             "SetTransformer + CouplingFlow epoch (10^4 sets of 50, batch 64, same dimensions)",
             "set_transformer_epoch_s",

@@ -57,15 +57,14 @@ data = sim.sample(10000, seed=0)
 root = str(SBIBM / "two_moons" / "num_observation_1")
 obs = pd.read_csv(root + "/observation.csv").values.astype(np.float32)
 ref = pd.read_csv(root + "/reference_posterior_samples.csv.bz2").values
-for label, kw in (
-    ("edm p_mean -2.5 p_std 2", dict(schedule_kwargs={"p_mean": -2.5, "p_std": 2.0})),
-    ("cosine", dict(noise_schedule="cosine")),
-    ("edm no dropout", dict(subnet_kwargs={"dropout": 0.0})),
-):
+
+
+def fit_and_score(label, network):
+    """The same fit and comparison for every network of parts 2-4."""
     t = time.time()
     wf = bf.BasicWorkflow(
         simulator=sim,
-        inference_network=bf.networks.DiffusionModel(**kw),
+        inference_network=network,
         inference_variables="theta",
         inference_conditions="x",
     )
@@ -73,28 +72,14 @@ for label, kw in (
     d = wf.sample(conditions={"x": obs}, num_samples=5000, seed=3)["theta"][0]
     print(label, round(float(c2st(ref[:5000], d)), 3), round(time.time() - t), "s", flush=True)
 
-# Part 3: FlowMatching (same TimeMLP, same fit), for comparison
-t = time.time()
-wf = bf.BasicWorkflow(
-    simulator=sim,
-    inference_network=bf.networks.FlowMatching(),
-    inference_variables="theta",
-    inference_conditions="x",
-)
-wf.fit_offline(data, epochs=100, batch_size=256, seed=1, progress=False, early_stopping=False)
-d = wf.sample(conditions={"x": obs}, num_samples=5000, seed=3)["theta"][0]
-score = round(float(c2st(ref[:5000], d)), 3)
-print("flow_matching", score, round(time.time() - t), "s", flush=True)
 
+for label, kw in (
+    ("edm p_mean -2.5 p_std 2", dict(schedule_kwargs={"p_mean": -2.5, "p_std": 2.0})),
+    ("cosine", dict(noise_schedule="cosine")),
+    ("edm no dropout", dict(subnet_kwargs={"dropout": 0.0})),
+):
+    fit_and_score(label, bf.networks.DiffusionModel(**kw))
+# Part 3: FlowMatching (same TimeMLP, same fit), for comparison
+fit_and_score("flow_matching", bf.networks.FlowMatching())
 # Part 4: the spline CouplingFlow under the same fit and comparison (checks the setup)
-t = time.time()
-wf = bf.BasicWorkflow(
-    simulator=sim,
-    inference_network=bf.networks.CouplingFlow(transform="spline"),
-    inference_variables="theta",
-    inference_conditions="x",
-)
-wf.fit_offline(data, epochs=100, batch_size=256, seed=1, progress=False, early_stopping=False)
-d = wf.sample(conditions={"x": obs}, num_samples=5000, seed=3)["theta"][0]
-score = round(float(c2st(ref[:5000], d)), 3)
-print("coupling spline", score, round(time.time() - t), "s", flush=True)
+fit_and_score("coupling spline", bf.networks.CouplingFlow(transform="spline"))

@@ -43,16 +43,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, strict, strict_kwargs
+from .._validation import check_choice, strict
 from .base import InferenceNetwork, encode_config
-from .flow_matching import TIME_MLP_OPTIONS
-from .guidance import (
-    check_guidance,
-    check_guidance_conditions,
-    guided,
-    guided_cond_dim,
-    training_conditions,
-)
+from .guidance import check_guidance, guided, guided_time_field, training_conditions
 from .integrate import (
     ODE_SOLVERS,
     SDE_SOLVERS,
@@ -61,7 +54,7 @@ from .integrate import (
     solve_ode,
     solve_sde,
 )
-from .mlp import TimeMLP, split_dropout_key
+from .mlp import TimeMLP, split_dropout_key, time_mlp_options
 from .noise_schedules import (
     alpha_sigma,
     log_snr,
@@ -176,14 +169,10 @@ class DiffusionModel(InferenceNetwork):
         cond_dim: int = 0,
         key: jax.Array | None = None,
     ):
-        check_choice("DiffusionModel", "subnet", subnet, ("time_mlp", "mlp"))
         check_choice("DiffusionModel", "prediction_type", prediction_type, PREDICTION_TYPES)
         check_choice("DiffusionModel", "loss_type", loss_type, PREDICTION_TYPES)
         sched = schedule_options("DiffusionModel", noise_schedule, schedule_kwargs)
-        sub = {"widths": [256, 256, 256]} | strict_kwargs(
-            "DiffusionModel(subnet_kwargs)", subnet_kwargs, TIME_MLP_OPTIONS
-        )
-        sub["widths"] = list(sub["widths"])
+        sub = time_mlp_options("DiffusionModel", subnet, subnet_kwargs)
         opts = integrate_options(
             "DiffusionModel", integrate_kwargs, DEFAULT_INTEGRATE, ODE_SOLVERS | SDE_SOLVERS
         )
@@ -209,11 +198,9 @@ class DiffusionModel(InferenceNetwork):
         if self.dim == 0:
             self.field = None
             return
-        if key is None:
-            raise ValueError("DiffusionModel: building needs a PRNG key")
-        check_guidance_conditions("DiffusionModel", self.drop_cond_prob, self.cond_dim)
-        width = guided_cond_dim(self.cond_dim, self.drop_cond_prob)
-        self.field = TimeMLP(self.dim + width, self.dim, key=key, **sub)
+        self.field = guided_time_field(
+            "DiffusionModel", self.dim, self.cond_dim, self.drop_cond_prob, sub, key
+        )
 
     # -- pieces ----------------------------------------------------------------------------
     @property

@@ -28,19 +28,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, strict, strict_kwargs
+from .._validation import strict
 from .base import InferenceNetwork, encode_config
-from .guidance import (
-    check_guidance,
-    check_guidance_conditions,
-    guided,
-    guided_cond_dim,
-    training_conditions,
-)
+from .guidance import check_guidance, guided, guided_time_field, training_conditions
 from .integrate import ODE_SOLVERS, integrate_options, ode_log_prob, solve_ode
-from .mlp import TimeMLP, split_dropout_key
+from .mlp import TimeMLP, split_dropout_key, time_mlp_options
 
-TIME_MLP_OPTIONS = ("widths", "activation", "dropout", "residual", "time_embedding_dim")
 DEFAULT_INTEGRATE = {
     "method": "midpoint",
     "steps": 16,
@@ -130,13 +123,7 @@ class FlowMatching(InferenceNetwork):
         cond_dim: int = 0,
         key: jax.Array | None = None,
     ):
-        check_choice("FlowMatching", "subnet", subnet, ("time_mlp", "mlp"))
-        sub = {"widths": [256, 256, 256]} | strict_kwargs(
-            "FlowMatching(subnet_kwargs)",
-            subnet_kwargs,
-            TIME_MLP_OPTIONS,
-        )
-        sub["widths"] = list(sub["widths"])
+        sub = time_mlp_options("FlowMatching", subnet, subnet_kwargs)
         opts = integrate_options("FlowMatching", integrate_kwargs, DEFAULT_INTEGRATE, ODE_SOLVERS)
         check_guidance("FlowMatching", float(drop_cond_prob), float(guidance_scale))
         if time_power_law_alpha <= -1:
@@ -169,11 +156,9 @@ class FlowMatching(InferenceNetwork):
         if self.dim == 0:
             self.field = None
             return
-        if key is None:
-            raise ValueError("FlowMatching: building needs a PRNG key")
-        check_guidance_conditions("FlowMatching", self.drop_cond_prob, self.cond_dim)
-        width = guided_cond_dim(self.cond_dim, self.drop_cond_prob)
-        self.field = TimeMLP(self.dim + width, self.dim, key=key, **sub)
+        self.field = guided_time_field(
+            "FlowMatching", self.dim, self.cond_dim, self.drop_cond_prob, sub, key
+        )
 
     @property
     def log_prob_caveat(self) -> str | None:

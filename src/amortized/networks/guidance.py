@@ -15,6 +15,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from .mlp import TimeMLP
+
 
 def check_guidance(owner: str, drop_cond_prob: float, guidance_scale: float) -> None:
     if not 0.0 <= drop_cond_prob < 1.0:
@@ -26,18 +28,25 @@ def check_guidance(owner: str, drop_cond_prob: float, guidance_scale: float) -> 
         )
 
 
-def check_guidance_conditions(owner: str, drop_cond_prob: float, cond_dim: int) -> None:
-    """At build time: dropping conditions needs conditions."""
+def guided_time_field(
+    owner: str,
+    dim: int,
+    cond_dim: int,
+    drop_cond_prob: float,
+    subnet_options: dict,
+    key: jax.Array | None,
+) -> TimeMLP:
+    """The built network's field ``(dim + cond_dim [+ 1 keep flag]) -> dim``; dropping
+    conditions needs conditions."""
+    if key is None:
+        raise ValueError(f"{owner}: building needs a PRNG key")
     if drop_cond_prob > 0 and cond_dim == 0:
         raise ValueError(
             f"{owner}: drop_cond_prob > 0 drops conditions, and this model has none "
             f"(nothing is routed to inference_conditions or summary_variables)"
         )
-
-
-def guided_cond_dim(cond_dim: int, drop_cond_prob: float) -> int:
-    """Width of the network's condition input: one more (the keep flag) with guidance."""
-    return cond_dim + 1 if drop_cond_prob > 0.0 else cond_dim
+    width = cond_dim + 1 if drop_cond_prob > 0.0 else cond_dim
+    return TimeMLP(dim + width, dim, key=key, **subnet_options)
 
 
 def training_conditions(key: jax.Array, cond: jax.Array, drop_cond_prob: float) -> jax.Array:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _random
+from .._validation import check_choice, strict_kwargs
 from .dense import dense_rows
 
 ACTIVATIONS = {
@@ -172,6 +173,20 @@ def fourier_time_embedding(t: jax.Array, dim: int) -> jax.Array:
     freqs = jnp.exp(jnp.linspace(0.0, jnp.log(32.0), half))
     ang = 2.0 * jnp.pi * freqs * t
     return jnp.concatenate([jnp.reshape(t, (1,)), jnp.sin(ang), jnp.cos(ang)])
+
+
+TIME_MLP_OPTIONS = ("widths", "activation", "dropout", "residual", "time_embedding_dim")
+
+
+def time_mlp_options(owner: str, subnet: str, subnet_kwargs) -> dict:
+    """The TimeMLP options of a continuous-time network (``subnet`` "time_mlp" or "mlp", both
+    this MLP): widths (256, 256, 256) unless given, unknown keys refused by name."""
+    check_choice(owner, "subnet", subnet, ("time_mlp", "mlp"))
+    sub = {"widths": [256, 256, 256]} | strict_kwargs(
+        f"{owner}(subnet_kwargs)", subnet_kwargs, TIME_MLP_OPTIONS
+    )
+    sub["widths"] = list(sub["widths"])
+    return sub
 
 
 class TimeMLP(eqx.Module):
