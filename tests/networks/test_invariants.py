@@ -10,7 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from amortized.networks import CouplingFlow, DiffusionModel, FlowMatching
+from amortized.networks import (
+    INFERENCE_NETWORKS,
+    ConsistencyModel,
+    CouplingFlow,
+    DiffusionModel,
+    FlowMatching,
+    StableConsistencyModel,
+)
 from amortized.networks.distributions import base_log_prob
 from amortized.networks.integrate import solve_ode
 
@@ -66,7 +73,28 @@ REGISTRY = {
         3,
         1,
     ),
+    "consistency_ct": (
+        ConsistencyModel(total_steps=100, subnet_kwargs={"widths": [16, 16]}, sampling_steps=3),
+        2,
+        2,
+    ),
+    "consistency_stable": (
+        StableConsistencyModel(
+            subnet_kwargs={"widths": [16]},
+            weight_mlp_kwargs={"widths": [8]},
+            drop_cond_prob=0.2,
+            guidance_scale=0.5,
+        ),
+        3,
+        1,
+    ),
 }
+STEP = jnp.int32(7)  # the optimizer step a scheduled loss is evaluated at
+
+
+def test_registry_covers_every_inference_network():
+    covered = {type(net).__name__ for net, _, _ in REGISTRY.values()}
+    assert covered == set(INFERENCE_NETWORKS)
 
 
 def built(name, seed=0, noise=0.05):
@@ -87,19 +115,46 @@ def inputs(dim, cond_dim, n=5, seed=3):
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_shapes(name):
+def test_shapes_serialization_and_a_single_compilation(name):
+    # one jitted function of (network, inputs) serves three checks, so each network
+    # compiles once: eager calls dispatch op by op (3-5x slower), and separate tests
+    # compiled the same function three times
     net, dim, cond_dim = built(name)
+    traces = []
+
+    @eqx.filter_jit
+    def run(n, x, c, key):
+        traces.append(1)
+        log_q = n.log_prob(x, c) if n.has_log_prob else None
+        return log_q, n.sample(key, c), n.loss(x, c, key, True, STEP)
+
     x, c = inputs(dim, cond_dim)
-    # jitted: eager calls of these networks dispatch (and compile) op by op, 3-5x slower
-    draws, log_q, loss = eqx.filter_jit(
-        lambda n: (
-            n.sample(jax.random.key(0), c),
-            n.log_prob(x, c),
-            n.loss(x, c, jax.random.key(1)),
-        )
-    )(net)
-    assert draws.shape == (5, dim) and log_q.shape == (5,) and loss.shape == ()
-    assert np.all(np.isfinite(log_q))
+    log_q, draws, loss = run(net, x, c, jax.random.key(0))
+    assert draws.shape == (5, dim) and loss.shape == () and np.isfinite(loss)
+    if net.has_log_prob:
+        assert log_q.shape == (5,) and np.all(np.isfinite(log_q))
+    else:
+        assert net.log_prob_caveat is not None
+        with pytest.raises(NotImplementedError, match="has no density"):
+            net.log_prob(x, c)
+    # saved and rebuilt from the options alone: the same outputs
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, net)
+    buf.seek(0)
+    skeleton = type(net)(**net.config).build(dim, cond_dim, jax.random.key(99))
+    loaded = eqx.tree_deserialise_leaves(buf, skeleton)
+    for a, b in zip(
+        jax.tree.leaves(run(loaded, x, c, jax.random.key(0))),
+        jax.tree.leaves((log_q, draws, loss)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    # new inputs, and a rebuilt network with the same options and sizes, share the
+    # compiled function
+    x2, c2 = inputs(dim, cond_dim, seed=7)
+    run(net, x2, c2, jax.random.key(1))
+    run(built(name, seed=5)[0], x2, c2, jax.random.key(1))
+    assert len(traces) == 1
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(REGISTRY) if n.startswith("coupling")])
@@ -195,49 +250,15 @@ def test_gradients_reach_every_parameter(name):
     x, c = inputs(dim, cond_dim, n=16)
     params, static = eqx.partition(net, eqx.is_inexact_array)
     # jitted: the eager gradient of a spline flow dispatches thousands of small operations
-    grads = jax.jit(jax.grad(lambda p: eqx.combine(p, static).loss(x, c, jax.random.key(2))))(
-        params
-    )
+    grads = jax.jit(
+        jax.grad(lambda p: eqx.combine(p, static).loss(x, c, jax.random.key(2), True, STEP))
+    )(params)
     flat, _ = jax.tree_util.tree_flatten_with_path(grads)
     # zero-size leaves (a layer with no inputs, dim 1 without conditions) hold no parameter
     dead = [
         jax.tree_util.keystr(path) for path, g in flat if g.size and not np.any(np.asarray(g) != 0)
     ]
     assert not dead, f"parameters without gradient: {dead}"
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_serialization_round_trip(name):
-    net, dim, cond_dim = built(name)
-    buf = io.BytesIO()
-    eqx.tree_serialise_leaves(buf, net)
-    buf.seek(0)
-    skeleton = type(net)(**net.config).build(dim, cond_dim, jax.random.key(99))
-    loaded = eqx.tree_deserialise_leaves(buf, skeleton)
-    x, c = inputs(dim, cond_dim)
-    # jitted once for both (same structure): eager calls dispatch op by op, 3-5x slower
-    run = eqx.filter_jit(lambda n: (n.log_prob(x, c), n.sample(jax.random.key(4), c)))
-    for a, b in zip(run(loaded), run(net), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_no_recompilation_on_second_call(name):
-    net, dim, cond_dim = built(name)
-    traces = []
-
-    @eqx.filter_jit
-    def run(n, x, c, key):
-        traces.append(1)
-        return n.log_prob(x, c), n.sample(key, c), n.loss(x, c, key)
-
-    x, c = inputs(dim, cond_dim)
-    run(net, x, c, jax.random.key(0))
-    x2, c2 = inputs(dim, cond_dim, seed=7)
-    run(net, x2, c2, jax.random.key(1))
-    # a rebuilt network with the same options and sizes shares the compiled function
-    run(built(name, seed=5)[0], x2, c2, jax.random.key(1))
-    assert len(traces) == 1
 
 
 def test_unknown_options_list_accepted():

@@ -53,7 +53,8 @@ def test_per_step_epoch_matches_the_compiled_epoch():
     )
     opt = default_optimizer(1e-3, 10)
     params = ravel_pytree(eqx.filter(ap.nets, eqx.is_inexact_array))[0]
-    args = (ap.nets, opt.init(params), ap.stats, arrays, jax.random.key(3), core.loss, opt, 4, 16)
+    key, first_step = jax.random.key(3), jnp.int32(5)
+    args = (ap.nets, opt.init(params), ap.stats, arrays, key, first_step, core.loss, opt, 4, 16)
     assert fit_module.step_has_loop(ap.nets, args[1], ap.stats, arrays, core.loss, opt, 16, True)
     nets_a, _, loss_a = fit_module._train_epoch(*args, True, None)
     nets_b, _, loss_b = fit_module._train_epoch_by_step(*args, True, None)
@@ -153,7 +154,7 @@ class _Scalar(eqx.Module):
     w: jax.Array
 
 
-def _squared_error(nets, stats, batch, key, training):
+def _squared_error(nets, stats, batch, key, training, step):
     return jnp.mean((nets.w - batch["y"]) ** 2)
 
 
@@ -306,7 +307,7 @@ def test_fit_offline_stops_early_on_a_held_out_share():
     # a coupling flow's loss without dropout does not use its key
     val = fit_module._eval_losses(ap.nets, ap.stats, held, jax.random.key(0), core.loss, 8)
     np.testing.assert_allclose(float(val.mean()), kept, rtol=1e-5)
-    with pytest.raises(TypeError, match="early_stopping must be True or False"):
+    with pytest.raises(TypeError, match="early_stopping must be True, False or None"):
         wf.fit_offline(data, epochs=1, early_stopping="yes")
 
 
@@ -318,3 +319,38 @@ def test_held_out_rows_split_nested_sources():
     assert held["summary_variables"]["s1"].shape == (3, 2) and train["a"].shape == (7,)
     # rows stay together across the sources
     np.testing.assert_array_equal(held["summary_variables"]["s1"][:, 0], 2 * held["a"])
+
+
+def _the_step(nets, stats, batch, key, training, step):
+    # the loss's value is the optimizer step it was given (plus a zero that depends on w)
+    return step.astype(jnp.float32) + 0.0 * jnp.mean(nets.w * batch["y"])
+
+
+def test_the_loss_sees_the_optimizer_step_counted_across_fits():
+    # 8 rows in batches of 4: 2 steps per epoch. Steps 0, 1 | 2, 3 | 4, 5 in a first fit of
+    # three epochs (epoch means 0.5, 2.5, 4.5), then 6, 7 in a second fit on its history;
+    # validation is evaluated at the steps taken by the end of the epoch
+    import optax
+
+    def run(epochs, history):
+        return fit_module.fit(
+            _Scalar(jnp.zeros(())),
+            None,
+            _the_step,
+            optax.sgd(0.1),
+            epochs=epochs,
+            batch_size=4,
+            key=jax.random.key(0),
+            epoch_data=lambda _: {"y": jnp.ones(8)},
+            validation_data={"y": jnp.ones(2)},
+            progress=False,
+            history=history,
+        )[1]
+
+    history = run(3, None)
+    np.testing.assert_array_equal(history["loss"], [0.5, 2.5, 4.5])
+    np.testing.assert_array_equal(history["val_loss"], [2.0, 4.0, 6.0])
+    assert history["steps"] == [2, 4, 6]
+    history = run(1, history)
+    np.testing.assert_array_equal(history["loss"], [0.5, 2.5, 4.5, 6.5])
+    assert history["steps"] == [2, 4, 6, 8] and fit_module.steps_done(history) == 8

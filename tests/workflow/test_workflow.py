@@ -289,3 +289,30 @@ def test_guide_examples_run_as_written():
         summary_network=bf.networks.SetTransformer(),
     )
     assert approximator.inference_network.config["integrate_kwargs"]["steps"] == 20
+    # 6.5.1 ConsistencyModel, verbatim
+    num_epochs = 100
+    num_batches = 250  # = dataset_size / batch_size
+    inference_network = bf.networks.ConsistencyModel(
+        total_steps=num_epochs * num_batches,
+    )
+    inference_network = bf.networks.ConsistencyModel(
+        total_steps=num_epochs * num_batches,
+        s0=2,
+        s1=200,
+        subnet_kwargs={"widths": [256, 256, 256]},
+    )
+    approximator = bf.ContinuousApproximator(
+        inference_network=inference_network,
+        summary_network=bf.networks.SetTransformer(),
+    )
+    assert approximator.inference_network.config["total_steps"] == 25000
+    # 6.5.2 StableConsistencyModel, verbatim
+    inference_network = bf.networks.StableConsistencyModel()
+    inference_network = bf.networks.StableConsistencyModel(
+        subnet_kwargs={"widths": [256, 256, 256], "dropout": 0.05},
+    )
+    approximator = bf.ContinuousApproximator(
+        inference_network=inference_network,
+        summary_network=bf.networks.SetTransformer(),
+    )
+    assert approximator.inference_network.config["subnet_kwargs"]["dropout"] == 0.05

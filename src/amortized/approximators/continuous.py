@@ -31,6 +31,7 @@ from ..adapters.usage import condition_sources, head_rows, key_routes
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
 from ..training import default_optimizer, fit, parallel
+from ..training.fit import steps_done
 from ..training.holdout import holdout_size, split_rows
 from ..training.stopping import PlateauRule
 from . import condition_checks, core
@@ -409,6 +410,17 @@ class ContinuousApproximator:
         batch_size = check_positive_int("fit", "batch_size", batch_size)
         if patience is not None:
             patience = check_positive_int("fit", "patience", patience)
+        if not self.inference_network.validation_loss_ranks_epochs and (
+            patience is not None or restore_best
+        ):
+            what = "early stopping (patience)" if patience is not None else "restore_best"
+            raise ValueError(
+                f"fit: {what} ranks epochs by the validation loss, and the validation loss "
+                f"of {type(self.inference_network).__name__} does not rank posteriors (it "
+                f"measures the consistency of the map, which rises while the map learns); "
+                f"train for a fixed number of epochs (BasicWorkflow.fit_offline("
+                f"early_stopping=False))"
+            )
         key = as_key(seed)
         k_hold, k_build, k_fit = jax.random.split(key, 3)
         k_sim = jax.random.fold_in(k_build, 1)  # online simulation seeds, apart from build
@@ -451,6 +463,9 @@ class ContinuousApproximator:
 
         if validation_data is not None:
             val = self.to_network_arrays(validation_data, where="validation data")
+        self.inference_network.check_training_steps(
+            steps_done(self.history) + epochs * steps_per_epoch
+        )
         if not self.is_trained:
             self.build(train, k_build)
         flat = optimizer is None  # a user's optimizer may depend on the parameter tree
@@ -473,6 +488,7 @@ class ContinuousApproximator:
             history=self.history,
             flat_params=flat,
             early_stopping=None if patience is None else PlateauRule(patience=patience),
+            warn_overfitting=self.inference_network.validation_loss_ranks_epochs,
         )
         if held_out:
             self.history["held_out"] = _rows(val)

@@ -93,16 +93,23 @@ def random_row_mask(batch, key, rate: float):
 
 
 def loss(
-    nets: Networks, stats: Stats, batch, key, train: bool = True, mask_rate: float = 0.0
+    nets: Networks,
+    stats: Stats,
+    batch,
+    key,
+    train: bool = True,
+    step: jax.Array | None = None,
+    mask_rate: float = 0.0,
 ) -> jax.Array:
-    """Training loss; ``mask_rate`` > 0 hides that fraction of the summary rows (train only)."""
+    """Training loss; ``step`` is the optimizer step (for networks with a training schedule),
+    ``mask_rate`` > 0 hides that fraction of the summary rows (train only)."""
     if train and mask_rate > 0 and SV in batch:
         key, k_mask = jax.random.split(key)
         batch = random_row_mask(batch, k_mask, mask_rate)
     k_sum, k_inf = jax.random.split(key)
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)
-    return nets.inference.loss(standardize(stats, IV, x), cond, k_inf, train)
+    return nets.inference.loss(standardize(stats, IV, x), cond, k_inf, train, step)
 
 
 def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:

@@ -1,7 +1,8 @@
-"""Networks: inference networks (normalizing flows, flow matching, diffusion), summary networks for
-sets, time series and images, and subnets."""
+"""Networks: inference networks (normalizing flows, flow matching, diffusion, consistency
+models), summary networks for sets, time series and images, and subnets."""
 
 from .base import InferenceNetwork
+from .consistency_model import ConsistencyModel
 from .convolutional_network import ConvolutionalNetwork
 from .coupling_flow import CouplingFlow
 from .deep_set import DeepSet
@@ -10,14 +11,17 @@ from .flow_matching import FlowMatching
 from .fusion_network import FusionNetwork
 from .mlp import MLP, TimeMLP
 from .set_transformer import SetTransformer
+from .stable_consistency_model import StableConsistencyModel
 from .summary_base import SummaryNetwork
 from .time_series_network import TimeSeriesNetwork
 from .time_series_transformer import TimeSeriesTransformer
 
 INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
+    "ConsistencyModel": ConsistencyModel,
     "CouplingFlow": CouplingFlow,
     "DiffusionModel": DiffusionModel,
     "FlowMatching": FlowMatching,
+    "StableConsistencyModel": StableConsistencyModel,
 }
 SUMMARY_NETWORKS: dict[str, type[SummaryNetwork]] = {
     "ConvolutionalNetwork": ConvolutionalNetwork,
@@ -32,6 +36,7 @@ __all__ = [
     "INFERENCE_NETWORKS",
     "MLP",
     "SUMMARY_NETWORKS",
+    "ConsistencyModel",
     "ConvolutionalNetwork",
     "CouplingFlow",
     "DeepSet",
@@ -40,6 +45,7 @@ __all__ = [
     "FusionNetwork",
     "InferenceNetwork",
     "SetTransformer",
+    "StableConsistencyModel",
     "SummaryNetwork",
     "TimeMLP",
     "TimeSeriesNetwork",

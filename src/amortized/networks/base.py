@@ -9,8 +9,10 @@ Batched methods (the approximator's interface), with ``B`` examples:
 
 - ``log_prob(x (B, dim), cond (B, cond_dim)) -> (B,)``
 - ``sample(key, cond (B, cond_dim)) -> (B, dim)``: one draw per row of ``cond``
-- ``loss(x, cond, key, train=True) -> scalar``: the training objective for a batch
-  (``train=False`` switches dropout off, for validation)
+- ``loss(x, cond, key, train=True, step=None) -> scalar``: the training objective for a
+  batch (``train=False`` switches dropout off, for validation; ``step``, the optimizer steps
+  taken so far, matters only to networks with a training schedule, see
+  :meth:`InferenceNetwork.check_training_steps`)
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class InferenceNetwork(eqx.Module):
 
     has_log_prob = True  # networks with densities
     one_pass_log_prob = False  # sample_and_log_prob costs no more than sample
+    #: whether a lower validation loss means a better posterior, so that early stopping and
+    #: keeping the best epoch may rank epochs by it. Not so for consistency models: their
+    #: loss measures the consistency of the map, which a constant map satisfies, and it
+    #: rises while the map learns the posterior.
+    validation_loss_ranks_epochs = True
 
     @property
     def log_prob_caveat(self) -> str | None:
@@ -74,8 +81,21 @@ class InferenceNetwork(eqx.Module):
         x = self.sample(key, cond)
         return x, self.log_prob(x, cond)
 
-    def loss(self, x: jax.Array, cond: jax.Array, key: jax.Array, train: bool = True) -> jax.Array:
+    def loss(
+        self,
+        x: jax.Array,
+        cond: jax.Array,
+        key: jax.Array,
+        train: bool = True,
+        step: jax.Array | None = None,
+    ) -> jax.Array:
         raise NotImplementedError  # abstract
+
+    def check_training_steps(self, last_step: int) -> None:
+        """Raise if training up to optimizer step ``last_step`` (counted over all fits) is
+        outside what this network was configured for. Networks with a schedule fixed at
+        construction (:class:`~amortized.networks.ConsistencyModel`'s ``total_steps``)
+        override this; the approximator calls it before training."""
 
 
 def encode_config(**options: Any) -> str:

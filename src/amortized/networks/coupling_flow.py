@@ -279,7 +279,7 @@ class CouplingFlow(InferenceNetwork):
         x, logdet = jax.vmap(self._from_latent)(z, cond)
         return x, base_log_prob(self.base, z, self.df) - logdet
 
-    def loss(self, x, cond, key, train=True):
+    def loss(self, x, cond, key, train=True, step=None):
         if not train:
             return -jnp.mean(self.log_prob(x, cond))
         # the whole batch at once: the subnets' weight gradients then run as fast

@@ -248,7 +248,7 @@ class DiffusionModel(InferenceNetwork):
         return 0.5 * sigma * dlam * self._term(zi, ci, lam)
 
     # -- the network's interface -------------------------------------------------------------
-    def loss(self, x, cond, key, train=True):
+    def loss(self, x, cond, key, train=True, step=None):
         kl, ke, kc, kd = jax.random.split(key, 4)
         n = x.shape[0]
         lam = training_log_snr(self.schedule, kl, n, self._sched())

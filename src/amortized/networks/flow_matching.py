@@ -187,7 +187,7 @@ class FlowMatching(InferenceNetwork):
         """Batched v(x, t, c): x (B, dim), scalar t, cond (B, cond_dim) -> (B, dim)."""
         return jax.vmap(lambda xi, ci: self._one_velocity(xi, ci, t))(x, cond)
 
-    def loss(self, x, cond, key, train=True):
+    def loss(self, x, cond, key, train=True, step=None):
         k0, kt, kd, kot = jax.random.split(key, 4)
         # its own stream, so that a model without guidance trains exactly as before
         cond = training_conditions(jax.random.fold_in(key, 1), cond, self.drop_cond_prob)

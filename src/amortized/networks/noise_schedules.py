@@ -67,13 +67,20 @@ def log_snr_range(schedule: str, opts: Mapping[str, float]) -> tuple[float, floa
     return opts["log_snr_min"], opts["log_snr_max"]
 
 
+def karras_noise(u: jax.Array, lo: float, hi: float, rho: float) -> jax.Array:
+    """``(lo^(1/rho) + u (hi^(1/rho) - lo^(1/rho)))^rho``: noise levels from ``lo`` (u = 0)
+    to ``hi`` (u = 1), crowded at the low end for ``rho > 1`` (Karras et al. 2022, eq. 5;
+    also the consistency models' discretization)."""
+    inv = 1.0 / rho
+    return (lo**inv + u * (hi**inv - lo**inv)) ** rho
+
+
 def log_snr(schedule: str, t: jax.Array, opts: Mapping[str, float]) -> jax.Array:
     """``lambda(t)`` for ``t`` in [0, 1] (any shape): ``lambda_max`` at 0, ``lambda_min``
     at 1."""
     if schedule == "edm":
-        inv = 1.0 / opts["rho"]
-        lo, hi = opts["sigma_min"] ** inv, opts["sigma_max"] ** inv
-        return -2.0 * opts["rho"] * jnp.log(lo + t * (hi - lo))
+        sigma = karras_noise(t, opts["sigma_min"], opts["sigma_max"], opts["rho"])
+        return -2.0 * jnp.log(sigma)
     u0 = jnp.arctan(jnp.exp(-0.5 * opts["log_snr_max"]))
     u1 = jnp.arctan(jnp.exp(-0.5 * opts["log_snr_min"]))
     return -2.0 * jnp.log(jnp.tan(u0 + t * (u1 - u0)))

@@ -31,7 +31,10 @@ from . import parallel
 from .optimizer import has_learning_rate_scale, set_learning_rate_scale
 from .stopping import PlateauRule, significantly_better
 
-LossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array, bool], jax.Array]
+#: ``loss_fn(nets, stats, batch, key, train, step)``: ``step`` is the number of optimizer
+#: steps taken before this one (across earlier fits of the same networks), an int32 scalar
+#: that networks with a training schedule read (a consistency model's discretization).
+LossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array, bool, jax.Array], jax.Array]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -53,14 +56,22 @@ def _flat(params, flat: bool):
     return params, lambda p: p
 
 
-def _update(params, opt_state, unravel, static, stats, batch, key, loss_fn, optimizer, devices):
+def steps_done(history: Mapping[str, Any] | None) -> int:
+    """Optimizer steps already taken by the networks whose training ``history`` this is."""
+    steps = (history or {}).get("steps") or [0]
+    return int(steps[-1])
+
+
+def _update(
+    params, opt_state, unravel, static, stats, batch, key, step, loss_fn, optimizer, devices
+):
     """One optimizer step on ``batch`` (split over ``devices`` when given): the new (flat or
     tree) parameters, state and loss."""
 
-    def objective(p, b, k):
-        return loss_fn(eqx.combine(unravel(p), static), stats, b, k, True)
+    def objective(p, b, k, s):
+        return loss_fn(eqx.combine(unravel(p), static), stats, b, k, True, s)
 
-    value, grads = parallel.value_and_grad(objective, params, batch, key, devices)
+    value, grads = parallel.value_and_grad(objective, params, batch, key, devices, step)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, value
 
@@ -76,7 +87,18 @@ def _batch_plan(key, n: int, num_batches: int, batch_size: int):
 
 @eqx.filter_jit
 def _train_epoch(
-    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat, devices
+    nets,
+    opt_state,
+    stats,
+    data,
+    key,
+    first_step,
+    loss_fn,
+    optimizer,
+    num_batches,
+    batch_size,
+    flat,
+    devices,
 ):
     params, static = eqx.partition(nets, eqx.is_inexact_array)
     # The default optimizer updates one flat vector: its elementwise updates then run as a
@@ -86,23 +108,26 @@ def _train_epoch(
     idx, keys = _batch_plan(key, _num_rows(data), num_batches, batch_size)
 
     def step(carry, inputs):
-        ib, k = inputs
+        ib, k, s = inputs
         batch = jax.tree.map(lambda a: a[ib], data)
         params, opt_state, value = _update(
-            *carry, unravel, static, stats, batch, k, loss_fn, optimizer, devices
+            *carry, unravel, static, stats, batch, k, s, loss_fn, optimizer, devices
         )
         return (params, opt_state), value
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, keys))
+    steps = first_step + jnp.arange(num_batches, dtype=jnp.int32)
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, keys, steps))
     return eqx.combine(unravel(params), static), opt_state, losses
 
 
-def _train_step_impl(nets, opt_state, stats, data, ib, key, loss_fn, optimizer, flat, devices):
+def _train_step_impl(
+    nets, opt_state, stats, data, ib, key, step, loss_fn, optimizer, flat, devices
+):
     params, static = eqx.partition(nets, eqx.is_inexact_array)
     params, unravel = _flat(params, flat)
     batch = jax.tree.map(lambda a: a[ib], data)
     params, opt_state, value = _update(
-        params, opt_state, unravel, static, stats, batch, key, loss_fn, optimizer, devices
+        params, opt_state, unravel, static, stats, batch, key, step, loss_fn, optimizer, devices
     )
     return eqx.combine(unravel(params), static), opt_state, value
 
@@ -112,14 +137,26 @@ _plan = jax.jit(_batch_plan, static_argnums=(1, 2, 3))
 
 
 def _train_epoch_by_step(
-    nets, opt_state, stats, data, key, loss_fn, optimizer, num_batches, batch_size, flat, devices
+    nets,
+    opt_state,
+    stats,
+    data,
+    key,
+    first_step,
+    loss_fn,
+    optimizer,
+    num_batches,
+    batch_size,
+    flat,
+    devices,
 ):
     """:func:`_train_epoch` as one compiled call per step (same batches, keys and updates)."""
     idx, keys = _plan(key, _num_rows(data), num_batches, batch_size)
     losses = []
     for b in range(num_batches):
+        step = first_step + jnp.int32(b)
         nets, opt_state, value = _train_step(
-            nets, opt_state, stats, data, idx[b], keys[b], loss_fn, optimizer, flat, devices
+            nets, opt_state, stats, data, idx[b], keys[b], step, loss_fn, optimizer, flat, devices
         )
         losses.append(value)
     return nets, opt_state, jnp.stack(losses)
@@ -150,24 +187,36 @@ def step_has_loop(nets, opt_state, stats, data, loss_fn, optimizer, batch_size, 
     """Whether one training step of ``loss_fn`` contains a loop (traced, not compiled)."""
     ib = jnp.zeros((batch_size,), jnp.int32)
     closed = eqx.filter_make_jaxpr(_train_step_impl)(
-        nets, opt_state, stats, data, ib, jax.random.key(0), loss_fn, optimizer, flat, None
+        nets,
+        opt_state,
+        stats,
+        data,
+        ib,
+        jax.random.key(0),
+        jnp.int32(0),
+        loss_fn,
+        optimizer,
+        flat,
+        None,
     )[0]
     return _has_loop(closed.jaxpr)
 
 
 @eqx.filter_jit
-def _eval_losses(nets, stats, data, key, loss_fn, chunk):
+def _eval_losses(nets, stats, data, key, loss_fn, chunk, step=0):
     """Each validation example's loss ``(n,)`` (dropout off), in chunks of ``chunk`` rows
     (each row a batch of one, with its own key); a remainder is evaluated as one extra
     chunk so no validation example is left out. The mean is the validation loss; the
     per-example values let the early-stopping rule compare two epochs on the same examples
-    (:func:`~amortized.training.stopping.significantly_better`)."""
+    (:func:`~amortized.training.stopping.significantly_better`). ``step``: the optimizer steps
+    taken so far, at which a scheduled loss is evaluated."""
     n = _num_rows(data)
     full = n // chunk
 
     def rows(batch, k):
         def one(row, kr):
-            return loss_fn(nets, stats, jax.tree.map(lambda a: a[None], row), kr, False)
+            row = jax.tree.map(lambda a: a[None], row)
+            return loss_fn(nets, stats, row, kr, False, jnp.asarray(step, jnp.int32))
 
         return jax.vmap(one)(batch, jax.random.split(k, _num_rows(batch)))
 
@@ -247,6 +296,7 @@ def fit(
     history: dict[str, list] | None = None,
     flat_params: bool = False,
     early_stopping: PlateauRule | None = None,
+    warn_overfitting: bool = True,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -254,7 +304,9 @@ def fit(
     Returns the trained networks (the best by validation loss with ``restore_best``) and the
     history ``{"loss": [...], "val_loss": [...], "epoch_seconds": [...], "devices": [...]}``
     (per-epoch means, the wall time of each epoch's training steps, the first including
-    compilation, and the number of devices each batch was split over; JSON-serializable).
+    compilation, and the number of devices each batch was split over; JSON-serializable),
+    and ``"steps"``, the optimizer steps taken by the end of each epoch, counted on from
+    earlier fits recorded in ``history`` (the ``step`` that ``loss_fn`` receives).
     ``flat_params``: the optimizer sees all parameters as one vector (faster; only for
     optimizers that do not depend on the parameter tree's structure).
     ``early_stopping``: a :class:`~amortized.training.stopping.PlateauRule`: after each
@@ -268,6 +320,8 @@ def fit(
     whose networks are returned, ``None``: the last), ``"lr_scale"`` (the plateau scale in
     each epoch) and ``"lr_reductions"`` (the epochs after which it was lowered). Needs
     ``validation_data``.
+    ``warn_overfitting``: warn (:class:`OverfittingWarning`) when the validation loss rose
+    well above its minimum; off for losses that do not rank posteriors.
     With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
     (see :mod:`amortized.training.parallel`).
@@ -276,6 +330,8 @@ def fit(
         raise ValueError("fit: early stopping needs validation_data")
     restore_best = restore_best or early_stopping is not None
     history = history if history is not None else {"loss": [], "val_loss": []}
+    step = steps_done(history)
+    history.setdefault("steps", [])
     history.setdefault("epoch_seconds", [])
     history.setdefault("devices", [])
     opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
@@ -317,6 +373,7 @@ def fit(
             stats,
             data,
             k_epoch,
+            jnp.int32(step),
             loss_fn,
             optimizer,
             n // bs,
@@ -325,6 +382,8 @@ def fit(
             devices,
         )
         losses = np.asarray(losses)  # waits for the epoch to finish
+        step += n // bs
+        history["steps"].append(step)
         history["epoch_seconds"].append(time.perf_counter() - started)
         history["devices"].append(len(devices) if devices else 1)
         _check_finite(losses, epoch, learning_rate)
@@ -339,6 +398,7 @@ def fit(
                     k_val,
                     loss_fn,
                     min(_num_rows(validation_data), 1024),
+                    jnp.int32(step),
                 )
             )
             val = float(last_losses.mean())
@@ -408,7 +468,7 @@ def fit(
                 ),
                 file=sys.stderr,
             )
-        if early_stopping is None:
+        if early_stopping is None and warn_overfitting:
             message = overfitting_message(history["val_loss"][first_val:], restore_best)
             if message is not None:
                 warnings.warn(message, OverfittingWarning, stacklevel=2)

@@ -179,21 +179,23 @@ def replicate(tree: Any, devices: Sequence[Any] | None) -> Any:
 
 
 def value_and_grad(
-    objective: Callable[[Any, Any, jax.Array], jax.Array],
+    objective: Callable[..., jax.Array],
     params: Any,
     batch: Any,
     key: jax.Array,
     devices: Sequence[Any] | None,
+    *extra: Any,
 ) -> tuple[jax.Array, Any]:
-    """``jax.value_and_grad`` of ``objective(params, batch, key)`` (a mean over the batch's
-    rows) in ``params``; with ``devices``, each device takes an equal share of the rows (its
-    own key: ``key`` folded with the device index) and the results are averaged."""
+    """``jax.value_and_grad`` of ``objective(params, batch, key, *extra)`` (a mean over the
+    batch's rows) in ``params``; with ``devices``, each device takes an equal share of the
+    rows (its own key: ``key`` folded with the device index; ``extra``, such as the training
+    step, the same on every device) and the results are averaged."""
     if not devices:
-        return jax.value_and_grad(objective)(params, batch, key)
+        return jax.value_and_grad(objective)(params, batch, key, *extra)
 
-    def shard(p, b, k):
+    def shard(p, b, k, *e):
         k = jax.random.fold_in(k, jax.lax.axis_index("batch"))
-        value, grads = jax.value_and_grad(objective)(p, b, k)
+        value, grads = jax.value_and_grad(objective)(p, b, k, *e)
         return jax.lax.pmean((value, grads), "batch")
 
     # (Letting XLA partition the whole step from a sharding constraint on the batch was
@@ -201,10 +203,10 @@ def value_and_grad(
     return jax.shard_map(
         shard,
         mesh=_mesh(devices),
-        in_specs=(P(), P("batch"), P()),
+        in_specs=(P(), P("batch"), P()) + (P(),) * len(extra),
         out_specs=(P(), P()),
         check_vma=False,
-    )(params, batch, key)
+    )(params, batch, key, *extra)
 
 
 def draws(

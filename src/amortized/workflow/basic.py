@@ -28,7 +28,13 @@ from ..adapters import Adapter
 from ..adapters.usage import head_rows, key_routes
 from ..approximators import ContinuousApproximator
 from ..approximators.serialization import load_approximator, save_approximator
-from ..networks import CouplingFlow, DiffusionModel, FlowMatching, InferenceNetwork
+from ..networks import (
+    CouplingFlow,
+    DiffusionModel,
+    FlowMatching,
+    InferenceNetwork,
+    StableConsistencyModel,
+)
 from ..simulators import Simulator
 from ..simulators._density_model import DensityModel
 
@@ -36,6 +42,7 @@ NETWORK_NAMES = {
     "coupling_flow": CouplingFlow,
     "diffusion_model": DiffusionModel,
     "flow_matching": FlowMatching,
+    "stable_consistency_model": StableConsistencyModel,
 }
 
 
@@ -49,6 +56,12 @@ def _resolve_network(net: InferenceNetwork | str | None) -> InferenceNetwork:
     if net is None:
         return CouplingFlow()
     if isinstance(net, str):
+        if net == "consistency_model":
+            raise ValueError(
+                "BasicWorkflow: inference_network='consistency_model' needs total_steps "
+                "(epochs x batches per epoch); pass bf.networks.ConsistencyModel("
+                "total_steps=...), or 'stable_consistency_model', which needs none"
+            )
         if net not in NETWORK_NAMES:
             raise ValueError(
                 f"BasicWorkflow: inference_network name must be one of "
@@ -70,8 +83,9 @@ class BasicWorkflow:
     adapter : Adapter, optional
         Built from ``inference_variables`` / ``inference_conditions`` /
         ``summary_variables`` when not given.
-    inference_network : InferenceNetwork or {"coupling_flow", "flow_matching"},
-        default CouplingFlow()
+    inference_network : InferenceNetwork or str, default CouplingFlow()
+        A network, or one of the names "coupling_flow", "diffusion_model",
+        "flow_matching", "stable_consistency_model" (its defaults).
     summary_network : SummaryNetwork, optional
         E.g. ``bf.networks.SetTransformer()`` for exchangeable data routed to
         ``summary_variables``.
@@ -233,7 +247,7 @@ class BasicWorkflow:
         restore_best: bool = False,
         progress: bool = True,
         mask_rate: float = 0.0,
-        early_stopping: bool = True,
+        early_stopping: bool | None = None,
         patience: int = 10,
     ) -> dict[str, list]:
         """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
@@ -262,16 +276,21 @@ class BasicWorkflow:
 
         ``early_stopping=False``: exactly ``epochs`` epochs (default 100) on a
         warm-up-cosine schedule, all of ``data`` trained on; ``restore_best=True`` then
-        keeps the epoch with the lowest ``validation_data`` loss.
+        keeps the epoch with the lowest ``validation_data`` loss. ``None`` (the default):
+        early stopping where the network's validation loss ranks posteriors
+        (``validation_loss_ranks_epochs``), fixed epochs otherwise (consistency models,
+        whose loss measures the consistency of the map, not the posterior's fit).
         """
         if not isinstance(data, Mapping):
             raise TypeError(
                 f"fit_offline: data must be a dict of arrays, got {type(data).__name__}"
             )
-        if not isinstance(early_stopping, bool):
+        if early_stopping is not None and not isinstance(early_stopping, bool):
             raise TypeError(
-                f"fit_offline: early_stopping must be True or False, got {early_stopping!r}"
+                f"fit_offline: early_stopping must be True, False or None, got {early_stopping!r}"
             )
+        if early_stopping is None:
+            early_stopping = self.approximator.inference_network.validation_loss_ranks_epochs
         if epochs is None:
             epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
         return self._fit(
