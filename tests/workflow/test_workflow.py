@@ -9,6 +9,7 @@ import pytest
 
 import amortized as bf
 from amortized.approximators.serialization import ModelFileError
+from amortized.networks import UNet
 from amortized.training import TrainingDiverged
 
 
@@ -316,3 +317,30 @@ def test_guide_examples_run_as_written():
         summary_network=bf.networks.SetTransformer(),
     )
     assert approximator.inference_network.config["subnet_kwargs"]["dropout"] == 0.05
+    # 6.6.3 image generation, verbatim (its training: tests/networks/test_image_targets.py)
+    H, W = 8, 8
+
+    def prior():
+        return dict(target_image=np.random.normal(size=(H, W, 1)).astype("float32"))
+
+    def likelihood(target_image):
+        noise = np.random.normal(0, 0.3, size=(H, W, 1)).astype("float32")
+        return dict(condition_map=(target_image + noise).astype("float32"))
+
+    simulator = bf.make_simulator([prior, likelihood])
+    adapter = (
+        bf.Adapter()
+        .rename("target_image", "inference_variables")
+        .rename("condition_map", "inference_conditions")
+    )
+    inference_network = bf.networks.DiffusionModel(
+        subnet=bf.networks.UNet(), prediction_type="velocity", noise_schedule="cosine"
+    )
+    workflow = bf.BasicWorkflow(
+        simulator=simulator,
+        inference_network=inference_network,
+        adapter=adapter,
+        initial_learning_rate=1e-4,
+    )
+    assert workflow.simulate(2, seed=0)["target_image"].shape == (2, H, W, 1)
+    assert inference_network.config["subnet"] == {"class": "UNet", "config": UNet().config}

@@ -296,12 +296,15 @@ class ContinuousApproximator:
         if out:
             batch_size_of(where, _leaves(out))  # raises when the keys disagree in batch size
         for k in (IV, IC):
-            if k in out and out[k].ndim != 2:
+            if k in out and out[k].ndim not in (2, 4):
                 raise ValueError(
-                    f"{where}: {k!r} must have shape (batch, features), got {out[k].shape}; "
-                    f"concatenate variables along the last axis, and route sets or time "
-                    f"series to 'summary_variables' with a summary network"
+                    f"{where}: {k!r} must have shape (batch, features), or (batch, height, "
+                    f"width, channels) for an image, got {out[k].shape}; concatenate "
+                    f"variables along the last axis (add a channel axis to an image with "
+                    f"Adapter.expand_dims), and route sets or time series to "
+                    f"'summary_variables' with a summary network"
                 )
+        _check_condition_map(where, out, getattr(self, "_shapes", {}).get(IV))
         if SV in out and self.summary_network is None:
             raise ValueError(
                 f"{where}: 'summary_variables' (shape {_shape(out[SV])}) needs a summary_network; "
@@ -348,8 +351,14 @@ class ContinuousApproximator:
             )
             summary = self.summary_network.build(shape, k_sum)
             summary_dim = summary.summary_dim
-        cond_dim = (arrays[IC].shape[-1] if IC in arrays else 0) + summary_dim
-        inference = self.inference_network.build(arrays[IV].shape[-1], cond_dim, k_inf)
+        x = arrays[IV]
+        cond_dim = (int(np.prod(arrays[IC].shape[1:])) if IC in arrays else 0) + summary_dim
+        layout = None
+        if x.ndim == 4:  # an image target (H, W, C), with a condition map of D channels
+            map_channels = arrays[IC].shape[-1] if IC in arrays and arrays[IC].ndim == 4 else 0
+            layout = (*x.shape[1:], map_channels)
+        dim = int(np.prod(x.shape[1:]))
+        inference = self.inference_network.build(dim, cond_dim, k_inf, layout)
         self.nets = Networks(inference, summary)
         self._shapes = {
             k: () if isinstance(v, Mapping) else tuple(v.shape[1:]) for k, v in arrays.items()
@@ -664,7 +673,7 @@ class ContinuousApproximator:
             raise KeyError(
                 f"log_prob_of_draws: draws {sorted(draws)} do not form the inference variables"
             )
-        x = jnp.asarray(np.reshape(adapted[IV], (n, s, -1)), jnp.float32)
+        x = jnp.asarray(np.reshape(adapted[IV], (n, s, *self._shapes[IV])), jnp.float32)
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
         if arrays and _rows(arrays) != n:
             raise ValueError(
@@ -716,6 +725,24 @@ def _shape(v: Any):
     if isinstance(v, Mapping):
         return {n: tuple(np.shape(a)) for n, a in v.items()}
     return tuple(np.shape(v))
+
+
+def _check_condition_map(where: str, arrays: Mapping[str, Any], trained_target) -> None:
+    """A condition map ``(batch, H, W, D)`` goes with an image target of the same height
+    and width (channel-wise concatenation)."""
+    if IC not in arrays or arrays[IC].ndim != 4:
+        return
+    target = tuple(arrays[IV].shape[1:]) if IV in arrays else trained_target
+    if target is None:
+        return
+    if len(target) != 3 or tuple(target[:2]) != tuple(arrays[IC].shape[1:3]):
+        raise ValueError(
+            f"{where}: 'inference_conditions' is a condition map of shape "
+            f"{tuple(arrays[IC].shape)}; it is concatenated channel-wise with the target, "
+            f"which needs an image target of the same height and width, got target shape "
+            f"(batch, {', '.join(map(str, target))}). Summarize image observations of a "
+            f"vector target with a summary network (ConvolutionalNetwork) instead"
+        )
 
 
 def _check_mask(where: str, out: Mapping[str, np.ndarray]) -> None:

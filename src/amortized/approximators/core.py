@@ -2,7 +2,11 @@
 
 ``nets`` is a :class:`Networks` pytree (the trainable part); ``stats`` the standardization
 statistics; ``batch`` a dict of float32 arrays under ``inference_variables`` ``(B, dim)``,
-``inference_conditions`` ``(B, dim_c)`` and ``summary_variables`` ``(B, ...)``.
+``inference_conditions`` ``(B, dim_c)`` and ``summary_variables`` ``(B, ...)``. Image
+targets ``(B, H, W, C)`` (with conditions ``(B, dim_c)`` or a condition map ``(B, H, W,
+D)``) are standardized per channel in their own shape and reach the inference network
+flattened, ``(B, H W C)``; draws come back in the image shape (the network's
+``event_shape``).
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def conditions(nets: Networks, stats: Stats, batch, batch_size: int, key=None) -
     """Direct conditions and learned summaries concatenated: ``(B, cond_dim)``."""
     parts = []
     if IC in batch:
-        parts.append(standardize(stats, IC, batch[IC]))
+        c = standardize(stats, IC, batch[IC])
+        parts.append(c.reshape(c.shape[0], -1))  # a condition map, flattened
     if nets.summary is not None:
         parts.append(summaries(nets, stats, batch, key))
     if not parts:
@@ -109,43 +114,65 @@ def loss(
     k_sum, k_inf = jax.random.split(key)
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)
-    return nets.inference.loss(standardize(stats, IV, x), cond, k_inf, train, step)
+    return nets.inference.loss(_network_x(stats, x), cond, k_inf, train, step)
+
+
+def _network_x(stats: Stats, x: jax.Array) -> jax.Array:
+    """Inference variables ``(B, *event_shape)`` standardized and flattened, ``(B, dim)``."""
+    return standardize(stats, IV, x).reshape(x.shape[0], -1)
+
+
+def _log_det(stats: Stats, event_shape: tuple[int, ...]) -> jax.Array:
+    """log |d standardize / dx| of one draw: per-channel statistics apply at every pixel."""
+    positions = 1
+    for size in event_shape[:-1]:
+        positions *= int(size)
+    return positions * log_det(stats, IV)
+
+
+def _from_network(stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...]):
+    """Network draws ``(prod(lead), dim)`` back to ``(*lead, *event_shape)``, unstandardized."""
+    event = nets.inference.event_shape
+    return unstandardize(stats, IV, z.reshape(-1, *event)).reshape(*lead, *event)
 
 
 def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:
     """log q(inference_variables | conditions) in adapter space, ``(B,)``."""
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0])
-    return nets.inference.log_prob(standardize(stats, IV, x), cond) + log_det(stats, IV)
+    lp = nets.inference.log_prob(_network_x(stats, x), cond)
+    return lp + _log_det(stats, x.shape[1:])
 
 
 def log_prob_draws(nets: Networks, stats: Stats, cond_batch, x: jax.Array) -> jax.Array:
-    """log q of draws ``x (num_datasets, num_samples, dim)`` (adapter space) given each
-    dataset's conditions, ``(num_datasets, num_samples)``: every dataset is embedded once,
-    however many draws it has."""
+    """log q of draws ``x (num_datasets, num_samples, *event_shape)`` (adapter space) given
+    each dataset's conditions, ``(num_datasets, num_samples)``: every dataset is embedded
+    once, however many draws it has."""
     n, s = x.shape[:2]
     cond = jnp.repeat(conditions(nets, stats, cond_batch, n), s, axis=0)
-    lp = nets.inference.log_prob(standardize(stats, IV, x.reshape(n * s, -1)), cond)
-    return (lp + log_det(stats, IV)).reshape(n, s)
+    lp = nets.inference.log_prob(_network_x(stats, x.reshape(n * s, *x.shape[2:])), cond)
+    return (lp + _log_det(stats, x.shape[2:])).reshape(n, s)
 
 
 def sample(
     nets: Networks, stats: Stats, key, cond_batch, num_datasets: int, num_samples: int
 ) -> jax.Array:
-    """Draws ``(num_datasets, num_samples, dim)`` in adapter space (standardization undone)."""
+    """Draws ``(num_datasets, num_samples, *event_shape)`` in adapter space (standardization
+    undone)."""
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z = nets.inference.sample(key, cond)
-    return unstandardize(stats, IV, z).reshape(num_datasets, num_samples, -1)
+    return _from_network(stats, nets, z, (num_datasets, num_samples))
 
 
 def sample_and_log_prob(
     nets: Networks, stats: Stats, key, cond_batch, num_datasets: int, num_samples: int
 ) -> tuple[jax.Array, jax.Array]:
-    """Draws ``(num_datasets, num_samples, dim)`` in adapter space and their log q
+    """Draws ``(num_datasets, num_samples, *event_shape)`` in adapter space and their log q
     ``(num_datasets, num_samples)`` there (standardization included)."""
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z, lp = nets.inference.sample_and_log_prob(key, cond)
-    x = unstandardize(stats, IV, z).reshape(num_datasets, num_samples, -1)
-    return x, (lp + log_det(stats, IV)).reshape(num_datasets, num_samples)
+    x = _from_network(stats, nets, z, (num_datasets, num_samples))
+    lp = lp + _log_det(stats, nets.inference.event_shape)
+    return x, lp.reshape(num_datasets, num_samples)

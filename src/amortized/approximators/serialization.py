@@ -52,7 +52,10 @@ def _network_entry(net) -> dict[str, Any] | None:
     entry = {"class": type(net).__name__, "config": net.config}
     if isinstance(net, SummaryNetwork):
         return entry | {"input_shape": list(net.input_shape)}
-    return entry | {"dim": net.dim, "cond_dim": net.cond_dim}
+    entry |= {"dim": net.dim, "cond_dim": net.cond_dim}
+    if net.layout is not None:
+        entry["layout"] = list(net.layout)
+    return entry
 
 
 def _rebuild(entry: dict[str, Any], registry: dict[str, type]):
@@ -63,7 +66,7 @@ def _rebuild(entry: dict[str, Any], registry: dict[str, type]):
     key = jax.random.key(0)
     if "input_shape" in entry:
         return net, net.build(tuple(entry["input_shape"]), key)
-    return net, net.build(entry["dim"], entry["cond_dim"], key)
+    return net, net.build(entry["dim"], entry["cond_dim"], key, entry.get("layout"))
 
 
 def save_approximator(

@@ -15,6 +15,8 @@ from .stable_consistency_model import StableConsistencyModel
 from .summary_base import SummaryNetwork
 from .time_series_network import TimeSeriesNetwork
 from .time_series_transformer import TimeSeriesTransformer
+from .unet import UNet
+from .uvit import UViT
 
 INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
     "ConsistencyModel": ConsistencyModel,
@@ -50,4 +52,6 @@ __all__ = [
     "TimeMLP",
     "TimeSeriesNetwork",
     "TimeSeriesTransformer",
+    "UNet",
+    "UViT",
 ]

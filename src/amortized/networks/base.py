@@ -28,6 +28,11 @@ class InferenceNetwork(eqx.Module):
     config_json: str = eqx.field(static=True)
     dim: int = eqx.field(static=True)
     cond_dim: int = eqx.field(static=True)
+    #: ``(H, W, C, D)`` for an image-valued target ``(H, W, C)`` with a condition map of
+    #: ``D`` channels (0: none), set from the data at build; None for vector targets. The
+    #: network itself works on flat vectors of ``dim = H W C`` numbers; image backbones
+    #: restore the layout (:mod:`~amortized.networks.image_field`).
+    layout: tuple | None = eqx.field(static=True, default=None)
 
     has_log_prob = True  # networks with densities
     one_pass_log_prob = False  # sample_and_log_prob costs no more than sample
@@ -58,9 +63,18 @@ class InferenceNetwork(eqx.Module):
     def is_built(self) -> bool:
         return self.dim > 0
 
-    def build(self, dim: int, cond_dim: int, key: jax.Array) -> InferenceNetwork:
-        """A copy with parameters for ``dim`` inference variables and ``cond_dim`` conditions."""
-        return type(self)(**self.config, dim=int(dim), cond_dim=int(cond_dim), key=key)
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one draw: ``(H, W, C)`` for image targets, else ``(dim,)``."""
+        return tuple(self.layout[:3]) if self.layout else (self.dim,)
+
+    def build(
+        self, dim: int, cond_dim: int, key: jax.Array, layout: tuple | None = None
+    ) -> InferenceNetwork:
+        """A copy with parameters for ``dim`` inference variables and ``cond_dim`` conditions
+        (``layout``: see :attr:`layout`)."""
+        extra = {} if layout is None else {"layout": tuple(int(s) for s in layout)}
+        return type(self)(**self.config, dim=int(dim), cond_dim=int(cond_dim), key=key, **extra)
 
     def _require_built(self, what: str) -> None:
         if not self.is_built:

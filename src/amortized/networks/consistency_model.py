@@ -54,7 +54,8 @@ import jax.numpy as jnp
 from .._validation import check_positive_int, strict
 from .base import InferenceNetwork, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
-from .mlp import TimeMLP, split_dropout_key, time_mlp_options
+from .image_field import check_layout, subnet_config
+from .mlp import split_dropout_key
 from .noise_schedules import karras_noise
 
 #: Song & Dhariwal (2023), section 3.5: the log-normal proposal of training noise levels
@@ -162,7 +163,7 @@ class ConsistencyModel(InferenceNetwork):
     200
     """
 
-    field: TimeMLP | None
+    field: eqx.Module | None
     total_steps: int = eqx.field(static=True)
     max_time: float = eqx.field(static=True)
     sigma2: float = eqx.field(static=True)
@@ -193,6 +194,7 @@ class ConsistencyModel(InferenceNetwork):
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
+        layout: tuple | None = None,
     ):
         owner = "ConsistencyModel"
         total_steps = check_positive_int(owner, "total_steps", total_steps)
@@ -205,7 +207,7 @@ class ConsistencyModel(InferenceNetwork):
             raise ValueError(f"{owner}: 0 < eps < max_time is needed, got {eps=}, {max_time=}")
         if not float(sigma2) > 0.0:
             raise ValueError(f"{owner}: sigma2 must be positive, got {sigma2!r}")
-        sub = time_mlp_options(owner, subnet, subnet_kwargs)
+        subnet, sub = subnet_config(owner, subnet, subnet_kwargs)
         check_guidance(owner, float(drop_cond_prob), float(guidance_scale))
         self.config_json = encode_config(
             total_steps=total_steps,
@@ -226,11 +228,12 @@ class ConsistencyModel(InferenceNetwork):
         self.drop_cond_prob = float(drop_cond_prob)
         self.guidance_scale = float(guidance_scale)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
+        self.layout = check_layout(type(self).__name__, layout, self.dim, self.cond_dim)
         if self.dim == 0:
             self.field = None
             return
         self.field = guided_time_field(
-            owner, self.dim, self.cond_dim, self.drop_cond_prob, sub, key
+            owner, self.dim, self.cond_dim, self.drop_cond_prob, subnet, sub, key, self.layout
         )
 
     @property

@@ -153,6 +153,7 @@ class CouplingFlow(InferenceNetwork):
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
+        layout: tuple | None = None,
     ):
         check_choice("CouplingFlow", "subnet", subnet, ("mlp",))
         check_choice("CouplingFlow", "transform", transform, TRANSFORMS)
@@ -181,6 +182,8 @@ class CouplingFlow(InferenceNetwork):
             transform_kwargs=tk,
         )
         self.dim, self.cond_dim = int(dim), int(cond_dim)
+        # an image target is flattened; the flow itself has no spatial structure
+        self.layout = None if layout is None else tuple(int(v) for v in layout)
         self.base, self.df = base_distribution, float(df)
         if self.dim == 0:
             self.layers = self.actnorm = self.perms = None

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 from .._validation import check_choice, strict
 from .base import InferenceNetwork, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
+from .image_field import check_layout, subnet_config
 from .integrate import (
     ODE_SOLVERS,
     SDE_SOLVERS,
@@ -54,7 +55,7 @@ from .integrate import (
     solve_ode,
     solve_sde,
 )
-from .mlp import TimeMLP, split_dropout_key, time_mlp_options
+from .mlp import split_dropout_key
 from .noise_schedules import (
     alpha_sigma,
     log_snr,
@@ -144,7 +145,7 @@ class DiffusionModel(InferenceNetwork):
     'cosine'
     """
 
-    field: TimeMLP | None
+    field: eqx.Module | None
     schedule: str = eqx.field(static=True)
     schedule_opts: tuple = eqx.field(static=True)
     prediction: str = eqx.field(static=True)
@@ -168,11 +169,12 @@ class DiffusionModel(InferenceNetwork):
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
+        layout: tuple | None = None,
     ):
         check_choice("DiffusionModel", "prediction_type", prediction_type, PREDICTION_TYPES)
         check_choice("DiffusionModel", "loss_type", loss_type, PREDICTION_TYPES)
         sched = schedule_options("DiffusionModel", noise_schedule, schedule_kwargs)
-        sub = time_mlp_options("DiffusionModel", subnet, subnet_kwargs)
+        subnet, sub = subnet_config("DiffusionModel", subnet, subnet_kwargs)
         opts = integrate_options(
             "DiffusionModel", integrate_kwargs, DEFAULT_INTEGRATE, ODE_SOLVERS | SDE_SOLVERS
         )
@@ -195,11 +197,19 @@ class DiffusionModel(InferenceNetwork):
         self.drop_cond_prob = float(drop_cond_prob)
         self.guidance_scale = float(guidance_scale)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
+        self.layout = check_layout(type(self).__name__, layout, self.dim, self.cond_dim)
         if self.dim == 0:
             self.field = None
             return
         self.field = guided_time_field(
-            "DiffusionModel", self.dim, self.cond_dim, self.drop_cond_prob, sub, key
+            "DiffusionModel",
+            self.dim,
+            self.cond_dim,
+            self.drop_cond_prob,
+            subnet,
+            sub,
+            key,
+            self.layout,
         )
 
     # -- pieces ----------------------------------------------------------------------------

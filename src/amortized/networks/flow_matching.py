@@ -31,8 +31,9 @@ import jax.numpy as jnp
 from .._validation import strict
 from .base import InferenceNetwork, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
+from .image_field import check_layout, subnet_config
 from .integrate import ODE_SOLVERS, integrate_options, ode_log_prob, solve_ode
-from .mlp import TimeMLP, split_dropout_key, time_mlp_options
+from .mlp import split_dropout_key
 
 DEFAULT_INTEGRATE = {
     "method": "midpoint",
@@ -98,7 +99,7 @@ class FlowMatching(InferenceNetwork):
     >>> net = FlowMatching(integrate_kwargs={"steps": 20})
     """
 
-    field: TimeMLP | None
+    field: eqx.Module | None
     integrate: tuple = eqx.field(static=True)
     use_ot: bool = eqx.field(static=True)
     alpha: float = eqx.field(static=True)
@@ -122,8 +123,9 @@ class FlowMatching(InferenceNetwork):
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
+        layout: tuple | None = None,
     ):
-        sub = time_mlp_options("FlowMatching", subnet, subnet_kwargs)
+        subnet, sub = subnet_config("FlowMatching", subnet, subnet_kwargs)
         opts = integrate_options("FlowMatching", integrate_kwargs, DEFAULT_INTEGRATE, ODE_SOLVERS)
         check_guidance("FlowMatching", float(drop_cond_prob), float(guidance_scale))
         if time_power_law_alpha <= -1:
@@ -153,11 +155,19 @@ class FlowMatching(InferenceNetwork):
         )
         self.hutchinson_seed = int(hutchinson_seed)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
+        self.layout = check_layout(type(self).__name__, layout, self.dim, self.cond_dim)
         if self.dim == 0:
             self.field = None
             return
         self.field = guided_time_field(
-            "FlowMatching", self.dim, self.cond_dim, self.drop_cond_prob, sub, key
+            "FlowMatching",
+            self.dim,
+            self.cond_dim,
+            self.drop_cond_prob,
+            subnet,
+            sub,
+            key,
+            self.layout,
         )
 
     @property

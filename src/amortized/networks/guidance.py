@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .mlp import TimeMLP
+from .image_field import make_field
 
 
 def check_guidance(owner: str, drop_cond_prob: float, guidance_scale: float) -> None:
@@ -33,11 +34,14 @@ def guided_time_field(
     dim: int,
     cond_dim: int,
     drop_cond_prob: float,
+    subnet,
     subnet_options: dict,
     key: jax.Array | None,
-) -> TimeMLP:
-    """The built network's field ``(dim + cond_dim [+ 1 keep flag]) -> dim``; dropping
-    conditions needs conditions."""
+    layout: tuple | None = None,
+) -> eqx.Module:
+    """The built network's field ``(dim + cond_dim [+ 1 keep flag]) -> dim`` (a TimeMLP, or
+    an image backbone for an image ``layout``; :mod:`~amortized.networks.image_field`);
+    dropping conditions needs conditions."""
     if key is None:
         raise ValueError(f"{owner}: building needs a PRNG key")
     if drop_cond_prob > 0 and cond_dim == 0:
@@ -46,7 +50,7 @@ def guided_time_field(
             f"(nothing is routed to inference_conditions or summary_variables)"
         )
     width = cond_dim + 1 if drop_cond_prob > 0.0 else cond_dim
-    return TimeMLP(dim + width, dim, key=key, **subnet_options)
+    return make_field(owner, dim, width, subnet, subnet_options, layout, key)
 
 
 def training_conditions(key: jax.Array, cond: jax.Array, drop_cond_prob: float) -> jax.Array:

@@ -44,7 +44,8 @@ from .._validation import check_positive_int, strict, strict_kwargs
 from .base import InferenceNetwork, encode_config
 from .consistency_model import multistep_sample, no_density_caveat
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
-from .mlp import MLP, TimeMLP, fourier_time_embedding, split_dropout_key, time_mlp_options
+from .image_field import check_layout, subnet_config
+from .mlp import MLP, fourier_time_embedding, split_dropout_key
 from .noise_schedules import karras_noise
 
 #: Lu & Song (2024), consistency training: the log-normal proposal of training noise levels
@@ -98,7 +99,7 @@ class StableConsistencyModel(InferenceNetwork):
     1.0
     """
 
-    field: TimeMLP | None
+    field: eqx.Module | None
     weight: MLP | None
     sigma: float = eqx.field(static=True)
     sampling_steps: int = eqx.field(static=True)
@@ -121,12 +122,13 @@ class StableConsistencyModel(InferenceNetwork):
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
+        layout: tuple | None = None,
     ):
         owner = "StableConsistencyModel"
         if not float(sigma) > 0.0:
             raise ValueError(f"{owner}: sigma must be positive, got {sigma!r}")
         sampling_steps = check_positive_int(owner, "sampling_steps", sampling_steps)
-        sub = time_mlp_options(owner, subnet, subnet_kwargs)
+        subnet, sub = subnet_config(owner, subnet, subnet_kwargs)
         wopts = {"widths": [256], "dropout": 0.0} | strict_kwargs(
             f"{owner}(weight_mlp_kwargs)", weight_mlp_kwargs, WEIGHT_MLP_OPTIONS
         )
@@ -146,11 +148,14 @@ class StableConsistencyModel(InferenceNetwork):
         self.drop_cond_prob = float(drop_cond_prob)
         self.guidance_scale = float(guidance_scale)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
+        self.layout = check_layout(type(self).__name__, layout, self.dim, self.cond_dim)
         if self.dim == 0:
             self.field = self.weight = None
             return
         kf, kw = jax.random.split(key) if key is not None else (None, None)
-        self.field = guided_time_field(owner, self.dim, self.cond_dim, self.drop_cond_prob, sub, kf)
+        self.field = guided_time_field(
+            owner, self.dim, self.cond_dim, self.drop_cond_prob, subnet, sub, kf, self.layout
+        )
         # starts at w = 0 (unit weights at every noise level)
         self.weight = MLP(WEIGHT_TIME_EMBEDDING + 1, 1, zero_output=True, key=kw, **wopts)
 
