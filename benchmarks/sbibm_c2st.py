@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
-        [--network default|coupling_spline|coupling_affine|flow_matching|diffusion_model]
+        [--network default|coupling_spline|coupling_affine|flow_matching|diffusion_model|
+                   consistency_model|stable_consistency_model]
         [--observations 1 2 ...]
         [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--members-dir DIR] [--write-md]
 
@@ -64,12 +65,18 @@ TARGET_10K = {
 }
 
 
-def network(name: str, widths: list[int] | None = None, bins: int | None = None):
+def network(
+    name: str,
+    widths: list[int] | None = None,
+    bins: int | None = None,
+    total_steps: int | None = None,
+):
     """``auto`` (handled in run_task) trains the affine and the spline flow and keeps the one
     with the lower validation loss: a choice made on held-out simulations only, as a modeller
     would make it, never on the reference posterior. ``widths``: the subnets' hidden widths
     (default: the network's own); ``bins``: the spline flow's bins (``--bins`` is refused
-    for a network without a spline)."""
+    for a network without a spline); ``total_steps``: the optimizer steps the fit will take
+    (the ConsistencyModel's schedule)."""
     import amortized as bf
 
     if name == "default":  # main() refuses sizes with it
@@ -84,6 +91,10 @@ def network(name: str, widths: list[int] | None = None, bins: int | None = None)
         return bf.networks.FlowMatching(**sub)
     if name == "diffusion_model":
         return bf.networks.DiffusionModel(**sub)
+    if name == "consistency_model":
+        return bf.networks.ConsistencyModel(total_steps=total_steps, **sub)
+    if name == "stable_consistency_model":
+        return bf.networks.StableConsistencyModel(**sub)
     raise ValueError(f"unknown network {name!r}")
 
 
@@ -213,7 +224,13 @@ def run_task(
     simulator = bf.simulators.benchmarks.get_task(SET_TASKS[task][0] if as_set else task)
 
     def make_workflow(name: str):
-        net = network(name, widths, bins)
+        from amortized.workflow.basic import DEFAULT_EPOCHS
+
+        # consistency models train for fixed epochs (their loss does not rank epochs)
+        steps = (epochs or DEFAULT_EPOCHS) * (
+            len(train["theta"]) // (batch_size or default_batch_size())
+        )
+        net = network(name, widths, bins, steps)
         return bf.BasicWorkflow(
             simulator=simulator,
             **({} if net is None else {"inference_network": net}),
@@ -233,7 +250,7 @@ def run_task(
                 batch_size=batch_size,
                 validation_data=val,
                 seed=fit_seed,
-                restore_best=True,
+                restore_best=wf.inference_network.validation_loss_ranks_epochs,
             )
         epochs_run.append(len(hist["loss"]))
         return wf, hist
@@ -424,6 +441,8 @@ def main() -> None:
             "coupling_spline",
             "flow_matching",
             "diffusion_model",
+            "consistency_model",
+            "stable_consistency_model",
         ],
         help="default: the library's own inference network and fit_offline defaults",
     )
