@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 from scipy import stats
 
 from amortized import _random
@@ -50,3 +51,16 @@ def test_batch_plan_covers_distinct_rows():
     idx = np.asarray(idx)
     assert idx.shape == (7, 128) and keys.shape == (7,)
     assert len(np.unique(idx)) == 7 * 128 and idx.min() >= 0 and idx.max() < 1000
+
+
+def test_child_seeds_are_split_not_summed():
+    # the streams of seed s must not reappear as those of seed s + 1 (what seed + i gives)
+    a, b = _random.child_seeds(0, 50), _random.child_seeds(1, 50)
+    assert len(set(a)) == 50 and not set(a) & set(b)
+    assert a == _random.child_seeds(0, 50)
+    assert all(0 <= s < 2**31 for s in a + b)
+    assert _random.stream_seeds(3, ("x", "y")) == dict(
+        zip("xy", _random.child_seeds(3, 2), strict=True)
+    )
+    with pytest.raises(ValueError, match="non-negative integer"):
+        _random.child_seeds(-1, 2)

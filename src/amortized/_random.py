@@ -52,3 +52,33 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     hashed indices (:func:`bits`). They are distinct, so one sort suffices
     (``jax.random.permutation`` sorts random bits twice for 10^4 rows, to break ties)."""
     return jnp.argsort(bits(key, 0x85EBCA6B, (n,))).astype(jnp.int32)
+
+
+def child_seeds(seed: int, num: int) -> list[int]:
+    """``num`` independent integer seeds derived from ``seed``: the words of
+    ``jax.random.split(jax.random.key(seed), num)`` folded into 31 bits (what both JAX's and
+    NumPy's integer seeds accept).
+
+    For a call that takes an integer ``seed`` and needs several streams (draws, reference
+    simulations, resampling, one MCMC run per dataset): each purpose takes a child, never
+    ``seed + i``, whose stream is another call's ``seed`` (two runs with seeds 0 and 1 would
+    share draws).
+
+    >>> from amortized._random import child_seeds
+    >>> a = child_seeds(0, 3)
+    >>> len(set(a)), a == child_seeds(0, 3), set(a) & set(child_seeds(1, 3))
+    (3, True, set())
+    """
+    import numpy as np
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    words = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(int(seed)), num)))
+    folded = (words[:, 0] ^ (words[:, -1] * np.uint32(0x9E3779B9))) & np.uint32(0x7FFFFFFF)
+    return [int(v) for v in folded]
+
+
+def stream_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
+    """One child seed (:func:`child_seeds`) per named purpose; the same ``names`` give the
+    same seeds, whichever of them a call uses."""
+    return dict(zip(names, child_seeds(seed, len(names)), strict=True))

@@ -50,8 +50,11 @@ def demo(
     sbibm: Path | None = None,
 ) -> dict:
     import amortized as bf
+    from amortized._random import stream_seeds
 
     out.mkdir(parents=True, exist_ok=True)
+    # one stream per stage, split from the demo's seed (never seed + i)
+    seeds = stream_seeds(seed, ("simulate", "fit", "c2st", "report"))
     t0 = time.perf_counter()
     wf = bf.BasicWorkflow(
         simulator=bf.simulators.benchmarks.get_task(model),
@@ -60,7 +63,7 @@ def demo(
         inference_conditions="x",
     )
     print(f"simulating {budget} datasets of {model} ...", flush=True)
-    train = wf.simulate(budget, seed=seed)
+    train = wf.simulate(budget, seed=seeds["simulate"])
     print(
         f"training a spline CouplingFlow (early stopping, at most {epochs} epochs) ...", flush=True
     )
@@ -69,13 +72,13 @@ def demo(
         epochs=epochs,
         batch_size=128,
         validation_data=max(200, budget // 10),
-        seed=seed + 1,
+        seed=seeds["fit"],
         progress=progress,
     )
     t_train = time.perf_counter() - t0
     wf.save(out / "model.amz", metadata={"model": model})
     config = {"model": model, "simulation budget": budget, "training seconds": round(t_train, 1)}
-    c2st = _sbibm_c2st(wf, model, seed + 4, sbibm)
+    c2st = _sbibm_c2st(wf, model, seeds["c2st"], sbibm)
     if c2st is not None:
         config["C2ST vs. sbibm reference, observation 1 (0.5 best)"] = c2st
     print(f"diagnosing on {test_datasets} held-out simulations ...", flush=True)
@@ -83,7 +86,7 @@ def demo(
         out,
         test_data=test_datasets,
         configuration=config,
-        seed=seed + 2,
+        seed=seeds["report"],
         title=f"amortized demo: {model}",
     )
     rep = json.loads((out / "report.json").read_text())

@@ -29,9 +29,11 @@ REGISTRY = {
         3,
         2,
     ),
+    # also the alternating transform: layer 0 affine, layer 1 spline
     "coupling_student_swap": (
         CouplingFlow(
             depth=2,
+            transform="affine_spline",
             base_distribution="student_t",
             permutation="swap",
             use_actnorm=False,

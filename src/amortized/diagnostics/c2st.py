@@ -19,6 +19,15 @@ import numpy as np
 CLASSIFIERS = ("sklearn", "jax")
 
 
+def _fold_seeds(seed: int, num: int) -> list[int]:
+    """Each fold's classifier seed, split from the call's seed by NumPy's SeedSequence
+    (never ``seed + fold``, whose streams are another call's; NumPy only, as this file also
+    runs outside the package)."""
+    return [
+        int(s.generate_state(1)[0] & 0x7FFFFFFF) for s in np.random.SeedSequence(seed).spawn(num)
+    ]
+
+
 def c2st(
     reference: np.ndarray,
     approximate: np.ndarray,
@@ -57,9 +66,11 @@ def c2st(
                         data[test],
                         labels[test],
                         hidden=(10 * dim, 10 * dim),
-                        seed=seed + fold,
+                        seed=fold_seed,
                     )[0]
-                    for fold, (train, test) in enumerate(folds)
+                    for fold_seed, (train, test) in zip(
+                        _fold_seeds(seed, len(folds)), folds, strict=True
+                    )
                 ]
             )
         )
@@ -101,10 +112,10 @@ def c2st_many(
     groups: dict[tuple, list] = {}
     for pair, (ref, approx) in enumerate(zip(references, approximates, strict=True)):
         data, labels, folds = _prepared(ref, approx, seed, n_folds)
-        for fold, (train, test) in enumerate(folds):
+        for fold_seed, (train, test) in zip(_fold_seeds(seed, len(folds)), folds, strict=True):
             # one compiled program per shape: folds of unequal size go in separate batches
             groups.setdefault((len(train), len(test), data.shape[1]), []).append(
-                (pair, data[train], labels[train], data[test], labels[test], seed + fold)
+                (pair, data[train], labels[train], data[test], labels[test], fold_seed)
             )
     totals = np.zeros(len(references))
     for (_, _, dim), jobs in groups.items():

@@ -26,10 +26,18 @@ from .base import InferenceNetwork, encode_config
 from .distributions import BASE_DISTRIBUTIONS, base_log_prob, base_sample
 from .mlp import MLP, split_dropout_key
 
-TRANSFORMS = ("affine", "spline")
+TRANSFORMS = ("affine", "spline", "affine_spline")
 PERMUTATIONS = ("random", "swap", None)
 SPLINE_OPTIONS = ("bins", "bound")
 MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
+
+
+def layer_transform(transform: str, i: int) -> str:
+    """The elementwise map of coupling layer ``i``: ``"affine_spline"`` alternates affine
+    (even layers) and spline (odd layers) couplings."""
+    if transform == "affine_spline":
+        return "affine" if i % 2 == 0 else "spline"
+    return transform
 
 
 def _subnet(net: MLP, xs: jax.Array, keys: jax.Array | None) -> jax.Array:
@@ -109,9 +117,11 @@ class CouplingFlow(InferenceNetwork):
     ----------
     depth : int, default 6
         Number of coupling layers; increase for more complex posteriors.
-    transform : {"affine", "spline"}, default "affine"
-        Affine couplings, or monotone rational-quadratic splines (``transform_kwargs``:
-        ``bins`` default 16, ``bound`` default 5.0; identity outside ``[-bound, bound]``).
+    transform : {"affine", "spline", "affine_spline"}, default "affine"
+        Affine couplings, monotone rational-quadratic splines (``transform_kwargs``:
+        ``bins`` default 16, ``bound`` default 5.0; identity outside ``[-bound, bound]``),
+        or both in turn (even layers affine, odd layers spline: the affine layers carry
+        location and scale, the splines the shape, at about half a spline flow's cost).
     permutation : {"random", "swap", None}, default "random"
         Fixed permutation before each layer.
     use_actnorm : bool, default True
@@ -192,7 +202,15 @@ class CouplingFlow(InferenceNetwork):
             raise ValueError("CouplingFlow: building needs a PRNG key")
         keys = jax.random.split(key, 2 * int(depth))
         self.layers = tuple(
-            _Coupling(self.dim, self.cond_dim, transform, sub, tk["bins"], tk["bound"], key=keys[i])
+            _Coupling(
+                self.dim,
+                self.cond_dim,
+                layer_transform(transform, i),
+                sub,
+                tk["bins"],
+                tk["bound"],
+                key=keys[i],
+            )
             for i in range(int(depth))
         )
         self.actnorm = (

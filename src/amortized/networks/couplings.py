@@ -43,16 +43,29 @@ def spline_num_params(bins: int) -> int:
     return 3 * bins - 1
 
 
+def _softplus(u):
+    # jax.nn.softplus (logaddexp) costs several times this form on CPU; same values
+    return jnp.maximum(u, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(u)))
+
+
+def _knot_positions(sizes, bound):
+    """Knots ``-bound, -bound + cumsum(sizes)`` along the last axis; the running sum as a
+    product with a triangular matrix, which XLA's CPU backend runs faster than a scan."""
+    n = sizes.shape[-1]
+    upper = jnp.triu(jnp.ones((n, n), sizes.dtype))
+    start = jnp.full(sizes.shape[:-1] + (1,), -bound, sizes.dtype)
+    return jnp.concatenate([start, -bound + sizes @ upper], axis=-1)
+
+
 def _spline_knots(params, d, bins, bound):
     p = params.reshape(d, 3 * bins - 1)
     uw, uh, ud = p[:, :bins], p[:, bins : 2 * bins], p[:, 2 * bins :]
     w = MIN_BIN + (1.0 - MIN_BIN * bins) * jax.nn.softmax(uw, axis=-1)
     h = MIN_BIN + (1.0 - MIN_BIN * bins) * jax.nn.softmax(uh, axis=-1)
-    w, h = 2.0 * bound * w, 2.0 * bound * h
-    xk = jnp.concatenate([jnp.full((d, 1), -bound), -bound + jnp.cumsum(w, axis=-1)], axis=-1)
-    yk = jnp.concatenate([jnp.full((d, 1), -bound), -bound + jnp.cumsum(h, axis=-1)], axis=-1)
+    xk = _knot_positions(2.0 * bound * w, bound)
+    yk = _knot_positions(2.0 * bound * h, bound)
     # softplus(0) + c = 1 at init, matching the linear tails' slope of 1 at the boundary
-    inner = MIN_DERIV + jax.nn.softplus(ud + jnp.log(jnp.expm1(1.0 - MIN_DERIV)))
+    inner = MIN_DERIV + _softplus(ud + jnp.log(jnp.expm1(1.0 - MIN_DERIV)))
     ones = jnp.ones((d, 1))
     deriv = jnp.concatenate([ones, inner, ones], axis=-1)
     return xk, yk, deriv

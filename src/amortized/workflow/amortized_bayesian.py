@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._random import child_seeds, stream_seeds
 from .._validation import check_choice, check_positive_int, strict
 from ..approximators.condition_checks import OutOfDistributionWarning
 from ..diagnostics.ood import SummaryReference, summary_reference
@@ -49,6 +50,22 @@ from ..simulators import DensityModel
 from .mcmc import chees_hmc_many, nuts_many
 
 STEPS = ("amortized", "psis", "chees", "nuts", "review")
+# a run's random streams, each split from its seed: step-1 draws, the reference simulations,
+# PSIS's extra proposals, resampling, and per MCMC kind the starting points and the chains
+STREAMS = (
+    "draws",
+    "reference",
+    "psis_draws",
+    "resample",
+    "chees_starts",
+    "chees",
+    "nuts_starts",
+    "nuts",
+)
+
+
+def _num_datasets(data: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(data.values())))
 
 
 @dataclass
@@ -295,7 +312,7 @@ class AmortizedBayesianWorkflow:
             data = {k: np.asarray(datasets[k]) for k in self.model.observed}
         else:
             data = {k: np.asarray(v) for k, v in datasets.items()}
-        n = len(next(iter(data.values())))
+        n = _num_datasets(data)
         nan = np.full(n, np.nan)
         diag = {
             k: nan.copy()
@@ -315,19 +332,23 @@ class AmortizedBayesianWorkflow:
         seconds = {}
         step = np.full(n, "", dtype=object)
 
+        # one stream per purpose, split from the run's seed (never seed + i)
+        streams = stream_seeds(seed, STREAMS)
         t = time.perf_counter()
         step1_log_q = None
         if self._psis_needs_step1_log_q():
             draws, step1_log_q = self.workflow.sample_and_log_prob(
-                conditions=data, num_samples=self.num_samples, seed=seed
+                conditions=data, num_samples=self.num_samples, seed=streams["draws"]
             )
         else:
-            draws = self.workflow.sample(conditions=data, num_samples=self.num_samples, seed=seed)
+            draws = self.workflow.sample(
+                conditions=data, num_samples=self.num_samples, seed=streams["draws"]
+            )
         keys = self.model.latent_sites if self.model is not None else list(draws)
         draws = {k: np.array(draws[k]) for k in keys}
         valid = self._valid(draws)
         diag["valid_draws"] = valid.sum(axis=1).astype(float)
-        ref = self.reference(seed)
+        ref = self.reference(streams["reference"])
         diag["distance"] = ref.distances(self.workflow.approximator.embed(data))
         diag["ood"] = diag["distance"] > ref.cutoff
         if self.force is None:
@@ -349,13 +370,13 @@ class AmortizedBayesianWorkflow:
             todo = np.flatnonzero((step == "") | (step == "amortized"))
         resampled = {}
         if todo.size and self.force != "mcmc":
-            resampled = self._psis_step(todo, draws, step1_log_q, data, step, diag, note, seed)
+            resampled = self._psis_step(todo, draws, step1_log_q, data, step, diag, note, streams)
         seconds["psis"] = time.perf_counter() - t
 
         t = time.perf_counter()
         todo = np.flatnonzero(step == "")
         starts = {i: resampled.get(i, {k: draws[k][i] for k in draws}) for i in todo}
-        for i, res in self._mcmc_batches("chees", starts, data, seed, note):
+        for i, res in self._mcmc_batches("chees", starts, data, streams, note):
             diag["nested_rhat"][i] = float(np.max(res.rhat))
             diag["ess"][i] = float(np.min(res.ess))
             if np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess):
@@ -367,7 +388,7 @@ class AmortizedBayesianWorkflow:
         todo = np.flatnonzero(step == "")
         step[todo] = "review"
         starts = {i: {k: draws[k][i] for k in draws} for i in todo}
-        for i, res in self._mcmc_batches("nuts", starts, data, seed, note):
+        for i, res in self._mcmc_batches("nuts", starts, data, streams, note):
             diag["rhat"][i], diag["ess"][i] = float(np.max(res.rhat)), float(np.min(res.ess))
             ok = np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess)
             self._store(draws, i, res.draws)
@@ -389,7 +410,7 @@ class AmortizedBayesianWorkflow:
         net = self.workflow.approximator.inference_network
         return self.psis_in_distribution or getattr(net, "one_pass_log_prob", False)
 
-    def _psis_step(self, todo, draws, step1_log_q, data, step, diag, note, seed) -> dict:
+    def _psis_step(self, todo, draws, step1_log_q, data, step, diag, note, streams) -> dict:
         """PSIS for the datasets ``todo``: the step-1 draws plus ``psis_samples -
         num_samples`` fresh ones as proposals, moment matching where k-hat fails; accepted
         datasets get the resampled draws and step "psis". Returns every dataset's resampled
@@ -400,7 +421,7 @@ class AmortizedBayesianWorkflow:
         extra = self.psis_samples - self.num_samples
         if extra:
             fresh, fresh_q = self.workflow.sample_and_log_prob(
-                conditions=sub_data, num_samples=extra, seed=seed + 1
+                conditions=sub_data, num_samples=extra, seed=streams["psis_draws"]
             )
             sub = {k: np.concatenate([v, np.asarray(fresh[k])], axis=1) for k, v in sub.items()}
             log_q.append(fresh_q)
@@ -423,6 +444,7 @@ class AmortizedBayesianWorkflow:
                 self.model.log_abs_det_jacobian(self._unflatten(jnp.asarray(safe))), np.float64
             )
         resampled = {}
+        resample_seeds = child_seeds(streams["resample"], _num_datasets(data))
         for j, i in enumerate(todo):
             if not np.isfinite(lw[j]).any():
                 note[i] = "no amortized draw has a finite importance weight"
@@ -434,7 +456,7 @@ class AmortizedBayesianWorkflow:
                 diag["khat"][i], diag["psis_ess"][i] = mm.psis.khat[0], mm.psis.ess[0]
                 diag["psis_transforms"][i] = mm.transforms
                 u, weights, ok = mm.draws, mm.psis.log_weights[0], bool(mm.psis.accepted[0])
-            idx = resample(np.arange(len(u)), weights, self.num_samples, seed=seed + int(i))
+            idx = resample(np.arange(len(u)), weights, self.num_samples, seed=resample_seeds[i])
             theta = self.model.to_constrained(self._unflatten(jnp.asarray(u[idx])))
             resampled[i] = {k: np.asarray(theta[k]).reshape(draws[k][i].shape) for k in draws}
             if ok:
@@ -468,17 +490,19 @@ class AmortizedBayesianWorkflow:
             )
         return WorkflowResult(step.astype(str), draws, diag, seconds)
 
-    def _mcmc_batches(self, kind, params, data, seed, note):
+    def _mcmc_batches(self, kind, params, data, streams, note):
         """Yield ``(dataset, McmcResult)`` for ChEES (``kind="chees"``) or NUTS, vmapped over
         batches of ``mcmc_batch`` datasets (the last one padded, so one compilation serves
         all). A dataset without usable starting points, or a batch that fails numerically,
         gets its reason in ``note`` and no result; the other datasets go on."""
         chains = self.num_superchains if kind == "chees" else self.nuts_chains
-        offset = 1 if kind == "chees" else 7
+        n = _num_datasets(data)
+        start_seeds = child_seeds(streams[f"{kind}_starts"], n)
+        chain_seeds = child_seeds(streams[kind], n)
         starts = {}
         for i, p in params.items():
             try:
-                starts[i] = self._starts(i, p, chains, data, seed + offset * int(i))
+                starts[i] = self._starts(i, p, chains, data, start_seeds[i])
             except ValueError as e:
                 note[i] = f"{kind}: {e}"
         order = list(starts)
@@ -490,7 +514,7 @@ class AmortizedBayesianWorkflow:
             padded = idx + [idx[-1]] * (size - len(idx))
             init = np.stack([starts[i] for i in padded])
             batch = {k: jnp.asarray(np.asarray(v)[padded]) for k, v in data.items()}
-            seeds = [seed + int(i) for i in padded]
+            seeds = [chain_seeds[i] for i in padded]
             try:
                 if kind == "chees":
                     results = chees_hmc_many(self._density_fn, init, batch, seeds, **self.chees)
@@ -522,10 +546,11 @@ class AmortizedBayesianWorkflow:
             ok &= np.isfinite(np.asarray(self._densities(safe, data_one)))
             return np.unique(u[ok], axis=0)
 
+        order_seed, prior_seed = child_seeds(seed, 2)
         ok = finite(self._flatten(self.model.to_unconstrained(params), 1))
-        ok = ok[np.random.default_rng(seed).permutation(len(ok))]
+        ok = ok[np.random.default_rng(order_seed).permutation(len(ok))]
         if len(ok) < num:
-            prior = self._simulator().sample(max(64, 4 * num), seed=seed)
+            prior = self._simulator().sample(max(64, 4 * num), seed=prior_seed)
             site = {k: prior[k] for k in self.model.latent_sites}
             ok = np.concatenate([ok, finite(self._flatten(self.model.to_unconstrained(site), 1))])
         if len(ok) < num:

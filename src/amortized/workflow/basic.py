@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import diagnostics
+from .._random import stream_seeds
 from .._validation import check_positive_int, strict
 from ..adapters import Adapter
 from ..adapters.usage import head_rows, key_routes
@@ -50,6 +51,15 @@ NETWORK_NAMES = {
 #: before it on the models measured in BENCHMARKS.md), and its epochs without.
 DEFAULT_MAX_EPOCHS = 1000
 DEFAULT_EPOCHS = 100
+
+
+# simulations a workflow makes besides the training data, each from its own stream of the
+# call's seed (a fit's validation simulations, held-out simulations for diagnostics)
+SIMULATION_STREAMS = ("validation", "held_out")
+
+
+def _stream(seed: int | None, name: str) -> int | None:
+    return None if seed is None else stream_seeds(seed, SIMULATION_STREAMS)[name]
 
 
 def _resolve_network(net: InferenceNetwork | str | None) -> InferenceNetwork:
@@ -233,7 +243,7 @@ class BasicWorkflow:
         if validation_data is None or isinstance(validation_data, Mapping):
             return validation_data
         n = check_positive_int("fit", "validation_data (a number of simulations)", validation_data)
-        return self._simulate_for_training(n, None if seed is None else seed + 7919, batch_size)
+        return self._simulate_for_training(n, _stream(seed, "validation"), batch_size)
 
     # -- training ----------------------------------------------------------------------
     @strict
@@ -405,7 +415,7 @@ class BasicWorkflow:
         if not isinstance(test_data, Mapping):
             n = check_positive_int(where, "test_data (a number of simulations)", test_data)
             # with a meta_fn, a fresh meta draw per chunk (e.g. varied N), as in training
-            test_data = self._simulate_for_training(n, None if seed is None else seed + 104729, 64)
+            test_data = self._simulate_for_training(n, _stream(seed, "held_out"), 64)
         # held-out simulations may carry outputs the model does not use (a meta_fn's N):
         # they are not conditions, so only the keys that reach the networks go to sample
         routes = key_routes(self.adapter, head_rows(test_data))
