@@ -10,9 +10,22 @@ from .training.parallel import split_cpu_by_default as _split_cpu_by_default
 
 _split_cpu_by_default()
 
-from . import adapters, approximators, diagnostics, networks, simulators, training, workflow  # noqa: E402
+from . import (  # noqa: E402
+    adapters,
+    approximators,
+    diagnostics,
+    networks,
+    scoring_rules,
+    simulators,
+    training,
+    workflow,
+)
 from .adapters import Adapter  # noqa: E402
-from .approximators import ContinuousApproximator  # noqa: E402
+from .approximators import (  # noqa: E402
+    BasicEstimator,
+    ContinuousApproximator,
+    ScoringRuleApproximator,
+)
 from .simulators import LikelihoodModel, NumPyroModel, make_simulator  # noqa: E402
 from .training import set_cpu_devices  # noqa: E402
 from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load  # noqa: E402
@@ -21,9 +34,11 @@ __all__ = [
     "Adapter",
     "AmortizedBayesianWorkflow",
     "BasicWorkflow",
+    "BasicEstimator",
     "ContinuousApproximator",
     "LikelihoodModel",
     "NumPyroModel",
+    "ScoringRuleApproximator",
     "__version__",
     "adapters",
     "approximators",
@@ -31,6 +46,7 @@ __all__ = [
     "load",
     "make_simulator",
     "networks",
+    "scoring_rules",
     "set_cpu_devices",
     "simulators",
     "training",

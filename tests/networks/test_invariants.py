@@ -16,10 +16,12 @@ from amortized.networks import (
     CouplingFlow,
     DiffusionModel,
     FlowMatching,
+    ScoringRuleNetwork,
     StableConsistencyModel,
 )
 from amortized.networks.distributions import base_log_prob
 from amortized.networks.integrate import solve_ode
+from amortized.scoring_rules import MeanScore, MvNormalScore, QuantileScore
 
 # name -> (unbuilt network, dim, cond_dim)
 REGISTRY = {
@@ -89,6 +91,19 @@ REGISTRY = {
         ),
         3,
         1,
+    ),
+    # a point estimator with a parametric rule, so that it has draws and a density
+    "scoring_rules": (
+        ScoringRuleNetwork(
+            scoring_rules={
+                "mean": MeanScore(),
+                "q": QuantileScore(q=[0.2, 0.8]),
+                "mvn": MvNormalScore(),
+            },
+            subnet_kwargs={"widths": [16]},
+        ),
+        3,
+        2,
     ),
 }
 STEP = jnp.int32(7)  # the optimizer step a scheduled loss is evaluated at

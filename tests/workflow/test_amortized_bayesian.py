@@ -234,3 +234,36 @@ def test_estimated_log_q_is_refused_for_importance_weights():
     abw = bf.AmortizedBayesianWorkflow(wf, m, num_samples=20, reference_simulations=50)
     with pytest.raises(ValueError, match="exact density of the draws.*Hutchinson"):
         abw.run({"y": m.simulator.sample(2, seed=1)["y"]})
+
+
+def test_an_ensemble_or_a_bare_approximator_runs_the_workflow(trained, tmp_path):
+    # issue 21: the workflow takes any estimator with a density. Two copies of the trained
+    # approximator make an ensemble whose mixture density is the member's own (an exact
+    # reference for log q and the embedding); its draws then go through PSIS like any other
+    from amortized.approximators.serialization import load_approximator, save_approximator
+
+    wf, m = trained
+    copy, _ = load_approximator(save_approximator(wf.approximator, tmp_path / "a.amz"))
+    ens = bf.approximators.EnsembleApproximator([wf.approximator, copy])
+    data = m.simulator.sample(4, seed=11)
+    y = {"y": data["y"]}
+    emb = wf.approximator.embed(y)
+    np.testing.assert_array_equal(ens.embed(y), np.concatenate([emb, emb], axis=1))
+    draws = wf.approximator.sample(num_samples=50, conditions=y, seed=0)
+    # log(0.5 q + 0.5 q) = log q, in float32 arithmetic
+    np.testing.assert_allclose(
+        ens.log_prob_of_draws(draws=draws, conditions=y),
+        wf.approximator.log_prob_of_draws(draws=draws, conditions=y),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    common = dict(num_samples=200, force="psis", reference_simulations=300, nuts_draws=200)
+    for estimator in (ens, wf.approximator):
+        res = bf.AmortizedBayesianWorkflow(estimator, m, **common).run(y, seed=3)
+        assert set(res.step) <= {"psis", "chees", "nuts", "review"}
+        assert np.all(np.isfinite(res.diagnostics["khat"]))
+        mu = res.draws["mu"][..., 0]
+        # the truth's z-score against the accepted draws, as in the first test
+        assert np.all(np.abs((mu.mean(1) - data["mu"][:, 0]) / mu.std(1)) < 4)
+    with pytest.raises(TypeError, match="lacks sample, sample_and_log_prob"):
+        bf.AmortizedBayesianWorkflow(object(), m)

@@ -184,6 +184,13 @@ class ContinuousApproximator:
         return getattr(net, "log_prob_caveat", None)
 
     @property
+    def one_pass_log_prob(self) -> bool:
+        """Whether :meth:`sample_and_log_prob` gets log q from the sampling pass itself (a
+        coupling flow) rather than from a second pass over the draws."""
+        net = self.nets.inference if self.is_trained else self.inference_network
+        return bool(getattr(net, "one_pass_log_prob", False))
+
+    @property
     def is_conditional(self) -> bool:
         """False for an unconditional density q(theta): nothing was routed to
         ``inference_conditions`` or ``summary_variables`` in training."""

@@ -121,6 +121,12 @@ class EnsembleApproximator:
         """The first member's reason why its ``log_prob`` is not exact, or None."""
         return next((c for m in self.members if (c := m.log_prob_caveat) is not None), None)
 
+    @property
+    def one_pass_log_prob(self) -> bool:
+        """False: the mixture's log q needs every member's density of every draw, a second
+        pass (:meth:`sample_and_log_prob`)."""
+        return False
+
     def _member_seeds(self, seed: int | None) -> list[int]:
         """One independent seed per member from the ensemble's seed."""
         seq = np.random.SeedSequence(seed)
@@ -202,6 +208,14 @@ class EnsembleApproximator:
             num_samples=num_samples, conditions=conditions, seed=seed, progress=progress
         )
         return draws, self.log_prob_of_draws(draws=draws, conditions=conditions)
+
+    @strict
+    def embed(self, data: Mapping[str, Any]) -> np.ndarray:
+        """The members' embeddings side by side, ``(num_datasets, sum_k d_k)``: what the
+        members condition on (:meth:`ContinuousApproximator.embed`). A dataset far from the
+        training data in any member's space is far in this one, so out-of-distribution
+        checks in it hold for the whole mixture."""
+        return np.concatenate([m.embed(data) for m in self.members], axis=1)
 
     def _mix(self, member_log_q: np.ndarray) -> np.ndarray:
         """logsumexp_k (log w_k + log q_k) over the leading member axis."""

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..adapters import Adapter
-from ..networks import INFERENCE_NETWORKS, SUMMARY_NETWORKS
+from ..networks import INFERENCE_NETWORKS, SUMMARY_NETWORKS, ScoringRuleNetwork
 from ..networks.summary_base import SummaryNetwork
 from .continuous import ContinuousApproximator
 from .core import Networks
@@ -301,7 +301,14 @@ def load_approximator(
     if manifest.get("summary_network"):
         summary_network, summary = _rebuild(manifest["summary_network"], SUMMARY_NETWORKS)
     adapter = None if manifest["adapter"] is None else Adapter.from_config(manifest["adapter"])
-    approx = ContinuousApproximator(
+    from .scoring_rule import ScoringRuleApproximator  # imports this module's callers
+
+    kind = (
+        ScoringRuleApproximator
+        if isinstance(network, ScoringRuleNetwork)
+        else ContinuousApproximator
+    )
+    approx = kind(
         inference_network=network,
         summary_network=summary_network,
         adapter=adapter,

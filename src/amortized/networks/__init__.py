@@ -10,6 +10,7 @@ from .diffusion_model import DiffusionModel
 from .flow_matching import FlowMatching
 from .fusion_network import FusionNetwork
 from .mlp import MLP, TimeMLP
+from .scoring_rule_network import PointNetwork, ScoringRuleNetwork
 from .set_transformer import SetTransformer
 from .stable_consistency_model import StableConsistencyModel
 from .summary_base import SummaryNetwork
@@ -23,6 +24,7 @@ INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
     "CouplingFlow": CouplingFlow,
     "DiffusionModel": DiffusionModel,
     "FlowMatching": FlowMatching,
+    "ScoringRuleNetwork": ScoringRuleNetwork,
     "StableConsistencyModel": StableConsistencyModel,
 }
 SUMMARY_NETWORKS: dict[str, type[SummaryNetwork]] = {
@@ -46,6 +48,8 @@ __all__ = [
     "FlowMatching",
     "FusionNetwork",
     "InferenceNetwork",
+    "PointNetwork",
+    "ScoringRuleNetwork",
     "SetTransformer",
     "StableConsistencyModel",
     "SummaryNetwork",

@@ -44,6 +44,7 @@ import numpy as np
 from .._random import child_seeds, stream_seeds
 from .._validation import check_choice, check_positive_int, strict
 from ..approximators.condition_checks import OutOfDistributionWarning
+from ..approximators.protocol import density_estimator
 from ..diagnostics.ood import SummaryReference, summary_reference
 from ..diagnostics.psis import importance_log_weights, moment_match, psis, resample
 from ..simulators import DensityModel
@@ -106,8 +107,11 @@ class AmortizedBayesianWorkflow:
 
     Parameters
     ----------
-    workflow : BasicWorkflow
-        Trained; its posterior draws are keyed by the model's latent site names.
+    workflow : BasicWorkflow, ContinuousApproximator or EnsembleApproximator
+        Trained; any estimator with a density (:class:`~amortized.approximators.protocol.
+        DensityEstimator`), or a workflow holding one. Its posterior draws are keyed by the
+        model's latent site names. Reference simulations come from the workflow's simulator,
+        else the model's.
     model : NumPyroModel
         The same model: log densities for PSIS and MCMC.
     num_samples : int, default 1000
@@ -191,6 +195,7 @@ class AmortizedBayesianWorkflow:
                 f"AmortizedBayesianWorkflow: force={force!r} needs a model with a likelihood "
                 f"(PSIS weights and MCMC use log p(y | theta) + log p(theta)); got model=None"
             )
+        self.estimator = density_estimator(workflow, "AmortizedBayesianWorkflow(workflow)")
         self.workflow, self.model = workflow, model
         self.num_samples = int(num_samples)
         self.alpha, self.rhat_threshold, self.min_ess = alpha, rhat_threshold, min_ess
@@ -254,7 +259,7 @@ class AmortizedBayesianWorkflow:
         """The out-of-distribution reference, from ``reference_simulations`` simulations."""
         if self._reference is None:
             sims = self._simulator().sample(self.reference_simulations, seed=seed)
-            self._reference = summary_reference(self.workflow.approximator.embed(sims), self.alpha)
+            self._reference = summary_reference(self.estimator.embed(sims), self.alpha)
         return self._reference
 
     def _valid(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -280,7 +285,7 @@ class AmortizedBayesianWorkflow:
             v = np.asarray(v)
             fill = np.asarray(place[k]).reshape((1, 1) + v.shape[2:])
             safe[k] = np.where(valid.reshape((n, s) + (1,) * (v.ndim - 2)), v, fill)
-        out = self.workflow.log_prob_of_draws(draws=safe, conditions=data)
+        out = self.estimator.log_prob_of_draws(draws=safe, conditions=data)
         return np.where(valid, out, -np.inf)
 
     # -- the run -----------------------------------------------------------------------
@@ -301,7 +306,7 @@ class AmortizedBayesianWorkflow:
     def _run(self, datasets: Mapping[str, Any], seed: int) -> WorkflowResult:
         if self.model is not None:
             self.model.check_data(datasets, "AmortizedBayesianWorkflow.run")
-            caveat = self.workflow.approximator.log_prob_caveat
+            caveat = self.estimator.log_prob_caveat
             if caveat is not None:
                 raise ValueError(
                     "AmortizedBayesianWorkflow.run: importance weights p(y, theta) / "
@@ -337,11 +342,11 @@ class AmortizedBayesianWorkflow:
         t = time.perf_counter()
         step1_log_q = None
         if self._psis_needs_step1_log_q():
-            draws, step1_log_q = self.workflow.sample_and_log_prob(
+            draws, step1_log_q = self.estimator.sample_and_log_prob(
                 conditions=data, num_samples=self.num_samples, seed=streams["draws"]
             )
         else:
-            draws = self.workflow.sample(
+            draws = self.estimator.sample(
                 conditions=data, num_samples=self.num_samples, seed=streams["draws"]
             )
         keys = self.model.latent_sites if self.model is not None else list(draws)
@@ -349,7 +354,7 @@ class AmortizedBayesianWorkflow:
         valid = self._valid(draws)
         diag["valid_draws"] = valid.sum(axis=1).astype(float)
         ref = self.reference(streams["reference"])
-        diag["distance"] = ref.distances(self.workflow.approximator.embed(data))
+        diag["distance"] = ref.distances(self.estimator.embed(data))
         diag["ood"] = diag["distance"] > ref.cutoff
         if self.force is None:
             step[~diag["ood"] & valid.all(axis=1)] = "amortized"
@@ -407,8 +412,7 @@ class AmortizedBayesianWorkflow:
         of every dataset's draws is needed), or when it comes free with the draws."""
         if self.model is None or self.force == "mcmc":
             return False
-        net = self.workflow.approximator.inference_network
-        return self.psis_in_distribution or getattr(net, "one_pass_log_prob", False)
+        return self.psis_in_distribution or self.estimator.one_pass_log_prob
 
     def _psis_step(self, todo, draws, step1_log_q, data, step, diag, note, streams) -> dict:
         """PSIS for the datasets ``todo``: the step-1 draws plus ``psis_samples -
@@ -420,7 +424,7 @@ class AmortizedBayesianWorkflow:
         sub, log_q = step1, [None]
         extra = self.psis_samples - self.num_samples
         if extra:
-            fresh, fresh_q = self.workflow.sample_and_log_prob(
+            fresh, fresh_q = self.estimator.sample_and_log_prob(
                 conditions=sub_data, num_samples=extra, seed=streams["psis_draws"]
             )
             sub = {k: np.concatenate([v, np.asarray(fresh[k])], axis=1) for k, v in sub.items()}

@@ -27,13 +27,14 @@ from .._random import stream_seeds
 from .._validation import check_positive_int, strict
 from ..adapters import Adapter
 from ..adapters.usage import head_rows, key_routes
-from ..approximators import ContinuousApproximator
+from ..approximators import ContinuousApproximator, ScoringRuleApproximator
 from ..approximators.serialization import load_approximator, save_approximator
 from ..networks import (
     CouplingFlow,
     DiffusionModel,
     FlowMatching,
     InferenceNetwork,
+    ScoringRuleNetwork,
     StableConsistencyModel,
 )
 from ..simulators import Simulator
@@ -164,8 +165,11 @@ class BasicWorkflow:
         self.metadata: dict[str, Any] = {}
         self.initial_learning_rate = float(initial_learning_rate)
         self.optimizer = optimizer
-        self.approximator = ContinuousApproximator(
-            inference_network=_resolve_network(inference_network),
+        network = _resolve_network(inference_network)
+        # point estimators (guide 6.7) get estimate(); everything else is the same
+        kind = ScoringRuleApproximator if isinstance(network, ScoringRuleNetwork) else None
+        self.approximator = (kind or ContinuousApproximator)(
+            inference_network=network,
             summary_network=summary_network,
             adapter=adapter,
             standardize=standardize,
@@ -403,6 +407,19 @@ class BasicWorkflow:
         """log q of many draws per dataset, ``(num_datasets, num_samples)``; see
         :meth:`ContinuousApproximator.log_prob_of_draws`."""
         return self.approximator.log_prob_of_draws(draws=draws, conditions=conditions)
+
+    @strict
+    def estimate(self, conditions: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Posterior statistics ``{variable: {rule: {statistic: array}}}`` of a point
+        estimator (``ScoringRuleNetwork`` / ``PointNetwork``); see
+        :meth:`~amortized.ScoringRuleApproximator.estimate`."""
+        if not isinstance(self.approximator, ScoringRuleApproximator):
+            raise TypeError(
+                f"estimate: needs a point estimator (bf.networks.ScoringRuleNetwork or "
+                f"PointNetwork) as the inference network, got "
+                f"{type(self.inference_network).__name__}; use sample() for its draws"
+            )
+        return self.approximator.estimate(conditions)
 
     @strict
     def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
