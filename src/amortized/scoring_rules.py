@@ -11,7 +11,8 @@ every ``x`` (the Bayes estimator under that loss):
   level ``q``: the marginal posterior quantiles, built as a base plus positive increments so
   that they never cross;
 - :class:`MvNormalScore` the negative log density of ``N(mean, covariance)``: the normal
-  closest to the posterior in KL, from which ``sample`` and ``log_prob`` follow.
+  closest to the posterior in KL, from which ``sample`` and ``log_prob`` follow;
+  :class:`MixtureScore` the same for a mixture of normals (multimodal posteriors).
 
 Each rule maps the raw outputs of a network head to its statistics (``statistics``) and
 scores them against the true parameters (``score``, one number per row). All of this runs
@@ -35,6 +36,7 @@ from ._validation import strict
 __all__ = [
     "MeanScore",
     "MedianScore",
+    "MixtureScore",
     "MvNormalScore",
     "NormedDifferenceScore",
     "QuantileScore",
@@ -51,6 +53,13 @@ class ScoringRule:
     equivariance = "affine"
     #: whether the rule defines a density (sample / log_prob)
     parametric = False
+    #: how each statistic maps to the original space: "location" (has the parameters'
+    #: dimension last), "covariance" (``(..., dim, dim)``), "invariant" (unchanged, e.g.
+    #: mixture weights) or "internal" (a parametrization, not reported)
+    kinds: Mapping[str, str] = {}
+
+    def kind(self, stat: str) -> str:
+        return self.kinds.get(stat, "location")
 
     def config(self) -> dict[str, Any]:
         return {}
@@ -180,6 +189,7 @@ class MvNormalScore(ScoringRule):
     """
 
     parametric = True
+    kinds = {"mean": "location", "covariance": "covariance", "scale_tril": "internal"}
 
     @strict
     def __init__(self):
@@ -223,9 +233,89 @@ class MvNormalScore(ScoringRule):
         return -self.log_prob(stats, theta)
 
 
+class MixtureScore(ScoringRule):
+    """Negative log density of a mixture of ``num_components`` (default 3) multivariate
+    normals: statistics ``"weights"`` ``(B, K)``, ``"mean"`` ``(B, K, dim)`` and
+    ``"covariance"`` ``(B, K, dim, dim)``; for multimodal posteriors. Gives ``sample`` and
+    ``log_prob``. Components are exchangeable, so their order carries no meaning.
+
+    >>> s = bf.scoring_rules.MixtureScore(num_components=2)
+    >>> s.head_sizes(3)
+    {'logits': 2, 'mean': 6, 'scale_tril': 12}
+    """
+
+    parametric = True
+    kinds = {
+        "weights": "invariant",
+        "log_weights": "internal",
+        "mean": "location",
+        "covariance": "covariance",
+        "scale_tril": "internal",
+    }
+
+    @strict
+    def __init__(self, num_components: int = 3):
+        if isinstance(num_components, bool) or not isinstance(num_components, int):
+            raise ValueError(
+                f"MixtureScore: num_components must be a positive integer, got {num_components!r}"
+            )
+        if num_components < 1:
+            raise ValueError(
+                f"MixtureScore: num_components must be a positive integer, got {num_components!r}"
+            )
+        self.num_components = num_components
+
+    def config(self) -> dict[str, Any]:
+        return {"num_components": self.num_components}
+
+    def head_sizes(self, dim):
+        k = self.num_components
+        return {"logits": k, "mean": k * dim, "scale_tril": k * dim * (dim + 1) // 2}
+
+    def statistics(self, raw, dim):
+        b, k = raw["logits"].shape[0], self.num_components
+        tri = raw["scale_tril"].reshape(b * k, dim * (dim + 1) // 2)
+        scale = MvNormalScore._tril(tri, dim).reshape(b, k, dim, dim)
+        return {
+            "weights": jax.nn.softmax(raw["logits"], axis=-1),
+            "log_weights": jax.nn.log_softmax(raw["logits"], axis=-1),
+            "mean": raw["mean"].reshape(b, k, dim),
+            "scale_tril": scale,
+            "covariance": scale @ jnp.swapaxes(scale, -1, -2),
+        }
+
+    def log_prob(self, stats, theta):
+        """``log sum_k w_k N(theta; mean_k, L_k L_k^T)``, ``(B,)``."""
+        b, k, dim = stats["mean"].shape
+        flat = {
+            "mean": stats["mean"].reshape(b * k, dim),
+            "scale_tril": stats["scale_tril"].reshape(b * k, dim, dim),
+        }
+        per = MvNormalScore().log_prob(flat, jnp.repeat(theta, k, axis=0)).reshape(b, k)
+        return jax.scipy.special.logsumexp(stats["log_weights"] + per, axis=-1)
+
+    def sample(self, stats, key):
+        """One draw per row, ``(B, dim)``: a component by its weight, then its normal."""
+        k_pick, k_draw = jax.random.split(key)
+        pick = jax.random.categorical(k_pick, stats["log_weights"], axis=-1)
+        rows = jnp.arange(pick.shape[0])
+        one = {"mean": stats["mean"][rows, pick], "scale_tril": stats["scale_tril"][rows, pick]}
+        return MvNormalScore().sample(one, k_draw)
+
+    def score(self, stats, theta):
+        return -self.log_prob(stats, theta)
+
+
 RULES = {
     c.__name__: c
-    for c in (MeanScore, MedianScore, MvNormalScore, NormedDifferenceScore, QuantileScore)
+    for c in (
+        MeanScore,
+        MedianScore,
+        MixtureScore,
+        MvNormalScore,
+        NormedDifferenceScore,
+        QuantileScore,
+    )
 }
 
 

@@ -11,6 +11,7 @@ import amortized as bf
 from amortized.scoring_rules import (
     MeanScore,
     MedianScore,
+    MixtureScore,
     MvNormalScore,
     NormedDifferenceScore,
     QuantileScore,
@@ -61,6 +62,26 @@ def test_quantiles_never_cross_and_mvnormal_matches_scipy():
     many = {k: jnp.repeat(v, 20_000, axis=0) for k, v in s.items()}
     draws = np.asarray(mvn.sample(many, jax.random.key(1)))
     np.testing.assert_allclose(np.cov(draws.T), cov, atol=0.05)
+
+
+def test_mixture_density_matches_scipy_and_its_draws_its_moments():
+    rule = MixtureScore(num_components=2)
+    raw = {
+        "logits": jnp.array([[0.8, -0.4]]),
+        "mean": jnp.array([[-2.0, 0.5, 1.5, -1.0]]),
+        "scale_tril": jnp.array([[0.1, 0.3, -0.2, -0.5, 0.2, 0.4]]),
+    }
+    s = rule.statistics(raw, 2)
+    w, m, c = (np.asarray(s[k][0], np.float64) for k in ("weights", "mean", "covariance"))
+    x = np.array([0.3, -0.2])
+    ref = np.log(sum(w[k] * stats.multivariate_normal(m[k], c[k]).pdf(x) for k in range(2)))
+    np.testing.assert_allclose(rule.log_prob(s, jnp.asarray(x)[None])[0], ref, rtol=1e-5)
+    many = {k: jnp.repeat(v, 40_000, axis=0) for k, v in s.items()}
+    draws = np.asarray(rule.sample(many, jax.random.key(0)))
+    # the mixture's mean sum_k w_k m_k; 40,000 draws give each coordinate to ~0.01
+    np.testing.assert_allclose(draws.mean(0), w @ m, atol=0.04)
+    with pytest.raises(ValueError, match="positive integer"):
+        MixtureScore(num_components=0)
 
 
 def test_bad_rules_and_statistics_are_named():
@@ -116,17 +137,22 @@ def _exact(test):
     return mu, lam
 
 
-@pytest.fixture(scope="module")
-def point_workflow():
-    wf = _workflow(bf.networks.PointNetwork(["median", "quantiles"], q=LEVELS))
+def _fit(wf, data_seed, seed):
+    """10^4 simulations, 30 epochs of 64 (a few seconds): the budget every trained test uses."""
     wf.fit_offline(
-        wf.simulate(10_000, seed=0),
+        wf.simulate(10_000, seed=data_seed),
         epochs=30,
         batch_size=64,
-        seed=1,
+        seed=seed,
         progress=False,
         early_stopping=False,
     )
+
+
+@pytest.fixture(scope="module")
+def point_workflow():
+    wf = _workflow(bf.networks.PointNetwork(["median", "quantiles"], q=LEVELS))
+    _fit(wf, 0, 1)
     return wf
 
 
@@ -159,14 +185,7 @@ def test_mean_and_normal_match_the_exact_posterior_and_refuse_a_constraint():
         bf.networks.ScoringRuleNetwork(scoring_rules={"mean": MeanScore(), "mvn": MvNormalScore()}),
         params=("mu",),
     )
-    wf.fit_offline(
-        wf.simulate(10_000, seed=2),
-        epochs=30,
-        batch_size=64,
-        seed=3,
-        progress=False,
-        early_stopping=False,
-    )
+    _fit(wf, 2, 3)
     test = wf.simulate(5, seed=6)
     est = wf.estimate({"x": test["x"]})
     mu, _ = _exact(test)
@@ -180,6 +199,30 @@ def test_mean_and_normal_match_the_exact_posterior_and_refuse_a_constraint():
     draws, log_q = wf.sample_and_log_prob(num_samples=4, conditions={"x": test["x"]}, seed=0)
     m, c = est["mu"]["mvn"]["mean"][:, None, 0], est["mu"]["mvn"]["covariance"][:, None, 0, 0]
     ref = stats.norm(m, np.sqrt(c)).logpdf(draws["mu"][..., 0])
+    np.testing.assert_allclose(log_q, ref, rtol=1e-4, atol=1e-4)
+
+    # a mixture of two normals in place of one: its mean and total variance (law of total
+    # variance) against the exact posterior's, and its log q of its own draws against scipy's
+    wf = _workflow(
+        bf.networks.ScoringRuleNetwork(scoring_rules={"mix": MixtureScore(num_components=2)}),
+        params=("mu",),
+    )
+    _fit(wf, 4, 5)
+    mix = wf.estimate({"x": test["x"]})["mu"]["mix"]
+    w, mk, vk = mix["weights"], mix["mean"][..., 0], mix["covariance"][..., 0, 0]
+    assert w.shape == (5, 2) and mk.shape == (5, 2) and vk.shape == (5, 2)
+    mean = np.sum(w * mk, axis=1)
+    var = np.sum(w * (vk + mk**2), axis=1) - mean**2
+    assert np.max(np.abs(mean - mu.mean()) / sd) < 0.4
+    np.testing.assert_allclose(var, sd**2, rtol=0.3)
+    draws, log_q = wf.sample_and_log_prob(num_samples=4, conditions={"x": test["x"]}, seed=0)
+    d = draws["mu"][..., 0]
+    ref = np.log(
+        sum(
+            w[:, k, None] * stats.norm(mk[:, k, None], np.sqrt(vk[:, k, None])).pdf(d)
+            for k in (0, 1)
+        )
+    )
     np.testing.assert_allclose(log_q, ref, rtol=1e-4, atol=1e-4)
 
     # a mean of a constrained parameter would be the back-transformed mean of log(lam)
@@ -237,3 +280,18 @@ def test_quantile_calibration_of_the_trained_estimator(point_workflow):
     # medians of these posteriors correlate with the truth at ~0.9 (posterior sd 0.45
     # against a prior sd of 1 for mu); a scrambled estimator would be near 0
     assert np.all(rec.values > 0.8), rec.values
+
+
+def test_the_workflow_diagnoses_a_point_estimator(point_workflow):
+    wf = point_workflow
+    table = wf.compute_default_diagnostics(test_data=500, seed=3)
+    assert list(table.columns) == ["mu", "lam"]
+    assert "quantiles: quantile_calibration" in table.index
+    assert "median: point_recovery" in table.index
+    # as in the calibration test: coverage within 0.08 of each level at n = 500 (binomial sd
+    # <= 0.022), medians correlated with the truth above 0.8
+    assert np.all(table.loc["quantiles: quantile_calibration"] < 0.08)
+    assert np.all(table.loc["median: point_recovery"] > 0.8)
+    np.testing.assert_allclose(table.loc["quantiles: coverage at 0.5"], 0.5, atol=0.08)
+    with pytest.raises(TypeError, match="has none; compute_default_diagnostics"):
+        wf.plot_default_diagnostics(test_data=10)

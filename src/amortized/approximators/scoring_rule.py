@@ -97,14 +97,17 @@ class ScoringRuleApproximator(ContinuousApproximator):
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for rule_name, rule in self.nets.inference.scoring_rules.items():
             for stat, value in raw[rule_name].items():
-                if stat == "scale_tril":
+                kind = rule.kind(stat)
+                if kind == "internal":
                     continue  # a parametrization, not a statistic
-                if stat == "covariance":
+                if kind == "invariant":  # the same for every variable (mixture weights)
+                    per_var = {var: np.asarray(value) for var in affine}
+                elif kind == "covariance":
                     per_var = self._covariances(np.asarray(value), dim)
                 else:
                     per_var = self._locations(np.asarray(value), dim)
                 for var, v in per_var.items():
-                    if rule.equivariance == "affine" and not affine[var]:
+                    if kind != "invariant" and rule.equivariance == "affine" and not affine[var]:
                         what = getattr(rule, "label", stat) if stat == "value" else stat
                         raise ValueError(
                             f"estimate: {type(rule).__name__} ({rule_name!r}) estimates the "
@@ -126,7 +129,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
     def _locations(self, value: np.ndarray, dim: int) -> dict[str, np.ndarray]:
         if value.ndim == 2:  # (n, dim): one value per dataset
             return {k: v[:, 0] for k, v in self._user(value[:, None, :]).items()}
-        return self._user(value)  # (n, levels, dim)
+        return self._user(value)  # (n, levels or components, dim)
 
     def _affine_variables(self, dim: int) -> dict[str, bool]:
         """Whether the map from the network's space to each variable is affine: it maps
@@ -147,6 +150,6 @@ class ScoringRuleApproximator(ContinuousApproximator):
 
     def _covariances(self, cov: np.ndarray, dim: int) -> dict[str, np.ndarray]:
         return {
-            k: np.einsum("ia,nab,jb->nij", m, cov.astype(np.float64), m)
+            k: np.einsum("ia,...ab,jb->...ij", m, cov.astype(np.float64), m)
             for k, m in self._linear_part(dim).items()
         }

@@ -16,7 +16,7 @@ from .mmd import mmd
 from .multimodality import multimodal_fraction
 from .nested_rhat import nested_rhat
 from .ood import SummaryReference, mmd_check, summary_reference
-from .point_estimates import point_recovery, quantile_calibration
+from .point_estimates import point_diagnostics, point_recovery, quantile_calibration
 from .psis import MomentMatchResult, PsisResult, moment_match, pareto_k_threshold, psis, resample
 from .ratings import THRESHOLDS, Thresholds, inspect_history, next_steps, rate_diagnostics
 from .recovery import nrmse, recovery_correlation
@@ -57,6 +57,7 @@ __all__ = [
     "nrmse",
     "pareto_k_threshold",
     "plots",
+    "point_diagnostics",
     "point_recovery",
     "posterior_contraction",
     "posterior_z_scores",

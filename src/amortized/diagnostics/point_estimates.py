@@ -92,3 +92,51 @@ def point_recovery(
         corr.variable_names,
         {"r2": corr.details["r2"], "nrmse": err.values},
     )
+
+
+def point_diagnostics(
+    estimates: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    targets: Mapping[str, Any],
+    levels: Mapping[str, Sequence[float]],
+):
+    """The diagnostics of a point estimator's :meth:`~amortized.ScoringRuleApproximator.
+    estimate` on held-out simulations, as a pandas DataFrame (index: one row per rule and
+    metric; columns: variable names): for each single-valued statistic (a mean, median,
+    normal's mean, mixture's mean) ``"<rule>: point_recovery"`` and ``"<rule>: nrmse"``; for
+    each quantile rule ``"<rule>: quantile_calibration"`` (the largest coverage gap) and one
+    row per level ``"<rule>: coverage at q"``. ``levels``: the quantile rules' levels by
+    rule name; ``targets`` ``{variable: (num_datasets, *shape)}``.
+    """
+    import pandas as pd
+
+    rows: dict[str, Metric] = {}
+    first = next(iter(estimates.values()))
+    for rule in first:
+        per_var = {v: estimates[v][rule] for v in targets}
+        if rule in levels:
+            q = [float(x) for x in levels[rule]]
+            m = quantile_calibration({v: s["value"] for v, s in per_var.items()}, targets, q)
+            rows[f"{rule}: quantile_calibration"] = m
+            for i, level in enumerate(q):
+                rows[f"{rule}: coverage at {level:g}"] = Metric(
+                    "coverage", m.details["coverage"][i], m.variable_names
+                )
+            continue
+        point = {v: _point_of(s) for v, s in per_var.items()}
+        rec = point_recovery(point, targets)
+        rows[f"{rule}: point_recovery"] = rec
+        rows[f"{rule}: nrmse"] = Metric("nrmse", rec.details["nrmse"], rec.variable_names)
+    names = next(iter(rows.values())).variable_names
+    table = pd.DataFrame({k: m.values for k, m in rows.items()}, index=list(names)).T
+    table.attrs["num_datasets"] = int(len(next(iter(targets.values()))))
+    return table
+
+
+def _point_of(stats_: Mapping[str, Any]) -> np.ndarray:
+    """The single-valued statistic of one rule's estimates ``(num_datasets, *shape)``: its
+    ``"value"``, a normal's ``"mean"``, or a mixture's mean ``sum_k w_k mean_k``."""
+    if "weights" in stats_:
+        w = np.asarray(stats_["weights"])
+        mean = np.asarray(stats_["mean"])
+        return np.einsum("nk,nk...->n...", w, mean)
+    return np.asarray(stats_["value"] if "value" in stats_ else stats_["mean"])

@@ -428,7 +428,8 @@ class BasicWorkflow:
 
     # -- diagnostics -------------------------------------------------------------------
     def _held_out(self, where, test_data, num_samples, variable_keys, seed):
-        """Posterior draws for held-out simulations and their true values."""
+        """Posterior draws for held-out simulations and their true values; for a point
+        estimator, its estimates ``{variable: {rule: {statistic: array}}}`` instead."""
         if not isinstance(test_data, Mapping):
             n = check_positive_int(where, "test_data (a number of simulations)", test_data)
             # with a meta_fn, a fresh meta draw per chunk (e.g. varied N), as in training
@@ -437,7 +438,16 @@ class BasicWorkflow:
         # they are not conditions, so only the keys that reach the networks go to sample
         routes = key_routes(self.adapter, head_rows(test_data))
         conditions = {k: v for k, v in test_data.items() if routes.get(k)}
-        draws = self.sample(num_samples=num_samples, conditions=conditions, seed=seed)
+        if isinstance(self.approximator, ScoringRuleApproximator):
+            if where != "compute_default_diagnostics":
+                raise TypeError(
+                    f"{where}: the figures and the report diagnose posterior draws, and a point "
+                    f"estimator ({type(self.inference_network).__name__}) has none; "
+                    f"compute_default_diagnostics gives its recovery and quantile coverage"
+                )
+            draws = self.approximator.estimate(conditions)
+        else:
+            draws = self.sample(num_samples=num_samples, conditions=conditions, seed=seed)
         keys = (
             list(draws)
             if variable_keys is None
@@ -470,10 +480,22 @@ class BasicWorkflow:
         """Default diagnostics on held-out simulations ``test_data`` (a dict with the true
         parameters, or a number of fresh simulations): a pandas DataFrame with one row per
         metric (:data:`amortized.diagnostics.DEFAULT_METRICS`) and one column per variable.
-        ``test_quantities`` ``{name: f(params) -> (m,)}`` are diagnosed like parameters."""
+        ``test_quantities`` ``{name: f(params) -> (m,)}`` are diagnosed like parameters.
+        For a point estimator (``ScoringRuleNetwork``): recovery of each rule's statistic
+        and coverage of its quantiles (:func:`~amortized.diagnostics.point_diagnostics`)."""
         draws, targets = self._held_out(
             "compute_default_diagnostics", test_data, num_samples, variable_keys, seed
         )
+        if isinstance(self.approximator, ScoringRuleApproximator):
+            # no draws: recovery of each rule's point statistic, coverage of its quantiles
+            if variable_names is not None or test_quantities is not None:
+                raise TypeError(
+                    "compute_default_diagnostics: variable_names and test_quantities need "
+                    "posterior draws; a point estimator has none"
+                )
+            rules = self.approximator.nets.inference.scoring_rules
+            levels = {n: r.q for n, r in rules.items() if hasattr(r, "q")}
+            return diagnostics.point_diagnostics(draws, targets, levels)
         return diagnostics.default_diagnostics(draws, targets, variable_names, test_quantities)
 
     @strict
