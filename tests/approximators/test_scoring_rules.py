@@ -295,3 +295,9 @@ def test_the_workflow_diagnoses_a_point_estimator(point_workflow):
     np.testing.assert_allclose(table.loc["quantiles: coverage at 0.5"], 0.5, atol=0.08)
     with pytest.raises(TypeError, match="has none; compute_default_diagnostics"):
         wf.plot_default_diagnostics(test_data=10)
+
+
+def test_estimates_far_outside_the_training_data_warn(point_workflow):
+    test = point_workflow.simulate(2, seed=7)
+    with pytest.warns(bf.approximators.condition_checks.OutOfDistributionWarning, match="'x'"):
+        point_workflow.estimate({"x": test["x"] + 50.0, "y": test["y"]})

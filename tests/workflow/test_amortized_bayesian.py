@@ -267,3 +267,32 @@ def test_an_ensemble_or_a_bare_approximator_runs_the_workflow(trained, tmp_path)
         assert np.all(np.abs((mu.mean(1) - data["mu"][:, 0]) / mu.std(1)) < 4)
     with pytest.raises(TypeError, match="lacks sample, sample_and_log_prob"):
         bf.AmortizedBayesianWorkflow(object(), m)
+
+
+def test_a_parametric_point_estimator_is_a_proposal_for_psis():
+    # an MvNormalScore network has an exact density (its normal's), so the workflow can
+    # importance-weight its draws; a point-only network is refused by name
+    m = bf.NumPyroModel(model, observed="y")
+    net = bf.networks.ScoringRuleNetwork(
+        scoring_rules={"mvn": bf.scoring_rules.MvNormalScore()}, subnet_kwargs={"widths": [32]}
+    )
+    wf = bf.BasicWorkflow(simulator=m.simulator, adapter=m.default_adapter(), inference_network=net)
+    wf.fit_online(epochs=8, num_batches_per_epoch=50, batch_size=64, seed=0, progress=False)
+    data = m.simulator.sample(4, seed=12)
+    res = bf.AmortizedBayesianWorkflow(
+        wf, m, num_samples=200, force="psis", reference_simulations=300, nuts_draws=200
+    ).run({"y": data["y"]}, seed=1)
+    assert np.all(np.isfinite(res.diagnostics["khat"]))
+    mu = res.draws["mu"][..., 0]
+    # the truth's z-score against the accepted draws, as in the first test
+    assert np.all(np.abs((mu.mean(1) - data["mu"][:, 0]) / mu.std(1)) < 4)
+    point = bf.BasicWorkflow(
+        simulator=m.simulator,
+        adapter=m.default_adapter(),
+        inference_network=bf.networks.PointNetwork("median"),
+    )
+    point.fit_offline(m.simulator.sample(64, seed=0), epochs=1, seed=0, progress=False)
+    with pytest.raises(ValueError, match="exact density of the draws.*no density"):
+        bf.AmortizedBayesianWorkflow(point, m, num_samples=20, reference_simulations=50).run(
+            {"y": data["y"]}
+        )

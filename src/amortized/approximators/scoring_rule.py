@@ -87,8 +87,10 @@ class ScoringRuleApproximator(ContinuousApproximator):
         Raises ValueError for a mean-type statistic of a variable that the adapter
         transforms nonlinearly (see the module docstring)."""
         self._require_trained("estimate")
-        self._check_condition_keys(conditions, "estimate")
+        routes = self._check_condition_keys(conditions, "estimate")
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
+        # conditions outside the training range warn by name, as for draws
+        self._warn_out_of_range(arrays, routes, "estimate")
         n = next(iter(arrays.values())).shape[0] if arrays else 1
         cond = np.asarray(_embed(self.nets, self.stats, arrays)) if arrays else np.zeros((n, 0))
         raw = _estimate(self.nets.inference, cond)
