@@ -295,6 +295,8 @@ def test_the_workflow_diagnoses_a_point_estimator(point_workflow):
     np.testing.assert_allclose(table.loc["quantiles: coverage at 0.5"], 0.5, atol=0.08)
     with pytest.raises(TypeError, match="has none; compute_default_diagnostics"):
         wf.plot_default_diagnostics(test_data=10)
+    with pytest.raises(TypeError, match="num_samples=500 sets posterior draws"):
+        wf.compute_default_diagnostics(test_data=10, num_samples=500)
 
 
 def test_estimates_far_outside_the_training_data_warn(point_workflow):

@@ -471,7 +471,7 @@ class BasicWorkflow:
     def compute_default_diagnostics(
         self,
         test_data: Mapping[str, Any] | int,
-        num_samples: int = 1000,
+        num_samples: int | None = None,
         variable_keys: str | Sequence[str] | None = None,
         variable_names: Sequence[str] | None = None,
         test_quantities: Mapping[str, Any] | None = None,
@@ -482,17 +482,27 @@ class BasicWorkflow:
         metric (:data:`amortized.diagnostics.DEFAULT_METRICS`) and one column per variable.
         ``test_quantities`` ``{name: f(params) -> (m,)}`` are diagnosed like parameters.
         For a point estimator (``ScoringRuleNetwork``): recovery of each rule's statistic
-        and coverage of its quantiles (:func:`~amortized.diagnostics.point_diagnostics`)."""
+        and coverage of its quantiles (:func:`~amortized.diagnostics.point_diagnostics`).
+        ``num_samples``: posterior draws per dataset (default 1000); a point estimator
+        draws none and refuses it."""
+        point = isinstance(self.approximator, ScoringRuleApproximator)
+        if point and num_samples is not None:
+            raise TypeError(
+                f"compute_default_diagnostics: num_samples={num_samples!r} sets posterior "
+                f"draws, and a point estimator ({type(self.inference_network).__name__}) "
+                f"draws none; leave it out"
+            )
+        if point and (variable_names is not None or test_quantities is not None):
+            raise TypeError(
+                "compute_default_diagnostics: variable_names and test_quantities need "
+                "posterior draws; a point estimator has none"
+            )
+        num_samples = 1000 if num_samples is None else num_samples
         draws, targets = self._held_out(
             "compute_default_diagnostics", test_data, num_samples, variable_keys, seed
         )
-        if isinstance(self.approximator, ScoringRuleApproximator):
+        if point:
             # no draws: recovery of each rule's point statistic, coverage of its quantiles
-            if variable_names is not None or test_quantities is not None:
-                raise TypeError(
-                    "compute_default_diagnostics: variable_names and test_quantities need "
-                    "posterior draws; a point estimator has none"
-                )
             rules = self.approximator.nets.inference.scoring_rules
             levels = {n: r.q for n, r in rules.items() if hasattr(r, "q")}
             return diagnostics.point_diagnostics(draws, targets, levels)
