@@ -56,6 +56,16 @@ def _activation(name: str):
     return ACTIVATIONS[name]
 
 
+def zero_layer(layer):
+    """``layer`` (anything with ``weight`` and ``bias``) with both set to zero: an output
+    layer that starts its network at the zero map."""
+    return eqx.tree_at(
+        lambda l: (l.weight, l.bias),
+        layer,
+        (jnp.zeros_like(layer.weight), jnp.zeros_like(layer.bias)),
+    )
+
+
 class MLP(eqx.Module):
     """Residual multilayer perceptron ``R^in -> R^out``.
 
@@ -102,13 +112,7 @@ class MLP(eqx.Module):
             eqx.nn.Linear(dims[i], dims[i + 1], key=keys[i]) for i in range(len(widths))
         )
         out = eqx.nn.Linear(widths[-1], out_dim, key=keys[-1])
-        if zero_output:
-            out = eqx.tree_at(
-                lambda l: (l.weight, l.bias),
-                out,
-                (jnp.zeros_like(out.weight), jnp.zeros_like(out.bias)),
-            )
-        self.out = out
+        self.out = zero_layer(out) if zero_output else out
         self.activation = activation
         self.dropout = float(dropout)
         self.residual = bool(residual)
@@ -227,15 +231,8 @@ class TimeMLP(eqx.Module):
         )
         fkeys = jax.random.split(k2, len(self.mlp.layers))
         self.film = tuple(
-            eqx.tree_at(
-                lambda l: (l.weight, l.bias),
-                lin,
-                (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)),
-            )
-            for lin in (
-                eqx.nn.Linear(self.time_dim, 2 * layer.out_features, key=k)
-                for layer, k in zip(self.mlp.layers, fkeys, strict=True)
-            )
+            zero_layer(eqx.nn.Linear(self.time_dim, 2 * layer.out_features, key=k))
+            for layer, k in zip(self.mlp.layers, fkeys, strict=True)
         )
 
     def __call__(self, x: jax.Array, t: jax.Array, key: jax.Array | None = None) -> jax.Array:

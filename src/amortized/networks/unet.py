@@ -24,17 +24,10 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import strict
+from ._backbone import ImageBackbone, check_common_options, zero_layer
 from .base import encode_config
 from .convolutional_network import _groups
 from .mlp import ACTIVATIONS, dropout_keep_mask, fourier_time_embedding
-
-
-def _zero(layer):
-    return eqx.tree_at(
-        lambda l: (l.weight, l.bias),
-        layer,
-        (jnp.zeros_like(layer.weight), jnp.zeros_like(layer.bias)),
-    )
 
 
 class _TimeBlock(eqx.Module):
@@ -51,7 +44,7 @@ class _TimeBlock(eqx.Module):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.norm1 = eqx.nn.GroupNorm(_groups(c_in), c_in)
         self.conv1 = eqx.nn.Conv2d(c_in, c_out, 3, padding=1, key=k1)
-        self.film = _zero(eqx.nn.Linear(emb_dim, 2 * c_out, key=k2))
+        self.film = zero_layer(eqx.nn.Linear(emb_dim, 2 * c_out, key=k2))
         self.norm2 = eqx.nn.GroupNorm(_groups(c_out), c_out)
         self.conv2 = eqx.nn.Conv2d(c_out, c_out, 3, padding=1, key=k3)
         self.skip = None if c_in == c_out else eqx.nn.Conv2d(c_in, c_out, 1, key=k4)
@@ -64,7 +57,7 @@ class _TimeBlock(eqx.Module):
         return (h if self.skip is None else self.skip(h)) + r
 
 
-class UNet(eqx.Module):
+class UNet(ImageBackbone):
     """Time-conditioned UNet backbone (module docstring), for ``DiffusionModel``,
     ``FlowMatching``, ``ConsistencyModel`` and ``StableConsistencyModel`` on image-valued
     targets: ``subnet=bf.networks.UNet()``.
@@ -87,8 +80,6 @@ class UNet(eqx.Module):
     [16, 32]
     """
 
-    config_json: str = eqx.field(static=True)
-    shape: tuple = eqx.field(static=True)  # (H, W, C_in, C_out), () before build
     time_mlp: tuple[eqx.nn.Linear, eqx.nn.Linear] | None
     conv_in: eqx.nn.Conv2d | None
     down_blocks: tuple[tuple[_TimeBlock, ...], ...] | None
@@ -115,12 +106,7 @@ class UNet(eqx.Module):
             raise ValueError(f"UNet: widths must be positive integers, got {widths}")
         if int(blocks_per_level) < 1:
             raise ValueError(f"UNet: blocks_per_level must be >= 1, got {blocks_per_level}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"UNet: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"UNet: dropout must lie in [0, 1), got {dropout}")
+        check_common_options("UNet", activation, dropout)
         self.config_json = encode_config(
             widths=widths,
             blocks_per_level=int(blocks_per_level),
@@ -172,18 +158,7 @@ class UNet(eqx.Module):
             for w in widths
         )
         self.norm_out = eqx.nn.GroupNorm(_groups(widths[0]), widths[0])
-        self.conv_out = _zero(eqx.nn.Conv2d(widths[0], c_out, 3, padding=1, key=next(keys)))
-
-    @property
-    def config(self) -> dict:
-        import json
-
-        return json.loads(self.config_json)
-
-    def build(self, height: int, width: int, c_in: int, c_out: int, key: jax.Array) -> UNet:
-        """A copy with parameters for ``(height, width, c_in)`` inputs and ``c_out`` output
-        channels."""
-        return type(self)(**self.config, shape=(height, width, c_in, c_out), key=key)
+        self.conv_out = zero_layer(eqx.nn.Conv2d(widths[0], c_out, 3, padding=1, key=next(keys)))
 
     def __call__(self, image: jax.Array, t: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """``image`` ``(H, W, C_in)``, scalar ``t`` -> ``(H, W, C_out)``; dropout with a

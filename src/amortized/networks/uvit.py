@@ -16,16 +16,14 @@ one middle block, out-blocks).
 
 from __future__ import annotations
 
-import json
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from .._validation import strict
+from ._backbone import ImageBackbone, check_common_options, zero_layer
 from .base import encode_config
 from .mlp import ACTIVATIONS, dropout_keep_mask, fourier_time_embedding
-from .unet import _zero
 
 
 class _Block(eqx.Module):
@@ -54,7 +52,7 @@ class _Block(eqx.Module):
         return h + drop(jax.vmap(self.mlp2)(drop(act(m))))
 
 
-class UViT(eqx.Module):
+class UViT(ImageBackbone):
     """Vision-transformer backbone with long skips (module docstring), for the
     continuous-time networks and both consistency models: ``subnet=bf.networks.UViT()``.
 
@@ -77,8 +75,6 @@ class UViT(eqx.Module):
     3
     """
 
-    config_json: str = eqx.field(static=True)
-    shape: tuple = eqx.field(static=True)  # (H, W, C_in, C_out), () before build
     patch_in: eqx.nn.Linear | None
     position: jax.Array | None
     time_in: tuple[eqx.nn.Linear, eqx.nn.Linear] | None
@@ -112,12 +108,7 @@ class UViT(eqx.Module):
             )
         if width % heads:
             raise ValueError(f"UViT: width ({width}) must be divisible by num_heads ({heads})")
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"UViT: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"UViT: dropout must lie in [0, 1), got {dropout}")
+        check_common_options("UViT", activation, dropout)
         self.config_json = encode_config(
             patch_size=p,
             width=width,
@@ -151,16 +142,7 @@ class UViT(eqx.Module):
         self.blocks = tuple(_Block(width, heads, i > half, key=next(keys)) for i in range(depth))
         self.norm_out = eqx.nn.LayerNorm(width)
         self.patch_out = eqx.nn.Linear(width, p * p * c_out, key=next(keys))
-        self.conv_out = _zero(eqx.nn.Conv2d(c_out, c_out, 3, padding=1, key=next(keys)))
-
-    @property
-    def config(self) -> dict:
-        return json.loads(self.config_json)
-
-    def build(self, height: int, width: int, c_in: int, c_out: int, key: jax.Array) -> UViT:
-        """A copy with parameters for ``(height, width, c_in)`` inputs and ``c_out`` output
-        channels."""
-        return type(self)(**self.config, shape=(height, width, c_in, c_out), key=key)
+        self.conv_out = zero_layer(eqx.nn.Conv2d(c_out, c_out, 3, padding=1, key=next(keys)))
 
     def __call__(self, image: jax.Array, t: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """``image`` ``(H, W, C_in)``, scalar ``t`` -> ``(H, W, C_out)``."""
