@@ -365,6 +365,8 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
         "simulate_seconds": sim_secs,
         "epochs": epochs,
         "best_epoch": history.get("best_epoch"),
+        "restored_epoch": history.get("restored_epoch"),
+        "best_vs_last": history.get("best_vs_last"),
         # the curves, to see where the epochs go (rounded: the results file stays readable)
         "val_loss": [round(v, 4) for v in history.get("val_loss", [])],
         "lr_reductions": history.get("lr_reductions"),

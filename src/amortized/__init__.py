@@ -24,11 +24,17 @@ from .adapters import Adapter  # noqa: E402
 from .approximators import (  # noqa: E402
     BasicEstimator,
     ContinuousApproximator,
+    ModelComparisonApproximator,
     ScoringRuleApproximator,
 )
 from .simulators import LikelihoodModel, NumPyroModel, make_simulator  # noqa: E402
 from .training import set_cpu_devices  # noqa: E402
-from .workflow import AmortizedBayesianWorkflow, BasicWorkflow, load  # noqa: E402
+from .workflow import (  # noqa: E402
+    AmortizedBayesianWorkflow,
+    BasicWorkflow,
+    ModelComparisonWorkflow,
+    load,
+)
 
 __all__ = [
     "Adapter",
@@ -37,6 +43,8 @@ __all__ = [
     "BasicEstimator",
     "ContinuousApproximator",
     "LikelihoodModel",
+    "ModelComparisonApproximator",
+    "ModelComparisonWorkflow",
     "NumPyroModel",
     "ScoringRuleApproximator",
     "__version__",

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 from ._validation import strict
 
 __all__ = [
+    "BrierScore",
+    "CrossEntropyScore",
     "MeanScore",
     "MedianScore",
     "MixtureScore",
@@ -53,6 +55,8 @@ class ScoringRule:
     equivariance = "affine"
     #: whether the rule defines a density (sample / log_prob)
     parametric = False
+    #: whether the target is a one-hot category (model comparison) rather than parameters
+    categorical = False
     #: how each statistic maps to the original space: "location" (has the parameters'
     #: dimension last), "covariance" (``(..., dim, dim)``), "invariant" (unchanged, e.g.
     #: mixture weights) or "internal" (a parametrization, not reported)
@@ -306,9 +310,61 @@ class MixtureScore(ScoringRule):
         return -self.log_prob(stats, theta)
 
 
+class CategoricalScore(ScoringRule):
+    """Base of the rules for a categorical target (a one-hot ``theta (B, K)``: which of
+    ``K`` models made the data): one head ``"logits"`` ``(B, K)``; statistics
+    ``"probs"`` (the softmax, the posterior model probabilities under the training
+    frequencies of the models) and ``"logits"``. Targets are never standardized."""
+
+    categorical = True
+    kinds = {"logits": "categorical", "probs": "categorical"}
+
+    @strict
+    def __init__(self):
+        pass
+
+    def head_sizes(self, dim):
+        return {"logits": dim}
+
+    def statistics(self, raw, dim):
+        return {"logits": raw["logits"], "probs": jax.nn.softmax(raw["logits"], axis=-1)}
+
+
+class CrossEntropyScore(CategoricalScore):
+    """``-log p_k`` of the true model ``k`` (the logarithmic score): strictly proper, so
+    its minimizer is the posterior model probability; the default of model comparison.
+
+    >>> s = bf.scoring_rules.CrossEntropyScore()
+    >>> stats = s.statistics({"logits": jnp.zeros((1, 2))}, 2)
+    >>> round(float(s.score(stats, jnp.array([[0.0, 1.0]]))[0]), 4)   # log 2
+    0.6931
+    """
+
+    def score(self, stats, theta):
+        return -jnp.sum(theta * jax.nn.log_softmax(stats["logits"], axis=-1), axis=-1)
+
+
+class BrierScore(CategoricalScore):
+    """``sum_j (p_j - 1{j = k})^2`` (the multiclass Brier score): strictly proper and
+    bounded, so single confidently wrong predictions weigh less than under
+    :class:`CrossEntropyScore`, at the price of weaker gradients for probabilities near 0
+    or 1 (large Bayes factors are learned less sharply).
+
+    >>> s = bf.scoring_rules.BrierScore()
+    >>> stats = s.statistics({"logits": jnp.zeros((1, 2))}, 2)
+    >>> float(s.score(stats, jnp.array([[0.0, 1.0]]))[0])   # 0.5^2 + 0.5^2
+    0.5
+    """
+
+    def score(self, stats, theta):
+        return jnp.sum((stats["probs"] - theta) ** 2, axis=-1)
+
+
 RULES = {
     c.__name__: c
     for c in (
+        BrierScore,
+        CrossEntropyScore,
         MeanScore,
         MedianScore,
         MixtureScore,

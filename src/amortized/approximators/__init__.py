@@ -3,6 +3,8 @@
 from .continuous import ContinuousApproximator
 from .core import Networks
 from .ensemble import EnsembleApproximator
+from .likelihood import NeuralLikelihood
+from .model_comparison import ModelComparisonApproximator
 from .protocol import DensityEstimator, density_estimator
 from .scoring_rule import ScoringRuleApproximator
 
@@ -14,6 +16,8 @@ __all__ = [
     "ContinuousApproximator",
     "DensityEstimator",
     "EnsembleApproximator",
+    "ModelComparisonApproximator",
+    "NeuralLikelihood",
     "Networks",
     "ScoringRuleApproximator",
     "density_estimator",

@@ -164,6 +164,23 @@ class ContinuousApproximator:
         #: input keys whose values reach the network's conditions in training
         self.condition_keys: list[str] | None = None
 
+    # -- saving ------------------------------------------------------------------------
+    def saved_state(self) -> dict[str, Any]:
+        """What a model file keeps of this approximator besides networks, adapter,
+        statistics and history (JSON; nothing for this class)."""
+        return {}
+
+    @classmethod
+    def from_saved(cls, network, summary_network, adapter, standardize, state):
+        """An untrained approximator of this class from a model file's parts (the loader
+        then sets weights and statistics)."""
+        return cls(
+            inference_network=network,
+            summary_network=summary_network,
+            adapter=adapter,
+            standardize=standardize,
+        )
+
     # -- boundary ----------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:

@@ -68,12 +68,21 @@ class ScoringRuleApproximator(ContinuousApproximator):
                 f"{type(inference_network).__name__}; generative networks go with "
                 f"ContinuousApproximator"
             )
+        categorical = [n for n, r in inference_network.scoring_rules.items() if r.categorical]
+        if categorical and not self._categorical_targets:
+            raise TypeError(
+                f"ScoringRuleApproximator: rules {categorical} score model indices; model "
+                f"comparison goes with bf.approximators.ModelComparisonApproximator"
+            )
         super().__init__(
             inference_network=inference_network,
             summary_network=summary_network,
             adapter=adapter,
             standardize=standardize,
         )
+
+    #: whether the targets are one-hot model indices (ModelComparisonApproximator)
+    _categorical_targets = False
 
     @strict
     def estimate(self, conditions: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -86,14 +95,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
 
         Raises ValueError for a mean-type statistic of a variable that the adapter
         transforms nonlinearly (see the module docstring)."""
-        self._require_trained("estimate")
-        routes = self._check_condition_keys(conditions, "estimate")
-        arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
-        # conditions outside the training range warn by name, as for draws
-        self._warn_out_of_range(arrays, routes, "estimate")
-        n = next(iter(arrays.values())).shape[0] if arrays else 1
-        cond = np.asarray(_embed(self.nets, self.stats, arrays)) if arrays else np.zeros((n, 0))
-        raw = _estimate(self.nets.inference, cond)
+        raw = self._raw_estimates(conditions)
         dim = self.nets.inference.dim
         affine = self._affine_variables(dim)
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -120,6 +122,17 @@ class ScoringRuleApproximator(ContinuousApproximator):
                         )
                     out.setdefault(var, {}).setdefault(rule_name, {})[stat] = v
         return out
+
+    def _raw_estimates(self, conditions: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Every rule's statistics for ``conditions``, in the network's space."""
+        self._require_trained("estimate")
+        routes = self._check_condition_keys(conditions, "estimate")
+        arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
+        # conditions outside the training range warn by name, as for draws
+        self._warn_out_of_range(arrays, routes, "estimate")
+        n = next(iter(arrays.values())).shape[0] if arrays else 1
+        cond = np.asarray(_embed(self.nets, self.stats, arrays)) if arrays else np.zeros((n, 0))
+        return _estimate(self.nets.inference, cond)
 
     # -- mapping statistics to the original space -----------------------------------------
     def _user(self, z: np.ndarray) -> dict[str, np.ndarray]:

@@ -98,6 +98,10 @@ def approximator_entries(
         "standardize": approximator.standardize_keys,
         "shapes": {k: list(v) for k, v in approximator._shapes.items()},
         "condition_keys": approximator.condition_keys,
+        "approximator": {
+            "class": type(approximator).__name__,
+            "state": approximator.saved_state(),
+        },
         "extra": extra or {},
     }
     stats = {
@@ -301,18 +305,13 @@ def load_approximator(
     if manifest.get("summary_network"):
         summary_network, summary = _rebuild(manifest["summary_network"], SUMMARY_NETWORKS)
     adapter = None if manifest["adapter"] is None else Adapter.from_config(manifest["adapter"])
-    from .scoring_rule import ScoringRuleApproximator  # imports this module's callers
-
-    kind = (
-        ScoringRuleApproximator
-        if isinstance(network, ScoringRuleNetwork)
-        else ContinuousApproximator
-    )
-    approx = kind(
-        inference_network=network,
-        summary_network=summary_network,
-        adapter=adapter,
-        standardize=manifest["standardize"] or None,
+    kind = _approximator_class(manifest.get("approximator"), network)
+    approx = kind.from_saved(
+        network,
+        summary_network,
+        adapter,
+        manifest["standardize"] or None,
+        (manifest.get("approximator") or {}).get("state", {}),
     )
     skeleton = Networks(inference, summary)
     try:
@@ -328,3 +327,25 @@ def load_approximator(
     approx.history = manifest["history"]
     approx.condition_keys = manifest.get("condition_keys")
     return approx, manifest.get("extra", {})
+
+
+def _approximator_class(entry: dict[str, Any] | None, network) -> type:
+    """The saved approximator's class (files before the entry existed: from the network)."""
+    from .model_comparison import ModelComparisonApproximator  # these import this module
+    from .scoring_rule import ScoringRuleApproximator
+
+    kinds = {
+        c.__name__: c
+        for c in (ContinuousApproximator, ScoringRuleApproximator, ModelComparisonApproximator)
+    }
+    if entry is None:
+        return (
+            ScoringRuleApproximator
+            if isinstance(network, ScoringRuleNetwork)
+            else (ContinuousApproximator)
+        )
+    if entry.get("class") not in kinds:
+        raise ModelFileError(
+            f"load: unknown approximator {entry.get('class')!r}; known: {sorted(kinds)}"
+        )
+    return kinds[entry["class"]]

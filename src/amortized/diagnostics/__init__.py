@@ -13,6 +13,13 @@ from .default import DEFAULT_METRICS, default_diagnostics
 from .diagnose import Diagnosis, default_figures, diagnose
 from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
 from .mmd import mmd
+from .model_comparison import (
+    MC_METRICS,
+    confusion_matrix,
+    expected_calibration_error,
+    model_comparison_diagnostics,
+)
+from .model_comparison_report import model_comparison_report
 from .multimodality import multimodal_fraction
 from .nested_rhat import nested_rhat
 from .ood import SummaryReference, mmd_check, summary_reference
@@ -26,6 +33,7 @@ from .tarp import tarp
 
 __all__ = [
     "DEFAULT_METRICS",
+    "MC_METRICS",
     "THRESHOLDS",
     "Diagnosis",
     "EcdfBands",
@@ -38,10 +46,12 @@ __all__ = [
     "c2st",
     "c2st_many",
     "calibration_error",
+    "confusion_matrix",
     "default_diagnostics",
     "default_figures",
     "diagnose",
     "ecdf_bands",
+    "expected_calibration_error",
     "expected_coverage",
     "fractional_ranks",
     "gamma_statistic",
@@ -50,6 +60,8 @@ __all__ = [
     "mmd",
     "metrics",
     "mmd_check",
+    "model_comparison_diagnostics",
+    "model_comparison_report",
     "multimodal_fraction",
     "moment_match",
     "nested_rhat",

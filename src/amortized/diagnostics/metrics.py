@@ -35,6 +35,11 @@ from .contraction import posterior_z_scores as _z_scores
 from .coverage import calibration_error as _calibration_error
 from .ecdf import log_gamma as _log_gamma
 from .mmd import mmd
+from .model_comparison import (  # noqa: F401 (BayesFlow's names, re-exported)
+    accuracy,
+    brier_score,
+    expected_calibration_error,
+)
 
 Array = Mapping[str, Any] | np.ndarray
 

@@ -80,6 +80,9 @@ class Thresholds:
     undertrained_improvement: float = 0.02
     undertrained_window: float = 0.2
     min_epochs: int = 5
+    #: model comparison: expected calibration error above the binomial-noise floor
+    ece_excellent: float = 0.01
+    ece_fair: float = 0.03
 
 
 THRESHOLDS = Thresholds()

@@ -120,22 +120,9 @@ def build_report(
     title: str = "Diagnostic report",
 ) -> dict:
     """The report as a JSON-serializable dict (the schema in the module docstring)."""
-    from .. import __version__
-
-    hist = dict(history or {})
-    loss, val = list(hist.get("loss") or []), list(hist.get("val_loss") or [])
     assessments = _assessments(ratings, table, history_check)
     return {
-        "schema_version": SCHEMA_VERSION,
-        "title": title,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "amortized_version": __version__,
-        "configuration": {str(k): _finite(v) for k, v in configuration.items()},
-        "num_datasets": int(table.attrs.get("num_datasets", 0)),
-        "num_samples": int(table.attrs.get("num_samples", 0)),
-        "metrics": {
-            m: {str(v): _finite(float(table.loc[m, v])) for v in table.columns} for m in table.index
-        },
+        **report_header(title, configuration, table),
         "metric_descriptions": {m: DEFAULT_METRICS.get(m, "") for m in table.index},
         "ratings": {
             r.variable: {
@@ -147,15 +134,7 @@ def build_report(
             }
             for r in ratings
         },
-        "history": {
-            "num_epochs": len(loss),
-            "final_loss": _finite(float(loss[-1])) if loss else None,
-            "final_val_loss": _finite(float(val[-1])) if val else None,
-            "nonfinite": bool(history_check.nonfinite) if history_check else False,
-            "overfitting": history_check.overfitting if history_check else None,
-            "undertrained": bool(history_check.undertrained) if history_check else False,
-            "messages": list(history_check.messages) if history_check else [],
-        },
+        "history": history_summary(history, history_check),
         "next_steps": list(next_steps),
         "figures": {
             name: {
@@ -169,6 +148,49 @@ def build_report(
     }
 
 
+def report_header(title: str, configuration: Mapping[str, Any], table) -> dict:
+    """The report's schema version, title, creation time, version, configuration, table
+    size and metrics (``table``: rows metrics, columns variables or models)."""
+    from .. import __version__
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "title": title,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "amortized_version": __version__,
+        "configuration": {str(k): _finite(v) for k, v in configuration.items()},
+        "num_datasets": int(table.attrs.get("num_datasets", 0)),
+        "num_samples": int(table.attrs.get("num_samples", 0)),
+        "metrics": {
+            m: {str(v): _finite(float(table.loc[m, v])) for v in table.columns} for m in table.index
+        },
+    }
+
+
+def history_summary(history: Mapping[str, list] | None, check: HistoryCheck | None) -> dict:
+    """The report's ``"history"`` entry."""
+    hist = dict(history or {})
+    loss, val = list(hist.get("loss") or []), list(hist.get("val_loss") or [])
+    return {
+        "num_epochs": len(loss),
+        "final_loss": _finite(float(loss[-1])) if loss else None,
+        "final_val_loss": _finite(float(val[-1])) if val else None,
+        "nonfinite": bool(check.nonfinite) if check else False,
+        "overfitting": check.overfitting if check else None,
+        "undertrained": bool(check.undertrained) if check else False,
+        "messages": list(check.messages) if check else [],
+    }
+
+
+def _scope(rep: dict) -> str:
+    what = (
+        f"{rep['num_samples']} posterior draws each"
+        if rep["num_samples"]
+        else "predicted model probabilities"
+    )
+    return f"{rep['num_datasets']} held-out simulated datasets, {what}"
+
+
 def _cell(x: Any) -> str:
     return str(x).replace("|", "\\|")
 
@@ -177,9 +199,7 @@ def _markdown(rep: dict) -> str:
     lines = [
         f"# {rep['title']}",
         "",
-        f"Created {rep['created']} with amortized "
-        f"{rep['amortized_version']}; {rep['num_datasets']} held-out simulated datasets, "
-        f"{rep['num_samples']} posterior draws each.",
+        f"Created {rep['created']} with amortized {rep['amortized_version']}; {_scope(rep)}.",
         "",
         "## Configuration",
         "",
@@ -236,8 +256,7 @@ def _html(rep: dict, folder: Path) -> str:
         "margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid "
         "#ccc;padding:3px 8px;text-align:left}img{max-width:100%}</style></head><body>",
         f"<h1>{e(rep['title'])}</h1><p>Created {e(rep['created'])} with amortized "
-        f"{e(rep['amortized_version'])}; {rep['num_datasets']} held-out simulated datasets, "
-        f"{rep['num_samples']} posterior draws each.</p><h2>Configuration</h2><table>",
+        f"{e(rep['amortized_version'])}; {e(_scope(rep))}.</p><h2>Configuration</h2><table>",
     ]
     parts += [
         f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in rep["configuration"].items()
@@ -286,14 +305,15 @@ def write_report(
     dpi: int = 110,
 ) -> Path:
     """Write the folder ``path`` (created if needed): every file listed in the module
-    docstring. ``figures`` must hold a matplotlib Figure under each name in :data:`FIGURES`.
-    Returns the folder."""
-    missing = [f for f in FIGURES if f not in figures]
+    docstring. ``figures`` must hold a matplotlib Figure under each name in the report's
+    ``"figures"`` (:data:`FIGURES` for a posterior's report). Returns the folder."""
+    names = list(report.get("figures") or FIGURES)
+    missing = [f for f in names if f not in figures]
     if missing:
         raise KeyError(f"write_report: figures lack {missing}; got {sorted(figures)}")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in FIGURES:
+    for name in names:
         figures[name].savefig(folder / f"{name}.png", dpi=dpi)
     with open(folder / "metrics.csv", "w", newline="") as fh:
         w = csv.writer(fh)

@@ -41,6 +41,11 @@ def _rules(where: str, scoring_rules: Any) -> dict[str, sr.ScoringRule]:
                 f"({', '.join(sorted(sr.RULES))}), got {type(rule).__name__}"
             )
         out[str(name)] = rule
+    if len({r.categorical for r in out.values()}) > 1:
+        raise TypeError(
+            f"{where}: scoring_rules mixes categorical rules (model indices) with rules for "
+            f"parameters: {', '.join(f'{n}={r!r}' for n, r in out.items())}"
+        )
     return out
 
 
@@ -96,8 +101,8 @@ class ScoringRuleNetwork(InferenceNetwork):
         self.dim, self.cond_dim = int(dim), int(cond_dim)
         if layout is not None:
             raise ValueError(
-                "ScoringRuleNetwork: image-valued targets are not supported; flatten them "
-                "(Adapter.flatten) or use a generative network"
+                "ScoringRuleNetwork: image-valued targets are not supported; return them "
+                "flat, (batch, H * W * C), from the simulator, or use a generative network"
             )
         self.layout = None
         if self.dim == 0:

@@ -4,6 +4,7 @@ padding of datasets of different sizes."""
 from . import benchmarks
 from ._density_model import DensityModel
 from .likelihood_model import LikelihoodModel
+from .model_comparison import ModelComparisonSimulator
 from .numpyro_model import NumPyroModel
 from .ragged import bucket_length, pad_ragged
 from .simulator import SharedMetaWarning, SimulationError, Simulator, make_simulator
@@ -11,6 +12,7 @@ from .simulator import SharedMetaWarning, SimulationError, Simulator, make_simul
 __all__ = [
     "DensityModel",
     "LikelihoodModel",
+    "ModelComparisonSimulator",
     "NumPyroModel",
     "SharedMetaWarning",
     "SimulationError",

@@ -110,6 +110,26 @@ class DensityModel:
     def log_joint(self, params: Mapping[str, Any], data: Mapping[str, Any]) -> jax.Array:
         return self._map(lambda p, d: sum(self._parts_one(p, d)), params, data)
 
+    # -- flat vectors ------------------------------------------------------------------
+    def flatten(self, params: Mapping[str, Any], lead: int) -> jax.Array:
+        """The latent sites of ``params`` (each ``(*lead, *shape)``) side by side in one
+        vector per draw, ``(*lead, dim)``, in ``latent_sites`` order (what samplers move)."""
+        parts = [
+            jnp.reshape(jnp.asarray(params[n]), np.shape(params[n])[:lead] + (-1,))
+            for n in self.latent_sites
+        ]
+        return jnp.concatenate(parts, axis=-1)
+
+    def unflatten(self, vec: jax.Array) -> dict[str, jax.Array]:
+        """The inverse of :meth:`flatten`: ``(..., dim)`` -> ``{site: (..., *shape)}``."""
+        out, i = {}, 0
+        for n in self.latent_sites:
+            shape = self.shapes[n]
+            size = int(np.prod(shape))
+            out[n] = vec[..., i : i + size].reshape(vec.shape[:-1] + shape)
+            i += size
+        return out
+
     # -- unconstrained space -----------------------------------------------------------
     def _bijections(self):
         from numpyro.distributions.transforms import biject_to

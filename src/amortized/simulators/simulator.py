@@ -120,6 +120,23 @@ class Simulator:
             extra["batch_size"] = int(np.prod(batch_shape))
         return extra
 
+    @property
+    def varies_per_call(self) -> bool:
+        """Whether one ``sample`` call shares a random draw between all its rows (a
+        ``meta_fn``), so that training simulates batch by batch (``sample_ragged``)."""
+        return self.meta_fn is not None
+
+    def input_names(self) -> tuple[set[str], bool]:
+        """The names the simulator's functions take as arguments (besides ``rng``,
+        ``key``, ``batch_shape``, ``batch_size``), and whether one takes any keyword."""
+        names: set[str] = set()
+        var_kw = False
+        for fn in [*self.fns, *([self.meta_fn] if self.meta_fn is not None else [])]:
+            args, var = _accepted_args(fn)
+            names |= args
+            var_kw = var_kw or var
+        return names - set(_SPECIAL_ARGS), var_kw
+
     # -- public ------------------------------------------------------------------------
     def sample(
         self, batch_shape: int | tuple[int, ...], seed: int | None = None, **fixed: Any

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import _random
 from . import parallel
 from .optimizer import has_learning_rate_scale, set_learning_rate_scale
-from .stopping import PlateauRule, significantly_better
+from .stopping import PlateauRule, selection_z, significantly_better
 
 #: ``loss_fn(nets, stats, batch, key, train, step)``: ``step`` is the number of optimizer
 #: steps taken before this one (across earlier fits of the same networks), an int32 scalar
@@ -441,7 +441,8 @@ def fit(
     if restored and early_stopping is not None and best_epoch is not None:
         # the lowest of many noisy validation losses is partly luck: the best epoch is
         # kept only when it beats the last one on the same examples by more than chance
-        better, diff, se = significantly_better(best_losses, last_losses)
+        compared = len(history["val_loss"]) - first_val
+        better, diff, se = significantly_better(best_losses, last_losses, z=selection_z(compared))
         history["best_vs_last"] = {"loss_difference": diff, "standard_error": se}
         restored = better
     if restored:

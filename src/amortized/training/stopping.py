@@ -53,6 +53,19 @@ def stale_epochs(val_losses) -> int:
     return int(v.size - 1 - np.argmin(np.where(np.isfinite(v), v, np.inf)))
 
 
+def selection_z(num_epochs: int, level: float = 0.05) -> float:
+    """The z that the best of ``num_epochs`` validation losses must beat the last epoch's
+    by before its networks replace the last ones: the two-sided ``level`` quantile with a
+    Bonferroni correction for having picked the lowest of ``num_epochs`` (at least 2.0).
+
+    >>> round(selection_z(1), 2), round(selection_z(12), 2), round(selection_z(50), 2)
+    (2.0, 2.87, 3.29)
+    """
+    from statistics import NormalDist
+
+    return max(2.0, NormalDist().inv_cdf(1 - level / (2 * max(int(num_epochs), 1))))
+
+
 def significantly_better(best_losses, last_losses, z: float = 2.0) -> tuple[bool, float, float]:
     """Whether the best epoch's per-example validation losses beat the last epoch's by
     more than ``z`` standard errors of their paired mean difference: ``(better, mean

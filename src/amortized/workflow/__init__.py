@@ -1,7 +1,17 @@
 """Workflows: BasicWorkflow (simulate, train, sample, save/load) and the amortized Bayesian
-workflow (amortized draws -> PSIS -> ChEES-HMC -> NUTS)."""
+workflow (amortized draws -> PSIS -> ChEES-HMC -> NUTS); ModelComparisonWorkflow."""
 
 from .amortized_bayesian import AmortizedBayesianWorkflow, WorkflowResult
 from .basic import BasicWorkflow, load
+from .mcmc_posterior import McmcPosterior, mcmc_posterior
+from .model_comparison import ModelComparisonWorkflow
 
-__all__ = ["AmortizedBayesianWorkflow", "BasicWorkflow", "WorkflowResult", "load"]
+__all__ = [
+    "AmortizedBayesianWorkflow",
+    "BasicWorkflow",
+    "McmcPosterior",
+    "ModelComparisonWorkflow",
+    "WorkflowResult",
+    "load",
+    "mcmc_posterior",
+]

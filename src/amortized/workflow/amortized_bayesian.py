@@ -236,20 +236,10 @@ class AmortizedBayesianWorkflow:
 
     # -- flat unconstrained vectors ----------------------------------------------------
     def _flatten(self, params_u: Mapping[str, Any], lead: int) -> jax.Array:
-        parts = [
-            jnp.reshape(jnp.asarray(params_u[n]), np.shape(params_u[n])[:lead] + (-1,))
-            for n in self.model.latent_sites
-        ]
-        return jnp.concatenate(parts, axis=-1)
+        return self.model.flatten(params_u, lead)
 
     def _unflatten(self, vec: jax.Array) -> dict[str, jax.Array]:
-        out, i = {}, 0
-        for n in self.model.latent_sites:
-            shape = self.model.shapes[n]
-            size = int(np.prod(shape))
-            out[n] = vec[..., i : i + size].reshape(vec.shape[:-1] + shape)
-            i += size
-        return out
+        return self.model.unflatten(vec)
 
     def _simulator(self):
         sim = getattr(self.workflow, "simulator", None)

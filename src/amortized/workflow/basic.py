@@ -156,15 +156,7 @@ class BasicWorkflow:
             for v in (inference_variables, inference_conditions, summary_variables, summary_mask)
         ):
             raise ValueError("BasicWorkflow: give either an adapter or variable names, not both")
-        if initial_learning_rate <= 0:
-            raise ValueError(
-                f"BasicWorkflow: initial_learning_rate must be positive, got "
-                f"{initial_learning_rate}"
-            )
-        self.simulator = simulator
-        self.metadata: dict[str, Any] = {}
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.optimizer = optimizer
+        self._set_up(simulator, initial_learning_rate, optimizer)
         network = _resolve_network(inference_network)
         # point estimators (guide 6.7) get estimate(); everything else is the same
         kind = ScoringRuleApproximator if isinstance(network, ScoringRuleNetwork) else None
@@ -174,6 +166,18 @@ class BasicWorkflow:
             adapter=adapter,
             standardize=standardize,
         )
+
+    def _set_up(self, simulator, initial_learning_rate: float, optimizer) -> None:
+        """The workflow's own state: simulator, training settings, metadata."""
+        if initial_learning_rate <= 0:
+            raise ValueError(
+                f"{type(self).__name__}: initial_learning_rate must be positive, got "
+                f"{initial_learning_rate}"
+            )
+        self.simulator = simulator
+        self.metadata: dict[str, Any] = {}
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.optimizer = optimizer
 
     @property
     def adapter(self) -> Adapter:
@@ -210,7 +214,7 @@ class BasicWorkflow:
         """Fresh simulations; with a meta_fn, one meta draw per chunk of ``chunk_size``,
         padded with a mask (see Simulator.sample_ragged)."""
         sim = self._require_simulator("fit")
-        if sim.meta_fn is None:
+        if not sim.varies_per_call:
             return sim.sample(n, seed=seed)
         data = sim.sample_ragged(n, chunk_size=chunk_size, seed=seed)
         if "mask" in data:
@@ -610,5 +614,12 @@ class BasicWorkflow:
 
 
 def load(path: str | os.PathLike, simulator: Simulator | None = None) -> BasicWorkflow:
-    """Load a saved workflow: ``bf.load("model.amz")``."""
-    return BasicWorkflow.load(path, simulator=simulator)
+    """Load a saved workflow: ``bf.load("model.amz")`` (a model comparison classifier
+    comes back as a :class:`~amortized.workflow.ModelComparisonWorkflow`)."""
+    from ..approximators import ModelComparisonApproximator
+    from .model_comparison import ModelComparisonWorkflow  # it builds on this module
+
+    wf = BasicWorkflow.load(path, simulator=simulator)
+    if isinstance(wf.approximator, ModelComparisonApproximator):
+        wf.__class__ = ModelComparisonWorkflow
+    return wf

@@ -5,6 +5,7 @@ from .calibration_histogram import calibration_histogram
 from .coverage import coverage
 from .loss import loss
 from .mmd_hypothesis_test import mmd_hypothesis_test
+from .model_comparison import mc_calibration, mc_confusion_matrix
 from .pairs import pairs_posterior, pairs_samples
 from .recovery import recovery
 from .z_score_contraction import z_score_contraction
@@ -14,6 +15,8 @@ __all__ = [
     "calibration_histogram",
     "coverage",
     "loss",
+    "mc_calibration",
+    "mc_confusion_matrix",
     "mmd_hypothesis_test",
     "pairs_posterior",
     "pairs_samples",
