@@ -16,6 +16,7 @@ from amortized.networks import (
     CouplingFlow,
     DiffusionModel,
     FlowMatching,
+    RatioNetwork,
     ScoringRuleNetwork,
     StableConsistencyModel,
 )
@@ -105,6 +106,8 @@ REGISTRY = {
         3,
         2,
     ),
+    # no draws and no density: a classifier of (theta, x) pairs (contrastive NRE)
+    "ratio": (RatioNetwork(K=3, subnet_kwargs={"widths": [16]}), 3, 2),
 }
 STEP = jnp.int32(7)  # the optimizer step a scheduled loss is evaluated at
 
@@ -143,11 +146,17 @@ def test_shapes_serialization_and_a_single_compilation(name):
     def run(n, x, c, key):
         traces.append(1)
         log_q = n.log_prob(x, c) if n.has_log_prob else None
-        return log_q, n.sample(key, c), n.loss(x, c, key, True, STEP)
+        draws = n.sample(key, c) if getattr(n, "can_sample", True) else None
+        return log_q, draws, n.loss(x, c, key, True, STEP)
 
     x, c = inputs(dim, cond_dim)
     log_q, draws, loss = run(net, x, c, jax.random.key(0))
-    assert draws.shape == (5, dim) and loss.shape == () and np.isfinite(loss)
+    assert loss.shape == () and np.isfinite(loss)
+    if getattr(net, "can_sample", True):
+        assert draws.shape == (5, dim)
+    else:
+        with pytest.raises(NotImplementedError, match="no draws"):
+            net.sample(jax.random.key(0), c)
     if net.has_log_prob:
         assert log_q.shape == (5,) and np.all(np.isfinite(log_q))
     else:

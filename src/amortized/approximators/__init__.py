@@ -6,6 +6,7 @@ from .ensemble import EnsembleApproximator
 from .likelihood import NeuralLikelihood
 from .model_comparison import ModelComparisonApproximator
 from .protocol import DensityEstimator, density_estimator
+from .ratio import RatioApproximator
 from .scoring_rule import ScoringRuleApproximator
 
 #: BayesFlow 2.1's name for the same estimator
@@ -19,6 +20,7 @@ __all__ = [
     "ModelComparisonApproximator",
     "NeuralLikelihood",
     "Networks",
+    "RatioApproximator",
     "ScoringRuleApproximator",
     "density_estimator",
 ]

@@ -332,11 +332,17 @@ def load_approximator(
 def _approximator_class(entry: dict[str, Any] | None, network) -> type:
     """The saved approximator's class (files before the entry existed: from the network)."""
     from .model_comparison import ModelComparisonApproximator  # these import this module
+    from .ratio import RatioApproximator
     from .scoring_rule import ScoringRuleApproximator
 
     kinds = {
         c.__name__: c
-        for c in (ContinuousApproximator, ScoringRuleApproximator, ModelComparisonApproximator)
+        for c in (
+            ContinuousApproximator,
+            ScoringRuleApproximator,
+            ModelComparisonApproximator,
+            RatioApproximator,
+        )
     }
     if entry is None:
         return (

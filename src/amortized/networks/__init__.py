@@ -10,6 +10,7 @@ from .diffusion_model import DiffusionModel
 from .flow_matching import FlowMatching
 from .fusion_network import FusionNetwork
 from .mlp import MLP, TimeMLP
+from .ratio_network import RatioNetwork
 from .scoring_rule_network import PointNetwork, ScoringRuleNetwork
 from .set_transformer import SetTransformer
 from .stable_consistency_model import StableConsistencyModel
@@ -24,6 +25,7 @@ INFERENCE_NETWORKS: dict[str, type[InferenceNetwork]] = {
     "CouplingFlow": CouplingFlow,
     "DiffusionModel": DiffusionModel,
     "FlowMatching": FlowMatching,
+    "RatioNetwork": RatioNetwork,
     "ScoringRuleNetwork": ScoringRuleNetwork,
     "StableConsistencyModel": StableConsistencyModel,
 }
@@ -49,6 +51,7 @@ __all__ = [
     "FusionNetwork",
     "InferenceNetwork",
     "PointNetwork",
+    "RatioNetwork",
     "ScoringRuleNetwork",
     "SetTransformer",
     "StableConsistencyModel",

@@ -202,6 +202,25 @@ def step_has_loop(nets, opt_state, stats, data, loss_fn, optimizer, batch_size, 
     return _has_loop(closed.jaxpr)
 
 
+def _eval_group_losses(nets, stats, data, key, loss_fn, group: int, step):
+    """Validation losses of a network whose loss needs other rows of its batch
+    (contrastive ratio estimation: ``validation_group`` rows): one loss per group of
+    ``group`` consecutive examples, the last group taking the remainder, so no example is
+    left out. The groups play the part of the examples in the paired comparison of epochs."""
+    n = _num_rows(data)
+    num = max(n // group, 1)
+    head = (num - 1) * group
+    t = jnp.asarray(step, jnp.int32)
+    keys = jax.random.split(key, num)
+    parts = []
+    if head:
+        body = jax.tree.map(lambda v: v[:head].reshape((num - 1, group) + v.shape[1:]), data)
+        parts.append(jax.vmap(lambda b, k: loss_fn(nets, stats, b, k, False, t))(body, keys[1:]))
+    last = jax.tree.map(lambda v: v[head:], data)
+    parts.append(loss_fn(nets, stats, last, keys[0], False, t)[None])
+    return jnp.concatenate(parts)
+
+
 @eqx.filter_jit
 def _eval_losses(nets, stats, data, key, loss_fn, chunk, step=0):
     """Each validation example's loss ``(n,)`` (dropout off), in chunks of ``chunk`` rows
@@ -211,6 +230,9 @@ def _eval_losses(nets, stats, data, key, loss_fn, chunk, step=0):
     (:func:`~amortized.training.stopping.significantly_better`). ``step``: the optimizer steps
     taken so far, at which a scheduled loss is evaluated."""
     n = _num_rows(data)
+    group = int(getattr(getattr(nets, "inference", None), "validation_group", 1))
+    if group > 1:
+        return _eval_group_losses(nets, stats, data, key, loss_fn, group, step)
     full = n // chunk
 
     def rows(batch, k):
