@@ -72,6 +72,12 @@ def test_saved_and_refused(trained, tmp_path):
     np.testing.assert_allclose(back.log_ratio(d), trained.log_ratio(d), rtol=1e-5, atol=1e-5)
     with pytest.raises(NotImplementedError, match="mcmc_posterior"):
         trained.sample(num_samples=3, conditions={"x": d["x"]})
+    wf = bf.BasicWorkflow(
+        inference_network=bf.networks.RatioNetwork(K=3), inference_variables="theta",
+        inference_conditions="x",
+    )  # fmt: skip
+    assert isinstance(wf.approximator, bf.approximators.RatioApproximator)
+    assert wf.approximator.inference_network.K == 3
     with pytest.raises(ValueError, match="K must be"):
         bf.networks.RatioNetwork(K=0)
     with pytest.raises(TypeError, match="classifier_network"):

@@ -171,9 +171,10 @@ class ContinuousApproximator:
         return {}
 
     @classmethod
-    def from_saved(cls, network, summary_network, adapter, standardize, state):
-        """An untrained approximator of this class from a model file's parts (the loader
-        then sets weights and statistics)."""
+    def from_parts(cls, network, summary_network, adapter, standardize, state):
+        """An untrained approximator of this class from its parts: a network, and the
+        ``state`` of :meth:`saved_state` (a loader then sets weights and statistics; a
+        workflow builds one from the network it was given)."""
         return cls(
             inference_network=network,
             summary_network=summary_network,

@@ -32,6 +32,13 @@ class Networks(eqx.Module):
     summary: Any = None
 
 
+def adapted_inputs(adapter, batch) -> dict[str, jax.Array]:
+    """The network inputs of ``batch`` (JAX arrays) through ``adapter``, traceable: what
+    a neural likelihood or ratio evaluates inside a sampler's log density."""
+    arrays = adapter.forward(batch, check_support=False)
+    return {k: arrays[k] for k in (IV, IC, SV, SM) if k in arrays}
+
+
 def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
     """Learned summaries ``(B, summary_dim)`` of ``summary_variables``; rows where
     ``summary_mask`` ``(B, N)`` is 0 are padding the summary network ignores."""

@@ -129,8 +129,7 @@ class NeuralLikelihood:
             v = jnp.ravel(jnp.asarray(params[p], jnp.float32))
             batch[p] = jnp.broadcast_to(v, (n, v.shape[0]))
         batch[self.observed] = rows
-        arrays = self._approx.adapter.forward(batch, check_support=False)
-        net = {IV: arrays[IV], IC: arrays[IC]}
+        net = core.adapted_inputs(self._approx.adapter, batch)
         return jnp.sum(core.log_prob(self._approx.nets, self._approx.stats, net))
 
     def model(

@@ -147,7 +147,7 @@ class ModelComparisonApproximator(ScoringRuleApproximator):
         }
 
     @classmethod
-    def from_saved(cls, network, summary_network, adapter, standardize, state):
+    def from_parts(cls, network, summary_network, adapter, standardize, state):
         approx = cls(
             num_models=int(state["num_models"]),
             summary_network=summary_network,

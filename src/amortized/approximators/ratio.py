@@ -87,7 +87,7 @@ class RatioApproximator(ContinuousApproximator):
         )
 
     @classmethod
-    def from_saved(cls, network, summary_network, adapter, standardize, state):
+    def from_parts(cls, network, summary_network, adapter, standardize, state):
         cfg = network.config
         return cls(
             adapter=adapter,
@@ -115,9 +115,7 @@ class RatioApproximator(ContinuousApproximator):
         def f(params, data):
             batch = {p: jnp.reshape(jnp.asarray(params[p], jnp.float32), (1, -1)) for p in names}
             batch |= {k: jnp.asarray(v, jnp.float32)[None] for k, v in data.items()}
-            arrays = self.adapter.forward(batch, check_support=False)
-            net = {k: arrays[k] for k in (IV, core.IC, core.SV, core.SM) if k in arrays}
-            return _log_ratio(self.nets, self.stats, net)[0]
+            return _log_ratio(self.nets, self.stats, core.adapted_inputs(self.adapter, batch))[0]
 
         return f
 

@@ -306,7 +306,7 @@ def load_approximator(
         summary_network, summary = _rebuild(manifest["summary_network"], SUMMARY_NETWORKS)
     adapter = None if manifest["adapter"] is None else Adapter.from_config(manifest["adapter"])
     kind = _approximator_class(manifest.get("approximator"), network)
-    approx = kind.from_saved(
+    approx = kind.from_parts(
         network,
         summary_network,
         adapter,

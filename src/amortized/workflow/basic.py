@@ -27,13 +27,14 @@ from .._random import stream_seeds
 from .._validation import check_positive_int, strict
 from ..adapters import Adapter
 from ..adapters.usage import head_rows, key_routes
-from ..approximators import ContinuousApproximator, ScoringRuleApproximator
+from ..approximators import ContinuousApproximator, RatioApproximator, ScoringRuleApproximator
 from ..approximators.serialization import load_approximator, save_approximator
 from ..networks import (
     CouplingFlow,
     DiffusionModel,
     FlowMatching,
     InferenceNetwork,
+    RatioNetwork,
     ScoringRuleNetwork,
     StableConsistencyModel,
 )
@@ -158,14 +159,14 @@ class BasicWorkflow:
             raise ValueError("BasicWorkflow: give either an adapter or variable names, not both")
         self._set_up(simulator, initial_learning_rate, optimizer)
         network = _resolve_network(inference_network)
-        # point estimators (guide 6.7) get estimate(); everything else is the same
-        kind = ScoringRuleApproximator if isinstance(network, ScoringRuleNetwork) else None
-        self.approximator = (kind or ContinuousApproximator)(
-            inference_network=network,
-            summary_network=summary_network,
-            adapter=adapter,
-            standardize=standardize,
-        )
+        # point estimators (guide 6.7) get estimate(), ratio estimators log_ratio();
+        # everything else is the same
+        kind = ContinuousApproximator
+        if isinstance(network, ScoringRuleNetwork):
+            kind = ScoringRuleApproximator
+        elif isinstance(network, RatioNetwork):
+            kind = RatioApproximator
+        self.approximator = kind.from_parts(network, summary_network, adapter, standardize, {})
 
     def _set_up(self, simulator, initial_learning_rate: float, optimizer) -> None:
         """The workflow's own state: simulator, training settings, metadata."""
