@@ -336,7 +336,9 @@ def fit(
     one) or ends training; the stop counts epochs since the last improvement beyond chance
     (the epoch's per-example held-out losses beat those of the previous such epoch by more
     than two standard errors of the paired mean difference, so that a plateau's wandering
-    does not reset the count), and the best epoch's networks are restored; the history records
+    does not reset the count), and the best epoch's networks are restored when they beat the
+    last epoch's by more than :func:`~amortized.training.stopping.selection_z` standard
+    errors (corrected for having picked the lowest of the epochs); the history records
     ``"best_epoch"`` (lowest held-out loss), ``"last_improvement"``, ``"stopped_epoch"``
     (1-based; ``None`` when training ran all ``epochs``), ``"restored_epoch"`` (the epoch
     whose networks are returned, ``None``: the last), ``"lr_scale"`` (the plateau scale in

@@ -286,8 +286,9 @@ class BasicWorkflow:
         standard errors of the per-example differences) training stops once the loss is
         rising or the rate is at its floor (a plateau above it lowers the rate first),
         and the best epoch's networks are kept when they beat the last epoch's on the
-        held-out examples by more than two standard errors (else the last epoch's: the
-        lowest of many noisy losses is partly luck; :mod:`amortized.training.stopping`).
+        held-out examples by more than two standard errors, Bonferroni-corrected for the
+        number of epochs compared (else the last epoch's: the lowest of many noisy losses
+        is partly luck; :func:`amortized.training.stopping.selection_z`).
         ``epochs`` is then a cap (default ``DEFAULT_MAX_EPOCHS`` = 1000). Without
         ``validation_data``, 5% of ``data`` (at least min(100, n / 5) simulations) is held
         out for that loss and not trained on (the history's ``"held_out"`` says how
