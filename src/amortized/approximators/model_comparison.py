@@ -26,6 +26,7 @@ import numpy as np
 from .. import scoring_rules as sr
 from .._validation import strict
 from ..networks.scoring_rule_network import ScoringRuleNetwork
+from .classifier import WithoutDraws, check_classifier_options
 from .core import IV
 from .scoring_rule import ScoringRuleApproximator
 
@@ -50,7 +51,7 @@ def _categorical_rules(rules: Any) -> dict[str, sr.ScoringRule]:
     return dict(rules)
 
 
-class ModelComparisonApproximator(ScoringRuleApproximator):
+class ModelComparisonApproximator(WithoutDraws, ScoringRuleApproximator):
     """Amortized Bayesian model comparison: ``estimate`` gives each dataset's posterior
     model probabilities and log Bayes factors.
 
@@ -87,6 +88,11 @@ class ModelComparisonApproximator(ScoringRuleApproximator):
     """
 
     _categorical_targets = True
+    no_draws_reason = (
+        "a model comparison approximator estimates posterior model probabilities and Bayes "
+        "factors (estimate, predict); it has no posterior of parameters to draw from or "
+        "evaluate. Train a BasicWorkflow per model for that"
+    )
 
     @strict
     def __init__(
@@ -104,12 +110,7 @@ class ModelComparisonApproximator(ScoringRuleApproximator):
                 f"ModelComparisonApproximator: num_models must be an integer >= 2, got "
                 f"{num_models!r}"
             )
-        if classifier_network is not None and not isinstance(classifier_network, Mapping):
-            raise TypeError(
-                f"ModelComparisonApproximator: classifier_network takes the options of the "
-                f"classifier MLP as a dict (e.g. {{'widths': (128, 128)}}), got "
-                f"{type(classifier_network).__name__}"
-            )
+        check_classifier_options("ModelComparisonApproximator", classifier_network)
         keys = [standardize] if isinstance(standardize, str) else list(standardize or [])
         if IV in keys:
             raise ValueError(
@@ -244,26 +245,6 @@ class ModelComparisonApproximator(ScoringRuleApproximator):
     @property
     def log_prob_caveat(self) -> str | None:
         return "ModelComparisonApproximator estimates model probabilities, not a density"
-
-    def _no_parameters(self, what: str):
-        raise NotImplementedError(
-            f"ModelComparisonApproximator.{what}: a model comparison approximator estimates "
-            f"posterior model probabilities and Bayes factors (estimate, predict); it has no "
-            f"posterior of parameters to draw from or evaluate. Train a BasicWorkflow per "
-            f"model for that"
-        )
-
-    def sample(self, **kwargs):
-        self._no_parameters("sample")
-
-    def sample_and_log_prob(self, **kwargs):
-        self._no_parameters("sample_and_log_prob")
-
-    def log_prob(self, data):
-        self._no_parameters("log_prob")
-
-    def log_prob_of_draws(self, **kwargs):
-        self._no_parameters("log_prob_of_draws")
 
 
 def model_probabilities(

@@ -22,6 +22,7 @@ import numpy as np
 from .._validation import strict
 from ..networks.ratio_network import RatioNetwork
 from . import core
+from .classifier import WithoutDraws, check_classifier_options
 from .continuous import ContinuousApproximator
 from .core import IV
 
@@ -35,7 +36,7 @@ def _log_ratio(nets, stats, batch) -> jax.Array:
 _log_ratio_jit = jax.jit(_log_ratio)
 
 
-class RatioApproximator(ContinuousApproximator):
+class RatioApproximator(WithoutDraws, ContinuousApproximator):
     """Contrastive neural ratio estimation (BayesFlow's ``RatioApproximator``).
 
     Parameters
@@ -63,6 +64,12 @@ class RatioApproximator(ContinuousApproximator):
     (4,)
     """
 
+    no_draws_reason = (
+        "a ratio estimator has no draws or density of its own; log_ratio gives "
+        "log p(x | theta) - log p(x), and the posterior comes from MCMC: "
+        "bf.workflow.mcmc_posterior(approximator.model(...), data)"
+    )
+
     @strict
     def __init__(
         self,
@@ -73,12 +80,7 @@ class RatioApproximator(ContinuousApproximator):
         K: int = 5,  # noqa: N803 (BayesFlow's name)
         standardize: str | Sequence[str] | None = "all",
     ):
-        if classifier_network is not None and not isinstance(classifier_network, Mapping):
-            raise TypeError(
-                f"RatioApproximator: classifier_network takes the options of the classifier "
-                f"MLP as a dict (e.g. {{'widths': (128, 128)}}), got "
-                f"{type(classifier_network).__name__}"
-            )
+        check_classifier_options("RatioApproximator", classifier_network)
         super().__init__(
             inference_network=RatioNetwork(subnet_kwargs=classifier_network, gamma=gamma, K=K),
             summary_network=summary_network,
@@ -140,23 +142,3 @@ class RatioApproximator(ContinuousApproximator):
             observed=observed,
             supports=supports,
         )
-
-    # -- what a ratio estimator has not --------------------------------------------------
-    def _no_density(self, what: str):
-        raise NotImplementedError(
-            f"RatioApproximator.{what}: a ratio estimator has no draws or density of its "
-            f"own; log_ratio gives log p(x | theta) - log p(x), and the posterior comes from "
-            f"MCMC: bf.workflow.mcmc_posterior(approximator.model(...), data)"
-        )
-
-    def sample(self, **kwargs):
-        self._no_density("sample")
-
-    def sample_and_log_prob(self, **kwargs):
-        self._no_density("sample_and_log_prob")
-
-    def log_prob(self, data):
-        self._no_density("log_prob")
-
-    def log_prob_of_draws(self, **kwargs):
-        self._no_density("log_prob_of_draws")
