@@ -122,6 +122,15 @@ def test_ood_flags_shifted_data_and_passes_in_distribution_at_the_nominal_rate()
         ref.distances(np.zeros((3, 4)))
 
 
+def test_ood_reference_of_one_summary_dimension():
+    # one summary (e.g. a network conditioned on one scalar): the distance is |z|, so the
+    # cut-off is the 95% quantile of |N(0, 1)|, 1.96 (sd of a quantile of 5000 draws ~0.03)
+    rng = np.random.default_rng(3)
+    ref = summary_reference(rng.normal(size=(5000, 1)), alpha=0.05)
+    assert abs(ref.cutoff - stats.norm.ppf(0.975)) < 0.1
+    assert ref.flags(np.array([[0.5], [6.0]])).tolist() == [False, True]
+
+
 def test_mmd_check_for_a_batch():
     rng = np.random.default_rng(1)
     train = rng.normal(size=(3000, 3))

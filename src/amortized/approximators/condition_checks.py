@@ -21,9 +21,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
-from ..adapters.usage import CONDITION_KEYS, condition_sources, unused_keys
+from ..adapters.usage import (
+    CONDITION_KEYS,
+    condition_sources,
+    head_rows,
+    key_routes,
+    unused_keys,
+)
 
 #: how far past the training range (as a fraction of its width) a feature may lie
 MARGIN = 0.5
@@ -88,6 +95,34 @@ def unused_data_message(routes: Mapping[str, set[str]], conditional: bool) -> st
     )
 
 
+def training_keys(adapter, data: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """The input keys of training ``data`` that reach the network's conditions, and the
+    warning text for keys that reach no network input (None when all are used)."""
+    head = head_rows(data)
+    routes = key_routes(adapter, head)
+    adapted = adapter.forward(head, strict=False) if adapter is not None else data
+    conditional = "inference_conditions" in adapted or "summary_variables" in adapted
+    return condition_sources(routes), unused_data_message(routes, conditional)
+
+
+def condition_routes(
+    adapter, conditions: Any, where: str, conditional: bool, trained_on: Sequence[str] | None
+) -> dict[str, set[str]]:
+    """The network inputs each condition key reaches; raises for keys that reach none
+    (:func:`unused_condition_error`) and for conditions that are not a dict."""
+    if not isinstance(conditions, Mapping):
+        raise TypeError(
+            f"{where}: conditions must be a dict of arrays, got {type(conditions).__name__}"
+        )
+    routes = key_routes(adapter, head_rows(conditions))
+    err = unused_condition_error(
+        where, routes, conditional, trained_on if trained_on is not None else ["(unknown)"]
+    )
+    if err is not None:
+        raise err
+    return routes
+
+
 def _feature_range(x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Per-dataset ``(min, max)`` over every axis but the batch and the last, ``(B, F)``;
     rows whose mask is 0 do not count."""
@@ -120,6 +155,25 @@ def compute_ranges(arrays: Mapping[str, Any]) -> Ranges:
     return {
         name: {"min": lo.min(axis=0), "max": hi.max(axis=0)}
         for name, (lo, hi) in _per_dataset(arrays).items()
+    }
+
+
+def widen_ranges(old: Ranges | None, arrays: Mapping[str, Any], rows: int) -> Ranges:
+    """``old`` widened by the ranges of the first ``rows`` datasets of the network arrays
+    ``arrays`` (a later fit adds to what earlier ones saw)."""
+    head = {
+        k: jax.tree.map(lambda v: np.asarray(v)[:rows], a)
+        for k, a in arrays.items()
+        if k != "inference_variables"
+    }
+    new = compute_ranges(head)
+    old = old or {}
+    return {
+        k: {
+            "min": np.minimum(v["min"], old[k]["min"]) if k in old else v["min"],
+            "max": np.maximum(v["max"], old[k]["max"]) if k in old else v["max"],
+        }
+        for k, v in new.items()
     }
 
 

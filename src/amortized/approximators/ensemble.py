@@ -228,7 +228,8 @@ class EnsembleApproximator:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the trained ensemble to one zip file (the members' model files inside),
         atomically as :func:`save_approximator` writes. Read it back with :meth:`load`."""
-        from .serialization import approximator_entries, write_zip_atomically, zip_bytes
+        from .model_file import write_zip_atomically, zip_bytes
+        from .serialization import approximator_entries
 
         for i, m in enumerate(self.members):
             if not m.is_trained:
@@ -248,12 +249,8 @@ class EnsembleApproximator:
     @classmethod
     def load(cls, path: str | os.PathLike) -> EnsembleApproximator:
         """Read an ensemble written by :meth:`save`."""
-        from .serialization import (
-            ModelFileError,
-            check_format,
-            load_approximator,
-            read_checked_zip,
-        )
+        from .model_file import ModelFileError, check_format, read_checked_zip
+        from .serialization import load_approximator
 
         path = Path(path)
         if not path.exists():

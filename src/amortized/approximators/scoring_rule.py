@@ -23,7 +23,8 @@ import numpy as np
 
 from .._validation import strict
 from ..networks.scoring_rule_network import ScoringRuleNetwork
-from .continuous import ContinuousApproximator, _embed
+from .chunked import embed as _embed
+from .continuous import ContinuousApproximator
 from .core import _from_network
 
 # probe points (standardized space) of the midpoint test of the adapter's inverse map

@@ -54,7 +54,7 @@ def summary_reference(train_summaries: np.ndarray, alpha: float = 0.05) -> Summa
     if not 0 < alpha < 1:
         raise ValueError(f"summary_reference: alpha must lie in (0, 1), got {alpha}")
     mean = s.mean(axis=0)
-    cov = np.cov(s, rowvar=False)
+    cov = np.atleast_2d(np.cov(s, rowvar=False))  # one summary: np.cov gives a scalar
     cov = cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov))
     ref = SummaryReference(mean, np.linalg.inv(cov), np.inf, float(alpha))
     cutoff = float(np.quantile(ref.distances(s), 1 - alpha))

@@ -38,17 +38,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._random import child_seeds, stream_seeds
 from .._validation import check_choice, check_positive_int, strict
 from ..approximators.condition_checks import OutOfDistributionWarning
 from ..approximators.protocol import density_estimator
-from ..diagnostics.ood import SummaryReference, summary_reference
-from ..diagnostics.psis import importance_log_weights, moment_match, psis, resample
+from ..diagnostics.ood import SummaryReference
 from ..simulators import DensityModel
-from .mcmc import chees_hmc_many, nuts_many
+from .abw_steps import (
+    McmcStep,
+    UnconstrainedTarget,
+    amortized_step,
+    mcmc_step,
+    num_datasets,
+    psis_step,
+    reference_step,
+)
 
 STEPS = ("amortized", "psis", "chees", "nuts", "review")
 # a run's random streams, each split from its seed: step-1 draws, the reference simulations,
@@ -63,10 +69,17 @@ STREAMS = (
     "nuts_starts",
     "nuts",
 )
-
-
-def _num_datasets(data: Mapping[str, np.ndarray]) -> int:
-    return len(next(iter(data.values())))
+#: per-dataset diagnostics (floats, NaN where a step did not run), in the table's order
+DIAGNOSTICS = (
+    "distance",
+    "valid_draws",
+    "khat",
+    "psis_ess",
+    "psis_transforms",
+    "nested_rhat",
+    "rhat",
+    "ess",
+)
 
 
 @dataclass
@@ -231,52 +244,20 @@ class AmortizedBayesianWorkflow:
             "AmortizedBayesianWorkflow", "moment_matching_iterations", moment_matching_iterations
         )
         self._reference: SummaryReference | None = None
-        self._density_fn = self._density  # one object, so jit caches hit across datasets
-        self._densities = jax.jit(jax.vmap(self._density, in_axes=(0, None)))
-
-    # -- flat unconstrained vectors ----------------------------------------------------
-    def _flatten(self, params_u: Mapping[str, Any], lead: int) -> jax.Array:
-        return self.model.flatten(params_u, lead)
-
-    def _unflatten(self, vec: jax.Array) -> dict[str, jax.Array]:
-        return self.model.unflatten(vec)
+        self._target = UnconstrainedTarget(model) if model is not None else None
 
     def _simulator(self):
         sim = getattr(self.workflow, "simulator", None)
         return sim if sim is not None else self.model.simulator
 
     def reference(self, seed: int = 0) -> SummaryReference:
-        """The out-of-distribution reference, from ``reference_simulations`` simulations."""
+        """The out-of-distribution reference, from ``reference_simulations`` simulations
+        (made on the first call and kept)."""
         if self._reference is None:
-            sims = self._simulator().sample(self.reference_simulations, seed=seed)
-            self._reference = summary_reference(self.estimator.embed(sims), self.alpha)
-        return self._reference
-
-    def _valid(self, draws: Mapping[str, np.ndarray]) -> np.ndarray:
-        """``(num_datasets, S)``: draws inside the parameters' supports with finite values
-        (a flow extrapolating far from its training data can overflow to inf or collapse
-        onto a bound in float32)."""
-        if self.model is None:
-            return np.all(
-                [np.all(np.isfinite(v.reshape(v.shape[:2] + (-1,))), -1) for v in draws.values()],
-                axis=0,
+            self._reference = reference_step(
+                self.estimator, self._simulator(), self.reference_simulations, self.alpha, seed
             )
-        u = self._flatten(self.model.to_unconstrained(draws), 2)
-        return np.asarray(jnp.all(jnp.isfinite(u), axis=-1))
-
-    def _log_q(self, draws, data, valid) -> np.ndarray:
-        """log q(theta | y) of the draws, ``(num_datasets, S)``; -inf at invalid draws (a
-        valid placeholder stands in for them, so the adapter's support checks pass)."""
-        n, s = valid.shape
-        zero = {k: np.zeros((1, 1, *self.model.shapes[k])) for k in self.model.latent_sites}
-        place = self.model.to_constrained(zero)
-        safe = {}
-        for k, v in draws.items():
-            v = np.asarray(v)
-            fill = np.asarray(place[k]).reshape((1, 1) + v.shape[2:])
-            safe[k] = np.where(valid.reshape((n, s) + (1,) * (v.ndim - 2)), v, fill)
-        out = self.estimator.log_prob_of_draws(draws=safe, conditions=data)
-        return np.where(valid, out, -np.inf)
+        return self._reference
 
     # -- the run -----------------------------------------------------------------------
     def run(self, datasets: Mapping[str, Any], seed: int = 0) -> WorkflowResult:
@@ -293,63 +274,47 @@ class AmortizedBayesianWorkflow:
             warnings.simplefilter("ignore", OutOfDistributionWarning)
             return self._run(datasets, seed)
 
-    def _run(self, datasets: Mapping[str, Any], seed: int) -> WorkflowResult:
-        if self.model is not None:
-            self.model.check_data(datasets, "AmortizedBayesianWorkflow.run")
-            caveat = self.estimator.log_prob_caveat
-            if caveat is not None:
-                raise ValueError(
-                    "AmortizedBayesianWorkflow.run: importance weights p(y, theta) / "
-                    "q(theta | y) need the exact density of the draws, and the "
-                    f"approximator's log q is not that: {caveat}. Change that setting, or "
-                    "run with model=None"
-                )
-            data = {k: np.asarray(datasets[k]) for k in self.model.observed}
-        else:
-            data = {k: np.asarray(v) for k, v in datasets.items()}
-        n = _num_datasets(data)
-        nan = np.full(n, np.nan)
-        diag = {
-            k: nan.copy()
-            for k in (
-                "distance",
-                "valid_draws",
-                "khat",
-                "psis_ess",
-                "psis_transforms",
-                "nested_rhat",
-                "rhat",
-                "ess",
+    def _data(self, datasets: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if self.model is None:
+            return {k: np.asarray(v) for k, v in datasets.items()}
+        self.model.check_data(datasets, "AmortizedBayesianWorkflow.run")
+        caveat = self.estimator.log_prob_caveat
+        if caveat is not None:
+            raise ValueError(
+                "AmortizedBayesianWorkflow.run: importance weights p(y, theta) / "
+                "q(theta | y) need the exact density of the draws, and the "
+                f"approximator's log q is not that: {caveat}. Change that setting, or "
+                "run with model=None"
             )
-        }
-        diag["ood"] = np.zeros(n, bool)
-        note = np.full(n, "", dtype=object)
-        seconds = {}
-        step = np.full(n, "", dtype=object)
+        return {k: np.asarray(datasets[k]) for k in self.model.observed}
 
+    def _run(self, datasets: Mapping[str, Any], seed: int) -> WorkflowResult:
+        data = self._data(datasets)
+        n = num_datasets(data)
+        diag = {k: np.full(n, np.nan) for k in DIAGNOSTICS}
+        note = np.full(n, "", dtype=object)
+        step = np.full(n, "", dtype=object)
+        seconds = {}
         # one stream per purpose, split from the run's seed (never seed + i)
         streams = stream_seeds(seed, STREAMS)
+
         t = time.perf_counter()
-        step1_log_q = None
-        if self._psis_needs_step1_log_q():
-            draws, step1_log_q = self.estimator.sample_and_log_prob(
-                conditions=data, num_samples=self.num_samples, seed=streams["draws"]
-            )
-        else:
-            draws = self.estimator.sample(
-                conditions=data, num_samples=self.num_samples, seed=streams["draws"]
-            )
-        keys = self.model.latent_sites if self.model is not None else list(draws)
-        draws = {k: np.array(draws[k]) for k in keys}
-        valid = self._valid(draws)
-        diag["valid_draws"] = valid.sum(axis=1).astype(float)
-        ref = self.reference(streams["reference"])
-        diag["distance"] = ref.distances(self.estimator.embed(data))
-        diag["ood"] = diag["distance"] > ref.cutoff
+        first = amortized_step(
+            self.estimator,
+            self.model,
+            data,
+            self.reference(streams["reference"]),
+            num_samples=self.num_samples,
+            with_log_q=self._psis_needs_step1_log_q(),
+            seed=streams["draws"],
+        )
+        draws = {k: v.copy() for k, v in first.draws.items()}
+        diag["valid_draws"] = first.valid.sum(axis=1).astype(float)
+        diag["distance"], diag["ood"] = first.distance, first.ood
         if self.force is None:
-            step[~diag["ood"] & valid.all(axis=1)] = "amortized"
-        note[diag["ood"]] = "out of distribution"
-        note[~valid.all(axis=1)] = "amortized draws outside the support or non-finite"
+            step[first.accepted] = "amortized"
+        note[first.ood] = "out of distribution"
+        note[~first.valid.all(axis=1)] = "amortized draws outside the support or non-finite"
         seconds["amortized"] = time.perf_counter() - t
         if self.model is None:
             step[step == ""] = "review"
@@ -360,41 +325,35 @@ class AmortizedBayesianWorkflow:
             return self._finish(step, draws, diag, note, seconds)
 
         t = time.perf_counter()
-        todo = np.flatnonzero(step == "")
-        if self.psis_in_distribution and self.force != "mcmc":
-            todo = np.flatnonzero((step == "") | (step == "amortized"))
         resampled = {}
-        if todo.size and self.force != "mcmc":
-            resampled = self._psis_step(todo, draws, step1_log_q, data, step, diag, note, streams)
+        if self.force != "mcmc":
+            todo = np.flatnonzero(
+                (step == "") | ((step == "amortized") & self.psis_in_distribution)
+            )
+            if todo.size:
+                resampled = self._psis(todo, first, draws, data, streams, step, diag, note)
         seconds["psis"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        todo = np.flatnonzero(step == "")
-        starts = {i: resampled.get(i, {k: draws[k][i] for k in draws}) for i in todo}
-        for i, res in self._mcmc_batches("chees", starts, data, streams, note):
-            diag["nested_rhat"][i] = float(np.max(res.rhat))
-            diag["ess"][i] = float(np.min(res.ess))
-            if np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess):
-                step[i] = "chees"
-                self._store(draws, i, res.draws)
-        seconds["chees"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        todo = np.flatnonzero(step == "")
-        step[todo] = "review"
-        starts = {i: {k: draws[k][i] for k in draws} for i in todo}
-        for i, res in self._mcmc_batches("nuts", starts, data, streams, note):
-            diag["rhat"][i], diag["ess"][i] = float(np.max(res.rhat)), float(np.min(res.ess))
-            ok = np.all(res.rhat < self.rhat_threshold) and np.all(res.ess >= self.min_ess)
-            self._store(draws, i, res.draws)
-            if ok:
-                step[i] = "nuts"
+        for kind in ("chees", "nuts"):
+            t = time.perf_counter()
+            todo = np.flatnonzero(step == "")
+            if kind == "chees":
+                starts = {i: resampled.get(i, {k: draws[k][i] for k in draws}) for i in todo}
             else:
-                note[i] = (
-                    f"NUTS did not converge (max R-hat {diag['rhat'][i]:.3f}, "
-                    f"min ESS {diag['ess'][i]:.0f})"
-                )
-        seconds["nuts"] = time.perf_counter() - t
+                step[todo] = "review"
+                starts = {i: {k: draws[k][i] for k in draws} for i in todo}
+            res = self._mcmc(kind, data, starts, streams)
+            for i, msg in res.note.items():
+                note[i] = msg
+            for i in res.rhat:
+                diag["nested_rhat" if kind == "chees" else "rhat"][i] = res.rhat[i]
+                diag["ess"][i] = res.ess[i]
+                if res.accepted[i] or kind == "nuts":  # NUTS draws are kept for review
+                    for k in draws:
+                        draws[k][i] = res.draws[i][k]
+                if res.accepted[i]:
+                    step[i] = kind
+            seconds[kind] = time.perf_counter() - t
         return self._finish(step, draws, diag, note, seconds)
 
     def _psis_needs_step1_log_q(self) -> bool:
@@ -404,72 +363,56 @@ class AmortizedBayesianWorkflow:
             return False
         return self.psis_in_distribution or self.estimator.one_pass_log_prob
 
-    def _psis_step(self, todo, draws, step1_log_q, data, step, diag, note, streams) -> dict:
-        """PSIS for the datasets ``todo``: the step-1 draws plus ``psis_samples -
-        num_samples`` fresh ones as proposals, moment matching where k-hat fails; accepted
-        datasets get the resampled draws and step "psis". Returns every dataset's resampled
-        draws (MCMC starting points)."""
-        sub_data = {k: v[todo] for k, v in data.items()}
-        step1 = {k: v[todo] for k, v in draws.items()}
-        sub, log_q = step1, [None]
-        extra = self.psis_samples - self.num_samples
-        if extra:
-            fresh, fresh_q = self.estimator.sample_and_log_prob(
-                conditions=sub_data, num_samples=extra, seed=streams["psis_draws"]
-            )
-            sub = {k: np.concatenate([v, np.asarray(fresh[k])], axis=1) for k, v in sub.items()}
-            log_q.append(fresh_q)
-        # unconstrained once: validity (as in _valid) and the space of moment matching
-        flat_u = np.asarray(self._flatten(self.model.to_unconstrained(sub), 2), np.float64)
-        sub_valid = np.all(np.isfinite(flat_u), axis=-1)
-        if step1_log_q is None:
-            log_q[0] = self._log_q(step1, sub_data, sub_valid[:, : self.num_samples])
-        else:
-            log_q[0] = step1_log_q[todo]
-        log_q = np.where(sub_valid, np.concatenate(log_q, axis=1), -np.inf)
-        lw = importance_log_weights(self.model.log_joint(sub, sub_data), log_q)
-        r = psis(lw)
-        diag["khat"][todo], diag["psis_ess"][todo] = r.khat, r.ess
-        diag["valid_draws"][todo] = np.isfinite(lw).sum(axis=1)
-        if self.moment_matching and not r.accepted.all():
-            # the proposal density in unconstrained space: log q(T(u)) + log |det J_T(u)|
-            safe = np.where(sub_valid[..., None], flat_u, 0.0)
-            log_q_u = log_q + np.asarray(
-                self.model.log_abs_det_jacobian(self._unflatten(jnp.asarray(safe))), np.float64
-            )
+    def _psis(self, todo, first, draws, data, streams, step, diag, note) -> dict:
+        """:func:`psis_step` for the datasets ``todo``; the accepted ones get the resampled
+        draws (in ``draws``) and step "psis". Returns every dataset's resampled draws
+        (MCMC starting points)."""
+        resample_seeds = child_seeds(streams["resample"], num_datasets(data))
+        res = psis_step(
+            self.estimator,
+            self._target,
+            {k: v[todo] for k, v in data.items()},
+            {k: v[todo] for k, v in first.draws.items()},
+            None if first.log_q is None else first.log_q[todo],
+            psis_samples=self.psis_samples,
+            moment_matching=self.moment_matching,
+            moment_matching_iterations=self.moment_matching_iterations,
+            draw_seed=streams["psis_draws"],
+            resample_seeds=[resample_seeds[i] for i in todo],
+        )
+        diag["khat"][todo], diag["psis_ess"][todo] = res.khat, res.ess
+        diag["psis_transforms"][todo] = res.transforms
+        diag["valid_draws"][todo] = res.valid_draws
         resampled = {}
-        resample_seeds = child_seeds(streams["resample"], _num_datasets(data))
         for j, i in enumerate(todo):
-            if not np.isfinite(lw[j]).any():
-                note[i] = "no amortized draw has a finite importance weight"
+            if res.note[j]:
+                note[i] = res.note[j]
+            if res.resampled[j] is None:
                 continue
-            u, weights, ok = flat_u[j], r.log_weights[j], bool(r.accepted[j])
-            if not ok and self.moment_matching:
-                keep = sub_valid[j] & np.isfinite(log_q_u[j])
-                mm = self._moment_match(u[keep], log_q_u[j][keep], self._one(i, data))
-                diag["khat"][i], diag["psis_ess"][i] = mm.psis.khat[0], mm.psis.ess[0]
-                diag["psis_transforms"][i] = mm.transforms
-                u, weights, ok = mm.draws, mm.psis.log_weights[0], bool(mm.psis.accepted[0])
-            idx = resample(np.arange(len(u)), weights, self.num_samples, seed=resample_seeds[i])
-            theta = self.model.to_constrained(self._unflatten(jnp.asarray(u[idx])))
-            resampled[i] = {k: np.asarray(theta[k]).reshape(draws[k][i].shape) for k in draws}
-            if ok:
+            resampled[i] = res.resampled[j]
+            if res.accepted[j]:
                 step[i] = "psis"
                 for k in draws:
                     draws[k][i] = resampled[i][k]
         return resampled
 
-    def _moment_match(self, u, log_q_u, data_one):
-        """Moment matching (:func:`amortized.diagnostics.psis.moment_match`) of one
-        dataset's proposals ``u (S, dim)`` in the unconstrained space."""
-        size = self.psis_samples
-
-        def target(x):  # padded to a fixed row count: one compilation for all datasets
-            pad = np.zeros((size - len(x), x.shape[1]))
-            out = self._densities(jnp.asarray(np.concatenate([x, pad]), jnp.float32), data_one)
-            return np.asarray(out, np.float64)[: len(x)]
-
-        return moment_match(u, log_q_u, target, self.moment_matching_iterations)
+    def _mcmc(self, kind, data, starts, streams) -> McmcStep:
+        n = num_datasets(data)
+        return mcmc_step(
+            kind,
+            self._target,
+            self._simulator(),
+            data,
+            starts,
+            chains=self.num_superchains if kind == "chees" else self.nuts_chains,
+            settings=self.chees if kind == "chees" else self.nuts,
+            batch=self.mcmc_batch,
+            rhat_threshold=self.rhat_threshold,
+            min_ess=self.min_ess,
+            start_seeds=child_seeds(streams[f"{kind}_starts"], n),
+            chain_seeds=child_seeds(streams[kind], n),
+            num_samples=self.num_samples,
+        )
 
     def _finish(self, step, draws, diag, note, seconds) -> WorkflowResult:
         done = step != "review"
@@ -483,81 +426,3 @@ class AmortizedBayesianWorkflow:
                 stacklevel=3,
             )
         return WorkflowResult(step.astype(str), draws, diag, seconds)
-
-    def _mcmc_batches(self, kind, params, data, streams, note):
-        """Yield ``(dataset, McmcResult)`` for ChEES (``kind="chees"``) or NUTS, vmapped over
-        batches of ``mcmc_batch`` datasets (the last one padded, so one compilation serves
-        all). A dataset without usable starting points, or a batch that fails numerically,
-        gets its reason in ``note`` and no result; the other datasets go on."""
-        chains = self.num_superchains if kind == "chees" else self.nuts_chains
-        n = _num_datasets(data)
-        start_seeds = child_seeds(streams[f"{kind}_starts"], n)
-        chain_seeds = child_seeds(streams[kind], n)
-        starts = {}
-        for i, p in params.items():
-            try:
-                starts[i] = self._starts(i, p, chains, data, start_seeds[i])
-            except ValueError as e:
-                note[i] = f"{kind}: {e}"
-        order = list(starts)
-        if not order:
-            return
-        size = min(self.mcmc_batch, 1 << (len(order) - 1).bit_length())
-        for b in range(0, len(order), size):
-            idx = order[b : b + size]
-            padded = idx + [idx[-1]] * (size - len(idx))
-            init = np.stack([starts[i] for i in padded])
-            batch = {k: jnp.asarray(np.asarray(v)[padded]) for k, v in data.items()}
-            seeds = [chain_seeds[i] for i in padded]
-            try:
-                if kind == "chees":
-                    results = chees_hmc_many(self._density_fn, init, batch, seeds, **self.chees)
-                else:
-                    results = nuts_many(self._density_fn, init, batch, seeds, **self.nuts)
-            except (ValueError, FloatingPointError, RuntimeError) as e:
-                for i in idx:
-                    note[i] = f"{kind}: {type(e).__name__}: {e}"
-                continue
-            yield from zip(idx, results[: len(idx)], strict=True)
-
-    def _density(self, u, data_one):
-        return self.model.log_joint_unconstrained(self._unflatten(u), data_one)
-
-    def _one(self, i, data):
-        return {k: jnp.asarray(v[i]) for k, v in data.items()}
-
-    def _starts(self, i, params, num, data, seed):
-        """``num`` distinct starting points with finite log density: amortized (or
-        PSIS-resampled) draws first, prior draws to make up a shortfall."""
-        data_one = self._one(i, data)
-
-        def finite(u):
-            # densities of all rows (a fixed count: the jitted call compiles once), then the
-            # distinct usable ones (resampled draws repeat)
-            u = np.asarray(u)
-            ok = np.all(np.isfinite(u), axis=1)
-            safe = jnp.asarray(np.where(ok[:, None], u, 0.0))
-            ok &= np.isfinite(np.asarray(self._densities(safe, data_one)))
-            return np.unique(u[ok], axis=0)
-
-        order_seed, prior_seed = child_seeds(seed, 2)
-        ok = finite(self._flatten(self.model.to_unconstrained(params), 1))
-        ok = ok[np.random.default_rng(order_seed).permutation(len(ok))]
-        if len(ok) < num:
-            prior = self._simulator().sample(max(64, 4 * num), seed=prior_seed)
-            site = {k: prior[k] for k in self.model.latent_sites}
-            ok = np.concatenate([ok, finite(self._flatten(self.model.to_unconstrained(site), 1))])
-        if len(ok) < num:
-            raise ValueError(
-                f"{len(ok)} of the amortized and prior draws have a finite log density for this "
-                f"dataset; {num} starting points are needed"
-            )
-        return ok[:num]
-
-    def _store(self, draws, i, mcmc_draws):
-        """Thin the MCMC draws (all chains pooled) to ``num_samples`` constrained draws."""
-        flat = mcmc_draws.reshape(-1, mcmc_draws.shape[-1])
-        idx = np.linspace(0, len(flat) - 1, self.num_samples).astype(int)
-        theta = self.model.to_constrained(self._unflatten(jnp.asarray(flat[idx])))
-        for k in draws:
-            draws[k][i] = np.asarray(theta[k]).reshape(draws[k][i].shape)

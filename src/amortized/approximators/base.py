@@ -1,0 +1,284 @@
+"""The shared part of every approximator: parts, trained state, boundary, training.
+
+The work is done by pure functions (:mod:`.parts` checks and builds the networks,
+:mod:`.inputs` turns user dicts into checked network arrays, :mod:`.training_inputs`
+prepares what one ``fit`` trains on, :mod:`amortized.training` runs the compiled loop,
+:mod:`.chunked` evaluates trained networks over any number of datasets); this class holds
+the trained state and sequences them.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from .._validation import as_key, strict
+from ..adapters import Adapter
+from ..networks.base import InferenceNetwork
+from ..training import default_optimizer, fit
+from ..training.fit import steps_done
+from ..training.stopping import PlateauRule
+from . import chunked, condition_checks, core, draw_space, inputs
+from .core import IC, SV, Networks
+from .inputs import rows
+from .parts import build_networks, standardize_keys
+from .standardization import Stats
+from .training_inputs import check_fit_options, offline_inputs, online_inputs
+
+RANGE_ROWS = 4096  # training datasets whose conditions set the saved ranges
+
+
+class Approximator:
+    """What every approximator shares: its parts (networks, adapter, standardization),
+    the trained state (networks, statistics, history, the shapes and condition ranges of
+    training), the checks at the boundary, training (:meth:`fit`) and the learned
+    conditions (:meth:`embed`, :meth:`summarize`). Subclasses add what they estimate
+    (:class:`~amortized.approximators.continuous.ContinuousApproximator`: draws and
+    densities). Parameters as for ContinuousApproximator.
+    """
+
+    @strict
+    def __init__(
+        self,
+        inference_network: InferenceNetwork,
+        summary_network: Any = None,
+        adapter: Adapter | None = None,
+        standardize: str | Sequence[str] | None = "all",
+    ):
+        self.standardize_keys = standardize_keys(
+            inference_network, summary_network, adapter, standardize
+        )
+        self.inference_network = inference_network
+        self.summary_network = summary_network
+        self.adapter = adapter
+        self.nets: Networks | None = None
+        self.stats: Stats | None = None
+        self.history: dict[str, list] = {"loss": [], "val_loss": []}
+        #: per-feature training ranges of the conditions (see condition_checks)
+        self.condition_ranges: condition_checks.Ranges | None = None
+        #: input keys whose values reach the network's conditions in training
+        self.condition_keys: list[str] | None = None
+
+    # -- saving ------------------------------------------------------------------------
+    def saved_state(self) -> dict[str, Any]:
+        """What a model file keeps of this approximator besides networks, adapter,
+        statistics and history (JSON; nothing for this class)."""
+        return {}
+
+    @classmethod
+    def from_parts(cls, network, summary_network, adapter, standardize, state):
+        """An untrained approximator of this class from its parts: a network, and the
+        ``state`` of :meth:`saved_state` (a loader then sets weights and statistics; a
+        workflow builds one from the network it was given)."""
+        return cls(
+            inference_network=network,
+            summary_network=summary_network,
+            adapter=adapter,
+            standardize=standardize,
+        )
+
+    # -- boundary ----------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        return self.nets is not None
+
+    @property
+    def is_conditional(self) -> bool:
+        """False for an unconditional density q(theta): nothing was routed to
+        ``inference_conditions`` or ``summary_variables`` in training."""
+        self._require_trained("is_conditional")
+        return IC in self._shapes or SV in self._shapes
+
+    def _check_training_keys(self, data: Mapping[str, Any]) -> None:
+        """Warn (:class:`~amortized.approximators.condition_checks.UnusedDataWarning`)
+        about training keys that reach no network input; remember the condition keys."""
+        self.condition_keys, msg = condition_checks.training_keys(self.adapter, data)
+        if msg:
+            warnings.warn(msg, condition_checks.UnusedDataWarning, stacklevel=4)
+
+    def _check_condition_keys(self, conditions: Mapping[str, Any], where: str) -> dict:
+        """Raise for condition keys that reach no network input; returns the routes."""
+        return condition_checks.condition_routes(
+            self.adapter, conditions, where, self.is_conditional, self.condition_keys
+        )
+
+    def _update_ranges(self, arrays: Mapping[str, Any]) -> None:
+        """Widen the saved training ranges of the conditions by those of ``arrays``."""
+        self.condition_ranges = condition_checks.widen_ranges(
+            self.condition_ranges, arrays, RANGE_ROWS
+        )
+
+    def _warn_out_of_range(self, arrays, routes, where: str) -> None:
+        """Warn by dataset when a condition lies far outside the training ranges."""
+        if not self.condition_ranges or not arrays:
+            return
+        found = condition_checks.outside(self.condition_ranges, arrays)
+        if found:
+            msg = condition_checks.ood_message(
+                where, found, rows(arrays), condition_checks.sources_by_network_key(routes)
+            )
+            warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
+
+    def _trained_shapes(self) -> dict[str, tuple] | None:
+        return self._shapes if self.is_trained else None
+
+    def to_network_arrays(
+        self, data: Mapping[str, Any], *, need_variables: bool = True, where: str = "data"
+    ) -> dict[str, jax.Array]:
+        """Apply the adapter and return float32 device arrays under the network keys,
+        checking presence, shapes and finiteness (errors name the key;
+        :func:`amortized.approximators.inputs.network_arrays`)."""
+        adapted = inputs.adapt(self.adapter, data, need_variables, where)
+        with inputs.nonfinite_traced(data):
+            return self._network_arrays(adapted, need_variables, where)
+
+    def _network_arrays(
+        self, adapted: Mapping[str, Any], need_variables: bool, where: str
+    ) -> dict[str, jax.Array]:
+        return inputs.network_arrays(
+            adapted,
+            need_variables=need_variables,
+            where=where,
+            has_summary=self.summary_network is not None,
+            trained_shapes=self._trained_shapes(),
+        )
+
+    def build(self, arrays: Mapping[str, jax.Array], key: jax.Array) -> None:
+        """Create parameters and standardization statistics from a first batch."""
+        self.nets, self.stats = build_networks(
+            self.inference_network, self.summary_network, arrays, self.standardize_keys, key
+        )
+        self._shapes = inputs.row_shapes(arrays)
+
+    def _require_trained(self, what: str) -> None:
+        if not self.is_trained:
+            raise RuntimeError(
+                f"ContinuousApproximator.{what}: the approximator is not trained yet; call "
+                f"fit (or a workflow's fit_offline / fit_online) first, or load a saved one"
+            )
+
+    # -- training ----------------------------------------------------------------------
+    @strict
+    def fit(
+        self,
+        *,
+        epochs: int,
+        batch_size: int,
+        seed: int | None = None,
+        dataset: Mapping[str, Any] | None = None,
+        simulate: Callable[[int, int], Mapping[str, Any]] | None = None,
+        num_batches_per_epoch: int | None = None,
+        validation_data: Mapping[str, Any] | None = None,
+        learning_rate: float = 5e-4,
+        optimizer=None,
+        restore_best: bool = False,
+        progress: bool = True,
+        mask_rate: float = 0.0,
+        patience: int | None = None,
+    ) -> dict[str, list]:
+        """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
+
+        ``patience``: early stopping (:mod:`amortized.training.stopping`): lower the
+        learning rate when the validation loss stalls, stop once it has not improved for
+        this many epochs, and restore the best epoch.
+        Offline without ``validation_data``, a random ``holdout_size(n)`` of the ``n``
+        simulations is held out for it (5%, at least min(100, n / 5); recorded in the
+        history as ``"held_out"``); online, ``validation_data`` is required.
+
+        ``mask_rate``: at every training step hide this fraction of the observed rows of the
+        summary variables (through ``summary_mask``), so that the approximator learns to
+        handle missing observations. Returns the history ``{"loss": [...], "val_loss":
+        [...]}`` (per-epoch means).
+        """
+        epochs, batch_size, patience = check_fit_options(
+            self.inference_network,
+            has_summary=self.summary_network is not None,
+            epochs=epochs,
+            batch_size=batch_size,
+            patience=patience,
+            restore_best=restore_best,
+            mask_rate=mask_rate,
+            offline=dataset is not None,
+            online=simulate is not None,
+            has_validation=validation_data is not None,
+        )
+        k_hold, k_build, k_fit = jax.random.split(as_key(seed), 3)
+        if dataset is not None:
+            self._check_training_keys(dataset)
+            data = offline_inputs(
+                self.to_network_arrays(dataset, where="training data"),
+                batch_size,
+                hold_out=patience is not None and validation_data is None,
+                key=k_hold,
+            )
+        else:
+            data = online_inputs(
+                simulate,
+                lambda raw, where: self.to_network_arrays(raw, where=where),
+                self._check_training_keys,
+                num_batches_per_epoch,
+                batch_size,
+                key=jax.random.fold_in(k_build, 1),  # apart from the build key
+            )
+        val = data.validation
+        if validation_data is not None:
+            val = self.to_network_arrays(validation_data, where="validation data")
+        self.inference_network.check_training_steps(
+            steps_done(self.history) + epochs * data.steps_per_epoch
+        )
+        if not self.is_trained:
+            self.build(data.first, k_build)
+        flat = optimizer is None  # a user's optimizer may depend on the parameter tree
+        if flat:
+            optimizer = default_optimizer(learning_rate, epochs * data.steps_per_epoch)
+        loss_fn = core.loss if mask_rate == 0 else functools.partial(core.loss, mask_rate=mask_rate)
+        self.nets, self.history = fit(
+            self.nets,
+            self.stats,
+            loss_fn,
+            optimizer,
+            epochs,
+            batch_size,
+            k_fit,
+            data.epoch_data,
+            val,
+            learning_rate=learning_rate,
+            restore_best=restore_best,
+            progress=progress,
+            history=self.history,
+            flat_params=flat,
+            early_stopping=None if patience is None else PlateauRule(patience=patience),
+            warn_overfitting=self.inference_network.validation_loss_ranks_epochs,
+        )
+        if data.held_out:
+            self.history["held_out"] = data.held_out
+        self._update_ranges(data.first)
+        return self.history
+
+    def _to_user_space(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        return draw_space.to_user_space(self.adapter, z)
+
+    @strict
+    def embed(self, data: Mapping[str, Any]) -> np.ndarray:
+        """What the inference network is conditioned on: standardized direct conditions and
+        learned summaries, ``(num_datasets, cond_dim)`` (the space of out-of-distribution
+        checks)."""
+        self._require_trained("embed")
+        arrays = self.to_network_arrays(data, need_variables=False, where="embed data")
+        if not arrays:
+            raise ValueError("embed: this approximator has no conditions")
+        return np.asarray(chunked.embed(self.nets, self.stats, arrays))
+
+    @strict
+    def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
+        self._require_trained("summarize")
+        if self.nets.summary is None:
+            raise ValueError("summarize: this approximator has no summary network")
+        arrays = self.to_network_arrays(data, need_variables=False, where="summarize data")
+        return np.asarray(chunked.summaries(self.nets, self.stats, arrays))

@@ -1,0 +1,92 @@
+"""What a continuous approximator is made of, checked, and built into networks.
+
+Pure functions: :func:`standardize_keys` checks the parts a user passes and resolves
+``standardize``; :func:`build_networks` creates the networks' parameters and the
+standardization statistics from a first batch of network arrays and a PRNG key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..adapters import NETWORK_KEYS, Adapter
+from ..networks.base import InferenceNetwork
+from ..networks.summary_base import SummaryNetwork
+from .core import IC, IV, SM, SV, Networks
+from .standardization import Stats, compute_stats
+
+STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
+
+
+def standardize_keys(
+    inference_network: Any,
+    summary_network: Any,
+    adapter: Any,
+    standardize: str | Sequence[str] | None,
+    where: str = "ContinuousApproximator",
+) -> list[str]:
+    """Raise for parts of the wrong kind; the network keys that ``standardize`` (``"all"``,
+    None, a network key or a list of them) standardizes."""
+    if not isinstance(inference_network, InferenceNetwork):
+        raise TypeError(
+            f"{where}: inference_network must be an amortized inference network (e.g. "
+            f"bf.networks.CouplingFlow()), got {type(inference_network).__name__}"
+        )
+    if summary_network is not None and not isinstance(summary_network, SummaryNetwork):
+        raise TypeError(
+            f"{where}: summary_network must be a summary network (e.g. "
+            f"bf.networks.SetTransformer()), got {type(summary_network).__name__}"
+        )
+    if adapter is not None and not isinstance(adapter, Adapter):
+        raise TypeError(f"{where}: adapter must be an Adapter, got {type(adapter).__name__}")
+    keys = (
+        [standardize] if isinstance(standardize, str) or standardize is None else list(standardize)
+    )
+    for k in keys:
+        if k not in STANDARDIZE_CHOICES:
+            raise ValueError(
+                f"{where}: standardize entries must be among {list(STANDARDIZE_CHOICES)}, got {k!r}"
+            )
+    if SM in keys:
+        raise ValueError(f"{where}: 'summary_mask' is a mask, not standardized")
+    if "all" in keys:
+        return [k for k in NETWORK_KEYS if k != SM]
+    return [k for k in keys if k is not None]
+
+
+def build_networks(
+    inference_network: InferenceNetwork,
+    summary_network: SummaryNetwork | None,
+    arrays: Mapping[str, jax.Array],
+    standardize: Sequence[str],
+    key: jax.Array,
+) -> tuple[Networks, Stats]:
+    """Parameters of both networks and the standardization statistics of the keys
+    ``standardize``, from a first batch of network arrays (an image target ``(B, H, W,
+    C)`` gives the inference network its layout, with the channels of a condition map)."""
+    k_inf, k_sum = jax.random.split(key)
+    stats = compute_stats(arrays, list(standardize), row_masks={SV: SM})
+    summary = None
+    summary_dim = 0
+    if summary_network is not None:
+        sv = arrays[SV]
+        shape = (
+            {n: tuple(a.shape[1:]) for n, a in sv.items()}
+            if isinstance(sv, Mapping)
+            else sv.shape[1:]
+        )
+        summary = summary_network.build(shape, k_sum)
+        summary_dim = summary.summary_dim
+    x = arrays[IV]
+    cond_dim = (int(np.prod(arrays[IC].shape[1:])) if IC in arrays else 0) + summary_dim
+    layout = None
+    if x.ndim == 4:  # an image target (H, W, C), with a condition map of D channels
+        map_channels = arrays[IC].shape[-1] if IC in arrays and arrays[IC].ndim == 4 else 0
+        layout = (*x.shape[1:], map_channels)
+    dim = int(np.prod(x.shape[1:]))
+    inference = inference_network.build(dim, cond_dim, k_inf, layout)
+    return Networks(inference, summary), stats

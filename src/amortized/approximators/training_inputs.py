@@ -1,0 +1,116 @@
+"""What one call of an approximator's ``fit`` trains on: the options checked, and the
+training data as network arrays (offline: one dataset, with a held-out part for early
+stopping; online: a fresh simulated epoch each time), as pure functions of the inputs and
+a PRNG key. The compiled loop itself is :func:`amortized.training.fit`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from .._validation import check_positive_int
+from ..training.holdout import holdout_size, split_rows
+from .inputs import rows
+
+ToArrays = Callable[[Mapping[str, Any], str], dict]
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """``first``: the first epoch's arrays (they build the networks); ``epoch_data(e)``:
+    epoch ``e``'s; ``validation``: held-out arrays or None; ``held_out``: rows held out of
+    the training data for validation (0 when the user gave validation data)."""
+
+    first: dict
+    epoch_data: Callable[[int], dict]
+    steps_per_epoch: int
+    validation: dict | None
+    held_out: int
+
+
+def check_fit_options(
+    network,
+    *,
+    has_summary: bool,
+    epochs: int,
+    batch_size: int,
+    patience: int | None,
+    restore_best: bool,
+    mask_rate: float,
+    offline: bool,
+    online: bool,
+    has_validation: bool,
+) -> tuple[int, int, int | None]:
+    """Raise for options that cannot work together; returns ``(epochs, batch_size,
+    patience)`` checked."""
+    if not 0.0 <= mask_rate < 1.0:
+        raise ValueError(f"fit: mask_rate must lie in [0, 1), got {mask_rate}")
+    if mask_rate > 0 and not has_summary:
+        raise ValueError(
+            "fit: mask_rate hides rows of summary_variables; there is no summary_network"
+        )
+    epochs = check_positive_int("fit", "epochs", epochs)
+    batch_size = check_positive_int("fit", "batch_size", batch_size)
+    if patience is not None:
+        patience = check_positive_int("fit", "patience", patience)
+    if not network.validation_loss_ranks_epochs and (patience is not None or restore_best):
+        what = "early stopping (patience)" if patience is not None else "restore_best"
+        raise ValueError(
+            f"fit: {what} ranks epochs by the validation loss, and the validation loss "
+            f"of {type(network).__name__} does not rank posteriors (it "
+            f"measures the consistency of the map, which rises while the map learns); "
+            f"train for a fixed number of epochs (BasicWorkflow.fit_offline("
+            f"early_stopping=False))"
+        )
+    if offline == online:
+        raise ValueError("fit: give exactly one of dataset (offline) or simulate (online)")
+    if patience is not None and not has_validation and online:
+        raise ValueError(
+            "fit: early stopping (patience) of online training needs validation_data "
+            "(a dict of simulations, or a number of them for BasicWorkflow.fit_online)"
+        )
+    return epochs, batch_size, patience
+
+
+def offline_inputs(train: dict, batch_size: int, hold_out: bool, key: jax.Array) -> TrainingInputs:
+    """One dataset of network arrays for every epoch; with ``hold_out``, a random
+    :func:`~amortized.training.holdout.holdout_size` of its rows becomes the validation
+    set."""
+    val, held = None, 0
+    if hold_out:
+        held = holdout_size(rows(train))
+        train, val = split_rows(train, held, key)
+    steps = max(1, rows(train) // min(batch_size, rows(train)))
+    return TrainingInputs(train, lambda _: train, steps, val, held)
+
+
+def online_inputs(
+    simulate: Callable[[int, int], Mapping[str, Any]],
+    to_arrays: ToArrays,
+    check_keys: Callable[[Mapping[str, Any]], None],
+    num_batches_per_epoch: int | None,
+    batch_size: int,
+    key: jax.Array,
+) -> TrainingInputs:
+    """A fresh ``num_batches_per_epoch * batch_size`` simulations per epoch from
+    ``simulate(n, seed)``, seeds drawn from one generator seeded by ``key``; the first
+    epoch's raw simulations go through ``check_keys`` (unused data warns)."""
+    num_batches_per_epoch = check_positive_int(
+        "fit_online", "num_batches_per_epoch", num_batches_per_epoch
+    )
+    n = num_batches_per_epoch * batch_size
+    seeds = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    raw = simulate(n, int(seeds.integers(2**31)))
+    check_keys(raw)
+    first = [to_arrays(raw, "simulated data")]
+
+    def epoch_data(epoch: int) -> dict:
+        if epoch == 0 and first:
+            return first.pop()
+        return to_arrays(simulate(n, int(seeds.integers(2**31))), "simulated data")
+
+    return TrainingInputs(first[0], epoch_data, num_batches_per_epoch, None, 0)
