@@ -9,6 +9,7 @@ the trained state and sequences them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -25,9 +26,9 @@ from ..training.fit import steps_done
 from ..training.stopping import PlateauRule
 from . import chunked, condition_checks, core, draw_space, inputs
 from .core import IC, SV, Networks
-from .inputs import rows
 from .parts import build_networks, standardize_keys
 from .standardization import Stats
+from .trained import Trained
 from .training_inputs import check_fit_options, offline_inputs, online_inputs
 
 RANGE_ROWS = 4096  # training datasets whose conditions set the saved ranges
@@ -56,13 +57,9 @@ class Approximator:
         self.inference_network = inference_network
         self.summary_network = summary_network
         self.adapter = adapter
-        self.nets: Networks | None = None
-        self.stats: Stats | None = None
+        #: what training made (:class:`~amortized.approximators.trained.Trained`), or None
+        self.state: Trained | None = None
         self.history: dict[str, list] = {"loss": [], "val_loss": []}
-        #: per-feature training ranges of the conditions (see condition_checks)
-        self.condition_ranges: condition_checks.Ranges | None = None
-        #: input keys whose values reach the network's conditions in training
-        self.condition_keys: list[str] | None = None
 
     # -- saving ------------------------------------------------------------------------
     def saved_state(self) -> dict[str, Any]:
@@ -82,10 +79,34 @@ class Approximator:
             standardize=standardize,
         )
 
-    # -- boundary ----------------------------------------------------------------------
+    # -- trained state (read-only views of ``state``) ----------------------------------
     @property
     def is_trained(self) -> bool:
-        return self.nets is not None
+        return self.state is not None
+
+    @property
+    def nets(self) -> Networks | None:
+        return None if self.state is None else self.state.nets
+
+    @property
+    def stats(self) -> Stats | None:
+        return None if self.state is None else self.state.stats
+
+    @property
+    def condition_ranges(self) -> condition_checks.Ranges | None:
+        """Per-feature training ranges of the conditions (see condition_checks)."""
+        return None if self.state is None else self.state.condition_ranges
+
+    @property
+    def condition_keys(self) -> list[str] | None:
+        """Input keys whose values reached the network's conditions in training."""
+        return None if self.state is None else self.state.condition_keys
+
+    @property
+    def _shapes(self) -> dict[str, tuple] | None:
+        return None if self.state is None else self.state.shapes
+
+    # -- boundary ----------------------------------------------------------------------
 
     @property
     def is_conditional(self) -> bool:
@@ -94,12 +115,13 @@ class Approximator:
         self._require_trained("is_conditional")
         return IC in self._shapes or SV in self._shapes
 
-    def _check_training_keys(self, data: Mapping[str, Any]) -> None:
+    def _check_training_keys(self, data: Mapping[str, Any]) -> list[str]:
         """Warn (:class:`~amortized.approximators.condition_checks.UnusedDataWarning`)
-        about training keys that reach no network input; remember the condition keys."""
-        self.condition_keys, msg = condition_checks.training_keys(self.adapter, data)
+        about training keys that reach no network input; returns the condition keys."""
+        keys, msg = condition_checks.training_keys(self.adapter, data)
         if msg:
             warnings.warn(msg, condition_checks.UnusedDataWarning, stacklevel=4)
+        return keys
 
     def _check_condition_keys(self, conditions: Mapping[str, Any], where: str) -> dict:
         """Raise for condition keys that reach no network input; returns the routes."""
@@ -107,25 +129,11 @@ class Approximator:
             self.adapter, conditions, where, self.is_conditional, self.condition_keys
         )
 
-    def _update_ranges(self, arrays: Mapping[str, Any]) -> None:
-        """Widen the saved training ranges of the conditions by those of ``arrays``."""
-        self.condition_ranges = condition_checks.widen_ranges(
-            self.condition_ranges, arrays, RANGE_ROWS
-        )
-
     def _warn_out_of_range(self, arrays, routes, where: str) -> None:
         """Warn by dataset when a condition lies far outside the training ranges."""
-        if not self.condition_ranges or not arrays:
-            return
-        found = condition_checks.outside(self.condition_ranges, arrays)
-        if found:
-            msg = condition_checks.ood_message(
-                where, found, rows(arrays), condition_checks.sources_by_network_key(routes)
-            )
+        msg = condition_checks.out_of_range_message(self.condition_ranges, arrays, routes, where)
+        if msg:
             warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
-
-    def _trained_shapes(self) -> dict[str, tuple] | None:
-        return self._shapes if self.is_trained else None
 
     def to_network_arrays(
         self, data: Mapping[str, Any], *, need_variables: bool = True, where: str = "data"
@@ -145,15 +153,19 @@ class Approximator:
             need_variables=need_variables,
             where=where,
             has_summary=self.summary_network is not None,
-            trained_shapes=self._trained_shapes(),
+            trained_shapes=self._shapes,
         )
 
     def build(self, arrays: Mapping[str, jax.Array], key: jax.Array) -> None:
-        """Create parameters and standardization statistics from a first batch."""
-        self.nets, self.stats = build_networks(
+        """Create parameters and standardization statistics from a first batch of network
+        arrays (replacing any trained state)."""
+        self.state = self._untrained(arrays, key)
+
+    def _untrained(self, arrays: Mapping[str, jax.Array], key: jax.Array) -> Trained:
+        nets, stats = build_networks(
             self.inference_network, self.summary_network, arrays, self.standardize_keys, key
         )
-        self._shapes = inputs.row_shapes(arrays)
+        return Trained(nets, stats, inputs.row_shapes(arrays))
 
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
@@ -208,18 +220,19 @@ class Approximator:
             has_validation=validation_data is not None,
         )
         k_hold, k_build, k_fit = jax.random.split(as_key(seed), 3)
+
+        def to_arrays(raw: Mapping[str, Any], where: str) -> dict:
+            return self.to_network_arrays(raw, where=where)
+
         if dataset is not None:
-            self._check_training_keys(dataset)
+            hold_out = patience is not None and validation_data is None
             data = offline_inputs(
-                self.to_network_arrays(dataset, where="training data"),
-                batch_size,
-                hold_out=patience is not None and validation_data is None,
-                key=k_hold,
+                dataset, to_arrays, self._check_training_keys, batch_size, hold_out, k_hold
             )
         else:
             data = online_inputs(
                 simulate,
-                lambda raw, where: self.to_network_arrays(raw, where=where),
+                to_arrays,
                 self._check_training_keys,
                 num_batches_per_epoch,
                 batch_size,
@@ -231,15 +244,14 @@ class Approximator:
         self.inference_network.check_training_steps(
             steps_done(self.history) + epochs * data.steps_per_epoch
         )
-        if not self.is_trained:
-            self.build(data.first, k_build)
+        state = self.state if self.is_trained else self._untrained(data.first, k_build)
         flat = optimizer is None  # a user's optimizer may depend on the parameter tree
         if flat:
             optimizer = default_optimizer(learning_rate, epochs * data.steps_per_epoch)
         loss_fn = core.loss if mask_rate == 0 else functools.partial(core.loss, mask_rate=mask_rate)
-        self.nets, self.history = fit(
-            self.nets,
-            self.stats,
+        nets, history = fit(
+            state.nets,
+            state.stats,
             loss_fn,
             optimizer,
             epochs,
@@ -250,14 +262,17 @@ class Approximator:
             learning_rate=learning_rate,
             restore_best=restore_best,
             progress=progress,
-            history=self.history,
+            history=copy.deepcopy(self.history),  # kept only when the fit completes
             flat_params=flat,
             early_stopping=None if patience is None else PlateauRule(patience=patience),
             warn_overfitting=self.inference_network.validation_loss_ranks_epochs,
         )
         if data.held_out:
-            self.history["held_out"] = data.held_out
-        self._update_ranges(data.first)
+            history["held_out"] = data.held_out
+        ranges = condition_checks.widen_ranges(state.condition_ranges, data.first, RANGE_ROWS)
+        # one assignment: a fit that fails on the way leaves the approximator as it was
+        self.state = Trained(nets, state.stats, state.shapes, ranges, data.condition_keys)
+        self.history = history
         return self.history
 
     def _to_user_space(self, z: np.ndarray) -> dict[str, np.ndarray]:

@@ -225,6 +225,20 @@ def ood_message(where: str, found: dict[int, dict], num_datasets: int, sources) 
     )
 
 
+def out_of_range_message(
+    ranges: Ranges | None, arrays: Mapping[str, Any], routes, where: str
+) -> str | None:
+    """The warning text for the datasets of the network ``arrays`` with a condition far
+    outside the training ``ranges`` (None when there are none, or no ranges)."""
+    if not ranges or not arrays:
+        return None
+    found = outside(ranges, arrays)
+    if not found:
+        return None
+    num = int(jax.tree.leaves(arrays)[0].shape[0])
+    return ood_message(where, found, num, sources_by_network_key(routes))
+
+
 def sources_by_network_key(routes: Mapping[str, set[str]]) -> dict[str, list[str]]:
     """``{network key: input keys routed to it}`` for the condition network keys."""
     return {

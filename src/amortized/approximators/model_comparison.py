@@ -183,8 +183,8 @@ class ModelComparisonApproximator(WithoutDraws, ScoringRuleApproximator):
                 )
         return out
 
-    def _check_training_keys(self, data: Mapping[str, Any]) -> None:
-        super()._check_training_keys(data)
+    def _check_training_keys(self, data: Mapping[str, Any]) -> list[str]:
+        keys = super()._check_training_keys(data)
         adapted = self.adapter.forward(data) if self.adapter is not None else dict(data)
         counts = np.asarray(adapted[IV], np.float64).reshape(-1, self.num_models).sum(axis=0)
         if np.any(counts == 0):
@@ -195,6 +195,7 @@ class ModelComparisonApproximator(WithoutDraws, ScoringRuleApproximator):
             )
         if self.model_prior is None:
             self.model_prior = counts / counts.sum()
+        return keys
 
     # -- estimates ---------------------------------------------------------------------
     @strict

@@ -32,6 +32,7 @@ from ..networks.summary_base import SummaryNetwork
 from .continuous import ContinuousApproximator
 from .core import Networks
 from .model_file import ModelFileError, check_format, read_checked_zip, sha256, write_zip_atomically
+from .trained import Trained
 
 FORMAT = "amortized-approximator"
 FORMAT_VERSION = 2
@@ -190,17 +191,21 @@ def load_approximator(
     )
     skeleton = Networks(inference, summary)
     try:
-        approx.nets = eqx.tree_deserialise_leaves(io.BytesIO(weights), skeleton)
+        nets = eqx.tree_deserialise_leaves(io.BytesIO(weights), skeleton)
     except Exception as e:
         raise ModelFileError(f"load: weights do not fit the saved network description: {e}") from e
-    approx.stats = {
+    stats = {
         k: (jnp.asarray(v["mean"], jnp.float32), jnp.asarray(v["std"], jnp.float32))
         for k, v in manifest["stats"]["standardization"].items()
     }
-    approx.condition_ranges = condition_ranges_from_json(manifest["stats"]["condition_ranges"])
-    approx._shapes = {k: tuple(v) for k, v in manifest["shapes"].items()}
+    approx.state = Trained(
+        nets,
+        stats,
+        {k: tuple(v) for k, v in manifest["shapes"].items()},
+        condition_ranges_from_json(manifest["stats"]["condition_ranges"]),
+        manifest.get("condition_keys"),
+    )
     approx.history = manifest["history"]
-    approx.condition_keys = manifest.get("condition_keys")
     return approx, manifest.get("extra", {})
 
 

@@ -23,13 +23,15 @@ ToArrays = Callable[[Mapping[str, Any], str], dict]
 class TrainingInputs:
     """``first``: the first epoch's arrays (they build the networks); ``epoch_data(e)``:
     epoch ``e``'s; ``validation``: held-out arrays or None; ``held_out``: rows held out of
-    the training data for validation (0 when the user gave validation data)."""
+    the training data for validation (0 when the user gave validation data);
+    ``condition_keys``: the input keys that reach the network's conditions."""
 
     first: dict
     epoch_data: Callable[[int], dict]
     steps_per_epoch: int
     validation: dict | None
     held_out: int
+    condition_keys: list[str]
 
 
 def check_fit_options(
@@ -76,22 +78,32 @@ def check_fit_options(
     return epochs, batch_size, patience
 
 
-def offline_inputs(train: dict, batch_size: int, hold_out: bool, key: jax.Array) -> TrainingInputs:
-    """One dataset of network arrays for every epoch; with ``hold_out``, a random
+def offline_inputs(
+    dataset: Mapping[str, Any],
+    to_arrays: ToArrays,
+    check_keys: Callable[[Mapping[str, Any]], list[str]],
+    batch_size: int,
+    hold_out: bool,
+    key: jax.Array,
+) -> TrainingInputs:
+    """One dataset of simulations for every epoch, its keys checked by ``check_keys``
+    (unused data warns; returns the condition keys); with ``hold_out``, a random
     :func:`~amortized.training.holdout.holdout_size` of its rows becomes the validation
     set."""
+    keys = check_keys(dataset)
+    train = to_arrays(dataset, "training data")
     val, held = None, 0
     if hold_out:
         held = holdout_size(rows(train))
         train, val = split_rows(train, held, key)
     steps = max(1, rows(train) // min(batch_size, rows(train)))
-    return TrainingInputs(train, lambda _: train, steps, val, held)
+    return TrainingInputs(train, lambda _: train, steps, val, held, keys)
 
 
 def online_inputs(
     simulate: Callable[[int, int], Mapping[str, Any]],
     to_arrays: ToArrays,
-    check_keys: Callable[[Mapping[str, Any]], None],
+    check_keys: Callable[[Mapping[str, Any]], list[str]],
     num_batches_per_epoch: int | None,
     batch_size: int,
     key: jax.Array,
@@ -105,7 +117,7 @@ def online_inputs(
     n = num_batches_per_epoch * batch_size
     seeds = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     raw = simulate(n, int(seeds.integers(2**31)))
-    check_keys(raw)
+    keys = check_keys(raw)
     first = [to_arrays(raw, "simulated data")]
 
     def epoch_data(epoch: int) -> dict:
@@ -113,4 +125,4 @@ def online_inputs(
             return first.pop()
         return to_arrays(simulate(n, int(seeds.integers(2**31))), "simulated data")
 
-    return TrainingInputs(first[0], epoch_data, num_batches_per_epoch, None, 0)
+    return TrainingInputs(first[0], epoch_data, num_batches_per_epoch, None, 0, keys)
