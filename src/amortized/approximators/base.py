@@ -10,21 +10,22 @@ the trained state and sequences them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
-from .._validation import as_key, strict
+from .._validation import strict
 from ..adapters import Adapter
 from ..networks.base import InferenceNetwork
-from ..training import default_optimizer, fit
+from ..training import checkpoint, default_optimizer, fit
 from ..training.fit import steps_done
 from ..training.stopping import PlateauRule
-from . import chunked, condition_checks, core, draw_space, inputs
+from . import condition_checks, core, inputs
 from .core import IC, SV, Networks
 from .parts import build_networks, standardize_keys
 from .standardization import Stats
@@ -192,6 +193,9 @@ class Approximator:
         progress: bool = True,
         mask_rate: float = 0.0,
         patience: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> dict[str, list]:
         """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
 
@@ -204,8 +208,11 @@ class Approximator:
 
         ``mask_rate``: at every training step hide this fraction of the observed rows of the
         summary variables (through ``summary_mask``), so that the approximator learns to
-        handle missing observations. Returns the history ``{"loss": [...], "val_loss":
-        [...]}`` (per-epoch means).
+        handle missing observations. ``checkpoint_dir``: write a checkpoint there every
+        ``checkpoint_every`` epochs; ``resume=True`` continues the run from its newest
+        readable checkpoint, to the weights an uninterrupted run would end with
+        (:mod:`amortized.training.checkpoint`). Returns the history ``{"loss": [...],
+        "val_loss": [...]}`` (per-epoch means).
         """
         epochs, batch_size, patience = check_fit_options(
             self.inference_network,
@@ -219,7 +226,8 @@ class Approximator:
             online=simulate is not None,
             has_validation=validation_data is not None,
         )
-        k_hold, k_build, k_fit = jax.random.split(as_key(seed), 3)
+        ckpt, saved, root = checkpoint.start(checkpoint_dir, checkpoint_every, resume, seed)
+        k_hold, k_build, k_fit = jax.random.split(root, 3)
 
         def to_arrays(raw: Mapping[str, Any], where: str) -> dict:
             return self.to_network_arrays(raw, where=where)
@@ -245,6 +253,14 @@ class Approximator:
             steps_done(self.history) + epochs * data.steps_per_epoch
         )
         state = self.state if self.is_trained else self._untrained(data.first, k_build)
+        if ckpt is not None:
+            settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
+                            learning_rate=learning_rate, mask_rate=mask_rate,
+                            online=simulate is not None, steps=data.steps_per_epoch)  # fmt: skip
+            fp = checkpoint.fingerprint(self, inputs.row_shapes(data.first), settings)
+            ckpt = dataclasses.replace(ckpt, fingerprint=fp)
+            if saved is not None:
+                ckpt.check(saved)
         flat = optimizer is None  # a user's optimizer may depend on the parameter tree
         if flat:
             optimizer = default_optimizer(learning_rate, epochs * data.steps_per_epoch)
@@ -266,6 +282,9 @@ class Approximator:
             flat_params=flat,
             early_stopping=None if patience is None else PlateauRule(patience=patience),
             warn_overfitting=self.inference_network.validation_loss_ranks_epochs,
+            checkpoints=ckpt,
+            resume=saved,
+            run_meta=checkpoint.run_meta(root),
         )
         if data.held_out:
             history["held_out"] = data.held_out
@@ -274,26 +293,3 @@ class Approximator:
         self.state = Trained(nets, state.stats, state.shapes, ranges, data.condition_keys)
         self.history = history
         return self.history
-
-    def _to_user_space(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        return draw_space.to_user_space(self.adapter, z)
-
-    @strict
-    def embed(self, data: Mapping[str, Any]) -> np.ndarray:
-        """What the inference network is conditioned on: standardized direct conditions and
-        learned summaries, ``(num_datasets, cond_dim)`` (the space of out-of-distribution
-        checks)."""
-        self._require_trained("embed")
-        arrays = self.to_network_arrays(data, need_variables=False, where="embed data")
-        if not arrays:
-            raise ValueError("embed: this approximator has no conditions")
-        return np.asarray(chunked.embed(self.nets, self.stats, arrays))
-
-    @strict
-    def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
-        """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
-        self._require_trained("summarize")
-        if self.nets.summary is None:
-            raise ValueError("summarize: this approximator has no summary network")
-        arrays = self.to_network_arrays(data, need_variables=False, where="summarize data")
-        return np.asarray(chunked.summaries(self.nets, self.stats, arrays))

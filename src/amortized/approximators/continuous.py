@@ -206,3 +206,26 @@ class ContinuousApproximator(Approximator):
         x = jnp.asarray(np.reshape(adapted[IV], (n, s, *self._shapes[IV])), jnp.float32)
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
         return chunked.log_prob_draws(self.nets, self.stats, arrays, x) + ldj
+
+    def _to_user_space(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        return draw_space.to_user_space(self.adapter, z)
+
+    @strict
+    def embed(self, data: Mapping[str, Any]) -> np.ndarray:
+        """What the inference network is conditioned on: standardized direct conditions and
+        learned summaries, ``(num_datasets, cond_dim)`` (the space of out-of-distribution
+        checks)."""
+        self._require_trained("embed")
+        arrays = self.to_network_arrays(data, need_variables=False, where="embed data")
+        if not arrays:
+            raise ValueError("embed: this approximator has no conditions")
+        return np.asarray(chunked.embed(self.nets, self.stats, arrays))
+
+    @strict
+    def summarize(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
+        self._require_trained("summarize")
+        if self.nets.summary is None:
+            raise ValueError("summarize: this approximator has no summary network")
+        arrays = self.to_network_arrays(data, need_variables=False, where="summarize data")
+        return np.asarray(chunked.summaries(self.nets, self.stats, arrays))

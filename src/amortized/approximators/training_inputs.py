@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import numpy as np
 
 from .._validation import check_positive_int
 from ..training.holdout import holdout_size, split_rows
@@ -109,20 +108,26 @@ def online_inputs(
     key: jax.Array,
 ) -> TrainingInputs:
     """A fresh ``num_batches_per_epoch * batch_size`` simulations per epoch from
-    ``simulate(n, seed)``, seeds drawn from one generator seeded by ``key``; the first
-    epoch's raw simulations go through ``check_keys`` (unused data warns)."""
+    ``simulate(n, seed)``, epoch ``e``'s seed drawn from ``key`` folded with ``e``; the
+    first epoch's raw simulations go through ``check_keys`` (unused data warns; returns the
+    condition keys)."""
     num_batches_per_epoch = check_positive_int(
         "fit_online", "num_batches_per_epoch", num_batches_per_epoch
     )
     n = num_batches_per_epoch * batch_size
-    seeds = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
-    raw = simulate(n, int(seeds.integers(2**31)))
+
+    def seed(epoch: int) -> int:
+        # a function of the epoch, not a running generator: a resumed run simulates what
+        # the interrupted one would have
+        return int(jax.random.randint(jax.random.fold_in(key, epoch), (), 0, 2**31 - 1))
+
+    raw = simulate(n, seed(0))
     keys = check_keys(raw)
     first = [to_arrays(raw, "simulated data")]
 
     def epoch_data(epoch: int) -> dict:
         if epoch == 0 and first:
             return first.pop()
-        return to_arrays(simulate(n, int(seeds.integers(2**31))), "simulated data")
+        return to_arrays(simulate(n, seed(epoch)), "simulated data")
 
     return TrainingInputs(first[0], epoch_data, num_batches_per_epoch, None, 0, keys)

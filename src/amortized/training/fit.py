@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .. import _random
 from . import parallel
+from .checkpoint import Checkpoints, Saved
 from .optimizer import has_learning_rate_scale, set_learning_rate_scale
 from .stopping import PlateauRule, selection_z, significantly_better
 
@@ -319,6 +320,9 @@ def fit(
     flat_params: bool = False,
     early_stopping: PlateauRule | None = None,
     warn_overfitting: bool = True,
+    checkpoints: Checkpoints | None = None,
+    resume: Saved | None = None,
+    run_meta: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
     (the same arrays for offline training, fresh simulations for online training).
@@ -349,6 +353,10 @@ def fit(
     With several local devices (GPUs, or a CPU split by
     :func:`~amortized.training.parallel.set_cpu_devices`), each batch is split over them
     (see :mod:`amortized.training.parallel`).
+    ``checkpoints``: write a checkpoint every ``checkpoints.every`` epochs
+    (:mod:`amortized.training.checkpoint`; ``run_meta`` is stored with it); ``resume``: a
+    checkpoint of this same run to continue from (the networks, optimizer state, keys,
+    history and stopping state it holds replace the starting ones).
     """
     if early_stopping is not None and validation_data is None:
         raise ValueError("fit: early stopping needs validation_data")
@@ -374,8 +382,29 @@ def fit(
     first_epoch, first_val = len(history["loss"]), len(history["val_loss"])
     # one validation key for all epochs, so that stochastic losses are comparable
     key, k_val = jax.random.split(key)
+    start = 0
+    if resume is not None:
+        tree = resume.restore(_loop_tree(nets, opt_state, best, key, k_val))
+        nets, opt_state, best = tree["nets"], tree["opt_state"], tree["best"]
+        key, k_val = (jax.random.wrap_key_data(tree[k]) for k in ("key", "k_val"))
+        loop = resume.meta["loop"]
+        history, step, start = resume.meta["history"], loop["step"], loop["epoch"]
+        first_epoch, first_val = loop["first_epoch"], loop["first_val"]
+        best_val, best_epoch = loop["best_val"], loop["best_epoch"]
+        improved_at, scale, last_reduction = (
+            loop["improved_at"],
+            loop["scale"],
+            loop["last_reduction"],
+        )
+        best_losses, last_losses, ref_losses = (
+            None if loop[k] is None else np.asarray(loop[k], np.float32)
+            for k in ("best_losses", "last_losses", "ref_losses")
+        )
     show = progress and sys.stderr.isatty()
-    bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not show, leave=True)
+    bar = tqdm(
+        range(start, epochs), desc="training", unit="epoch", disable=not show, leave=True,
+        initial=start, total=epochs,
+    )  # fmt: skip
     run_epoch = None  # chosen on the first epoch's data (see the module docstring)
     devices = None
     for epoch in bar:
@@ -461,6 +490,18 @@ def fit(
                 scale, last_reduction = new_scale, len(ours) - 1
                 opt_state = set_learning_rate_scale(opt_state, scale)
                 history["lr_reductions"].append(first_epoch + epoch + 1)
+        if checkpoints is not None and checkpoints.due(epoch + 1):
+            loop = dict(
+                epoch=epoch + 1, step=step, first_epoch=first_epoch, first_val=first_val,
+                best_val=best_val, best_epoch=best_epoch, improved_at=improved_at,
+                scale=scale, last_reduction=last_reduction, best_losses=best_losses,
+                last_losses=last_losses, ref_losses=ref_losses,
+            )  # fmt: skip
+            checkpoints.write(
+                epoch + 1,
+                _loop_tree(nets, opt_state, best, key, k_val),
+                {**(run_meta or {}), "history": history, "loop": loop},
+            )
     restored = restore_best and validation_data is not None
     if restored and early_stopping is not None and best_epoch is not None:
         # the lowest of many noisy validation losses is partly luck: the best epoch is
@@ -498,3 +539,14 @@ def fit(
             if message is not None:
                 warnings.warn(message, OverfittingWarning, stacklevel=2)
     return nets, history
+
+
+def _loop_tree(nets, opt_state, best, key, k_val) -> dict[str, Any]:
+    """What a checkpoint stores as arrays (keys as their raw words)."""
+    return {
+        "nets": nets,
+        "opt_state": opt_state,
+        "best": best,
+        "key": jax.random.key_data(key),
+        "k_val": jax.random.key_data(k_val),
+    }

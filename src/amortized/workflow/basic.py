@@ -268,6 +268,9 @@ class BasicWorkflow:
         mask_rate: float = 0.0,
         early_stopping: bool | None = None,
         patience: int = 10,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> dict[str, list]:
         """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
 
@@ -323,6 +326,9 @@ class BasicWorkflow:
             progress=progress,
             mask_rate=mask_rate,
             patience=patience if early_stopping else None,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
 
     @strict
@@ -336,11 +342,22 @@ class BasicWorkflow:
         restore_best: bool = False,
         progress: bool = True,
         mask_rate: float = 0.0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> dict[str, list]:
         """Train on fresh simulations: each epoch simulates
         ``num_batches_per_epoch * batch_size`` datasets. With a ``meta_fn`` every batch of
         simulations gets its own meta draw (e.g. its own N), padded with a mask, so that
-        training sees every size while compiling only a few padded shapes."""
+        training sees every size while compiling only a few padded shapes.
+
+        Checkpoints (both fits): ``checkpoint_dir`` gets a checkpoint every
+        ``checkpoint_every`` epochs (networks, optimizer state, keys, history, early
+        stopping's state; written atomically, the newest two kept). After a crash or a
+        killed job, the same call with ``resume=True`` continues from the newest readable
+        checkpoint and ends with the weights the uninterrupted run would have had; a
+        corrupted or half-written checkpoint is skipped with a warning, and one written by
+        another model or other settings raises."""
         self._require_simulator("fit_online")
         source = dict(
             simulate=lambda n, s: self._simulate_for_training(n, s, batch_size),
@@ -355,6 +372,9 @@ class BasicWorkflow:
             restore_best=restore_best,
             progress=progress,
             mask_rate=mask_rate,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
 
     def _fit(self, source, validation_data, seed, **settings):
