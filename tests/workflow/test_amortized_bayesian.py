@@ -51,6 +51,16 @@ def test_every_dataset_ends_in_a_step_and_psis_weights_are_checked(trained):
     assert list(table["step"]) == list(res.step) and "distance" in table
     idata = res.to_inference_data(0)
     assert idata.posterior["mu"].shape[:2] == (1, 300)
+    # ArviZ 1.x: a DataTree that arviz_stats summarizes; its mean and sd are the draws'
+    from arviz_stats import summary
+
+    tree = res.to_datatree(0)
+    assert tree.attrs["amortized_step"] == res.step[0]
+    table = summary(tree, kind="stats")
+    mu = res.draws["mu"][0].ravel()
+    row = [i for i in table.index if str(i).startswith("mu")][0]
+    np.testing.assert_allclose(table.loc[row, "mean"], mu.mean(), atol=0.006)  # 2 decimals
+    np.testing.assert_allclose(table.loc[row, "sd"], mu.std(ddof=1), atol=0.006)
     assert set(res.seconds) == {"amortized", "psis", "chees", "nuts"}
     # accepted draws agree with the true parameter in distribution: across datasets the
     # truth's rank among 300 draws is not extreme (|z| < 4 for every dataset)

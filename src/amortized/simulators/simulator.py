@@ -139,7 +139,14 @@ class Simulator:
 
     # -- public ------------------------------------------------------------------------
     def sample(
-        self, batch_shape: int | tuple[int, ...], seed: int | None = None, **fixed: Any
+        self,
+        batch_shape: int | tuple[int, ...],
+        seed: int | None = None,
+        *,
+        client: Any = None,
+        chunk_size: int | None = None,
+        progress: bool = True,
+        **fixed: Any,
     ) -> dict[str, np.ndarray]:
         """Simulate ``batch_shape`` draws.
 
@@ -150,6 +157,16 @@ class Simulator:
         seed : int, optional
             Seeds NumPy's global generator for this call (the previous state is restored),
             the ``rng`` generator and the ``key`` passed to functions that ask for them.
+        client : dask.distributed.Client, optional
+            Run the chunks as tasks on this Dask cluster (:mod:`amortized.simulators.
+            chunked`): the same draws as a local run with the same ``seed`` and
+            ``chunk_size`` (default 1000 with a client), whatever the number of workers; a
+            worker that dies has its chunks rerun.
+        chunk_size : int, optional
+            Simulate in chunks of this many draws, each with its own seed split from
+            ``seed`` (locally without a client; the draws differ from the unchunked call's).
+        progress : bool, default True
+            A progress bar over the chunks (chunked or Dask runs).
         **fixed
             Fix a variable or pass an input: an array whose leading shape equals
             ``batch_shape`` gives each draw its own value, anything else is shared by all
@@ -162,6 +179,10 @@ class Simulator:
         >>> sim.sample(3, seed=0)["x"].shape   # a scalar per draw gets a trailing axis
         (3, 1)
         """
+        if client is not None or chunk_size is not None:
+            from .chunked import sample_in_chunks
+
+            return sample_in_chunks(self, batch_shape, seed, chunk_size, client, fixed, progress)
         if isinstance(batch_shape, int | np.integer):
             batch_shape = (int(batch_shape),)
         batch_shape = tuple(int(b) for b in batch_shape)

@@ -106,13 +106,32 @@ class WorkflowResult:
         return {s: int(np.sum(self.step == s)) for s in STEPS}
 
     def to_inference_data(self, dataset: int):
-        """The final draws of one dataset as ArviZ InferenceData (one chain)."""
+        """The final draws of one dataset as ArviZ (before 1.0) InferenceData, one chain."""
         import arviz as az
 
         return az.from_dict(
             posterior={k: v[dataset][None] for k, v in self.draws.items()},
             attrs={"amortized_step": str(self.step[dataset])},
         )
+
+    def to_datatree(self, dataset: int):
+        """The final draws of one dataset as ArviZ 1.x data, an ``xarray.DataTree`` with a
+        ``posterior`` group (one chain; ``arviz_base.from_dict``), the step that accepted
+        them and the dataset's diagnostics as attributes; ``arviz_stats.summary`` and the
+        other ArviZ 1.x functions take it."""
+        from arviz_base import from_dict
+
+        attrs = {"amortized_step": str(self.step[dataset])}
+        attrs |= {f"amortized_{k}": _attr(v[dataset]) for k, v in self.diagnostics.items()}
+        tree = from_dict({"posterior": {k: v[dataset][None] for k, v in self.draws.items()}})
+        tree.attrs.update(attrs)
+        return tree
+
+
+def _attr(value):
+    """A diagnostic as a plain Python value (netCDF-friendly attributes)."""
+    value = np.asarray(value).item()
+    return value if not isinstance(value, bool) else int(value)
 
 
 class AmortizedBayesianWorkflow:
