@@ -30,7 +30,7 @@ from .core import IC, SV, Networks
 from .parts import build_networks, standardize_keys
 from .standardization import Stats
 from .trained import Trained
-from .training_inputs import check_fit_options, offline_inputs, online_inputs
+from .training_inputs import check_fit_options, disk_inputs, offline_inputs, online_inputs
 
 RANGE_ROWS = 4096  # training datasets whose conditions set the saved ranges
 
@@ -185,6 +185,7 @@ class Approximator:
         seed: int | None = None,
         dataset: Mapping[str, Any] | None = None,
         simulate: Callable[[int, int], Mapping[str, Any]] | None = None,
+        disk: Any = None,
         num_batches_per_epoch: int | None = None,
         validation_data: Mapping[str, Any] | None = None,
         learning_rate: float = 5e-4,
@@ -197,7 +198,8 @@ class Approximator:
         checkpoint_every: int = 1,
         resume: bool = False,
     ) -> dict[str, list]:
-        """Train offline on ``dataset`` or online on ``simulate(n, seed)`` batches.
+        """Train offline on ``dataset`` (or a bank on ``disk``: a
+        :class:`~amortized.training.disk.DiskBank`) or online on ``simulate(n, seed)``.
 
         ``patience``: early stopping (:mod:`amortized.training.stopping`): lower the
         learning rate when the validation loss stalls, stop once it has not improved for
@@ -222,7 +224,7 @@ class Approximator:
             patience=patience,
             restore_best=restore_best,
             mask_rate=mask_rate,
-            offline=dataset is not None,
+            offline=(dataset is not None) + (disk is not None) == 1,
             online=simulate is not None,
             has_validation=validation_data is not None,
         )
@@ -232,10 +234,11 @@ class Approximator:
         def to_arrays(raw: Mapping[str, Any], where: str) -> dict:
             return self.to_network_arrays(raw, where=where)
 
-        if dataset is not None:
-            hold_out = patience is not None and validation_data is None
-            data = offline_inputs(
-                dataset, to_arrays, self._check_training_keys, batch_size, hold_out, k_hold
+        hold_out = patience is not None and validation_data is None
+        if dataset is not None or disk is not None:
+            inputs_of, source = (offline_inputs, dataset) if disk is None else (disk_inputs, disk)
+            data = inputs_of(
+                source, to_arrays, self._check_training_keys, batch_size, hold_out, k_hold
             )
         else:
             data = online_inputs(

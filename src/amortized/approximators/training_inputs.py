@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import numpy as np
 
 from .._validation import check_positive_int
 from ..training.holdout import holdout_size, split_rows
@@ -68,7 +69,9 @@ def check_fit_options(
             f"early_stopping=False))"
         )
     if offline == online:
-        raise ValueError("fit: give exactly one of dataset (offline) or simulate (online)")
+        raise ValueError(
+            "fit: give exactly one of dataset (offline), disk (a bank on disk) or simulate (online)"
+        )
     if patience is not None and not has_validation and online:
         raise ValueError(
             "fit: early stopping (patience) of online training needs validation_data "
@@ -131,3 +134,42 @@ def online_inputs(
         return to_arrays(simulate(n, seed(epoch)), "simulated data")
 
     return TrainingInputs(first[0], epoch_data, num_batches_per_epoch, None, 0, keys)
+
+
+def disk_inputs(
+    bank,
+    to_arrays: ToArrays,
+    check_keys: Callable[[Mapping[str, Any]], list[str]],
+    batch_size: int,
+    hold_out: bool,
+    key: jax.Array,
+) -> TrainingInputs:
+    """A :class:`~amortized.training.disk.DiskBank` read in chunks of ``bank.chunk_rows``
+    (a multiple of ``batch_size``) in a new random order each epoch (a function of the
+    epoch, so a resumed run reads what the interrupted one would have); with ``hold_out``,
+    a random :func:`~amortized.training.holdout.holdout_size` of the files is held out and
+    loaded as the validation set. The rows that do not fill a last batch are left out of
+    that epoch (other ones each epoch)."""
+    k_split, k_order = jax.random.split(key)
+    order = np.asarray(jax.random.permutation(k_split, len(bank)))
+    held = holdout_size(len(bank)) if hold_out else 0
+    val_idx, train_idx = order[:held], order[held:]
+    if len(train_idx) < batch_size:
+        raise ValueError(
+            f"fit_disk: {len(train_idx)} simulations to train on in {str(bank.root)!r}, fewer "
+            f"than one batch of {batch_size}"
+        )
+    chunk = max(batch_size, bank.chunk_rows // batch_size * batch_size)
+    raw = bank.load(train_idx[: min(chunk, len(train_idx))])
+    keys = check_keys(raw)
+    first = to_arrays(raw, "training data")
+    val = to_arrays(bank.load(val_idx), "validation data") if held else None
+    usable = len(train_idx) // batch_size * batch_size
+
+    def epoch_data(epoch: int):
+        perm = np.asarray(
+            jax.random.permutation(jax.random.fold_in(k_order, epoch), len(train_idx))
+        )
+        return bank.chunks(train_idx[perm[:usable]], chunk, lambda d: to_arrays(d, "training data"))
+
+    return TrainingInputs(first, epoch_data, usable // batch_size, val, held, keys)

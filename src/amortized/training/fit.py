@@ -325,7 +325,8 @@ def fit(
     run_meta: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, list]]:
     """Train ``nets`` for ``epochs``; ``epoch_data(epoch)`` returns that epoch's data
-    (the same arrays for offline training, fresh simulations for online training).
+    (the same arrays for offline training, fresh simulations for online training), or an
+    iterator of chunks of it trained one after another (a simulation bank on disk).
 
     Returns the trained networks (the best by validation loss with ``restore_best``) and the
     history ``{"loss": [...], "val_loss": [...], "epoch_seconds": [...], "devices": [...]}``
@@ -409,33 +410,37 @@ def fit(
     devices = None
     for epoch in bar:
         started = time.perf_counter()
-        data = epoch_data(epoch)
-        n = _num_rows(data)
-        bs = min(batch_size, n)
-        key, k_epoch = jax.random.split(key)
-        if run_epoch is None:
-            nested = step_has_loop(
-                nets, opt_state, stats, data, loss_fn, optimizer, bs, flat_params
+        epoch_in = epoch_data(epoch)
+        # an epoch's data in memory, or chunks read one after another (a bank on disk)
+        parts = []
+        for data in [epoch_in] if isinstance(epoch_in, Mapping) else epoch_in:
+            n = _num_rows(data)
+            bs = min(batch_size, n)
+            key, k_epoch = jax.random.split(key)
+            if run_epoch is None:
+                nested = step_has_loop(
+                    nets, opt_state, stats, data, loss_fn, optimizer, bs, flat_params
+                )
+                run_epoch = _train_epoch_by_step if nested else _train_epoch
+                devices = parallel.training_devices(bs)
+                nets, opt_state = parallel.replicate((nets, opt_state), devices)
+            nets, opt_state, losses = run_epoch(
+                nets,
+                opt_state,
+                stats,
+                data,
+                k_epoch,
+                jnp.int32(step),
+                loss_fn,
+                optimizer,
+                n // bs,
+                bs,
+                flat_params,
+                devices,
             )
-            run_epoch = _train_epoch_by_step if nested else _train_epoch
-            devices = parallel.training_devices(bs)
-            nets, opt_state = parallel.replicate((nets, opt_state), devices)
-        nets, opt_state, losses = run_epoch(
-            nets,
-            opt_state,
-            stats,
-            data,
-            k_epoch,
-            jnp.int32(step),
-            loss_fn,
-            optimizer,
-            n // bs,
-            bs,
-            flat_params,
-            devices,
-        )
-        losses = np.asarray(losses)  # waits for the epoch to finish
-        step += n // bs
+            parts.append(np.asarray(losses))  # waits for the chunk's steps to finish
+            step += n // bs
+        losses = np.concatenate(parts)
         history["steps"].append(step)
         history["epoch_seconds"].append(time.perf_counter() - started)
         history["devices"].append(len(devices) if devices else 1)

@@ -332,6 +332,59 @@ class BasicWorkflow:
         )
 
     @strict
+    def fit_disk(
+        self,
+        root: str | os.PathLike,
+        pattern: str = "*.pkl",
+        batch_size: int = 32,
+        load_fn: Any = None,
+        epochs: int | None = None,
+        validation_data: Mapping[str, Any] | int | None = None,
+        seed: int | None = None,
+        restore_best: bool = False,
+        progress: bool = True,
+        early_stopping: bool | None = None,
+        patience: int = 10,
+        chunk_rows: int = 4096,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
+    ) -> dict[str, list]:
+        """Train on a bank of simulations on disk: the files in ``root`` matching
+        ``pattern``, one simulation each (a dict of arrays without a batch axis, pickled
+        by default; ``load_fn(path)`` reads another format), as BayesFlow's ``fit_disk``.
+
+        Files are read lazily, ``chunk_rows`` simulations at a time in a new random order
+        each epoch, the next chunk in the background while the current one trains, so
+        memory stays flat in the size of the bank (:class:`~amortized.training.disk.
+        DiskBank`; every file is checked against the first and one that differs is
+        named). Standardization is learned from the first chunk. Early stopping,
+        ``validation_data`` (else 5% of the files held out), ``epochs`` and checkpoints as
+        in :meth:`fit_offline`.
+        """
+        from ..training.disk import DiskBank
+
+        chunk_rows = check_positive_int("fit_disk", "chunk_rows", chunk_rows)
+        bank = DiskBank(root, pattern, load_fn, chunk_rows=chunk_rows)
+        if early_stopping is None:
+            early_stopping = self.approximator.inference_network.validation_loss_ranks_epochs
+        if epochs is None:
+            epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
+        return self._fit(
+            dict(disk=bank),
+            validation_data,
+            seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            restore_best=restore_best,
+            progress=progress,
+            patience=patience if early_stopping else None,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+
+    @strict
     def fit_online(
         self,
         epochs: int = 100,

@@ -1,0 +1,137 @@
+"""Simulation banks on disk: one file per simulation, loaded lazily in shuffled chunks.
+
+BayesFlow's convention: a folder of files, each holding one complete simulation (a dict of
+arrays without a batch axis; ``pickle`` by default, any format through ``load_fn``). A
+:class:`DiskBank` lists the files, reads the first to learn the keys, shapes and dtypes,
+and checks every file it loads against them (a file that differs is named). Training reads
+the bank in chunks of ``chunk_rows`` simulations in a new random order each epoch; the next
+chunk is read by a background thread pool while the compiled steps train on the current one,
+so memory stays that of two chunks, whatever the size of the bank.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def pickle_load(path: str | os.PathLike) -> Any:
+    """The object pickled in ``path`` (the default ``load_fn``)."""
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+class DiskBank:
+    """The simulations in ``root`` matching ``pattern`` (sorted by name).
+
+    ``load_fn(path) -> {name: array}`` reads one simulation (default: unpickle).
+
+    >>> import tempfile, pickle
+    >>> root = tempfile.mkdtemp()
+    >>> for i in range(3):
+    ...     with open(f"{root}/sim_{i}.pkl", "wb") as fh:
+    ...         pickle.dump({"theta": np.full(2, i), "x": np.zeros((4, 1))}, fh)
+    >>> bank = DiskBank(root)
+    >>> len(bank), bank.spec["x"]
+    (3, ((4, 1), dtype('float64')))
+    >>> bank.load([2, 0])["theta"][:, 0]
+    array([2, 0])
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        pattern: str = "*.pkl",
+        load_fn: Callable[[str], Mapping[str, Any]] | None = None,
+        workers: int = 8,
+        chunk_rows: int = 4096,
+    ):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"fit_disk: no folder {str(root)!r}")
+        self.root, self.pattern = root, pattern
+        self.files: list[Path] = sorted(p for p in root.glob(pattern) if p.is_file())
+        if not self.files:
+            raise ValueError(
+                f"fit_disk: no files match {pattern!r} in {str(root)!r}; write one file per "
+                f"simulation there (e.g. pickled dicts of arrays), or pass another pattern"
+            )
+        self.load_fn = load_fn or pickle_load
+        self.workers = int(workers)
+        #: simulations read per chunk in training
+        self.chunk_rows = int(chunk_rows)
+        first = self._read(self.files[0])
+        #: ``{name: (shape, dtype)}`` of one simulation, from the first file
+        self.spec = {k: (np.shape(v), np.asarray(v).dtype) for k, v in first.items()}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _read(self, path: Path) -> dict[str, np.ndarray]:
+        try:
+            out = self.load_fn(str(path))
+        except Exception as e:
+            raise ValueError(
+                f"fit_disk: cannot load {str(path)!r} ({type(e).__name__}: {e})"
+            ) from e
+        if not isinstance(out, Mapping):
+            raise TypeError(
+                f"fit_disk: {str(path)!r} holds a {type(out).__name__}; each file must hold "
+                f"one simulation as a dict of arrays (or give a load_fn that returns one)"
+            )
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def _checked(self, path: Path) -> dict[str, np.ndarray]:
+        out = self._read(path)
+        if set(out) != set(self.spec):
+            raise ValueError(
+                f"fit_disk: {str(path)!r} has keys {sorted(out)}; the bank's first file "
+                f"{self.files[0].name!r} has {sorted(self.spec)}"
+            )
+        for k, v in out.items():
+            shape = self.spec[k][0]
+            if v.shape != shape:
+                raise ValueError(
+                    f"fit_disk: {str(path)!r}: {k!r} has shape {v.shape}; the bank's first "
+                    f"file {self.files[0].name!r} has {shape}"
+                )
+        return out
+
+    def load(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """The simulations ``indices`` stacked, ``{name: (len(indices), *shape)}``."""
+        paths = [self.files[int(i)] for i in indices]
+        with ThreadPoolExecutor(self.workers) as pool:
+            rows = list(pool.map(self._checked, paths))
+        return {k: np.stack([r[k] for r in rows]).astype(self.spec[k][1]) for k in self.spec}
+
+    def chunks(
+        self,
+        order: Sequence[int],
+        chunk_rows: int,
+        transform: Callable[[dict[str, np.ndarray]], Any] = lambda d: d,
+    ) -> Iterator[Any]:
+        """``transform`` of the simulations ``order`` in chunks of ``chunk_rows``, the next
+        chunk read (and transformed) in the background while the caller uses the current
+        one."""
+        starts = range(0, len(order), chunk_rows)
+        if not starts:
+            return
+        with ThreadPoolExecutor(1) as reader:
+
+            def read(start: int):
+                return reader.submit(
+                    lambda: transform(self.load(order[start : start + chunk_rows]))
+                )
+
+            pending = read(starts[0])
+            for nxt in list(starts[1:]) + [None]:
+                current = pending.result()
+                if nxt is not None:
+                    pending = read(nxt)
+                yield current
