@@ -144,14 +144,17 @@ def disk_inputs(
     hold_out: bool,
     key: jax.Array,
 ) -> TrainingInputs:
-    """A :class:`~amortized.training.disk.DiskBank` read in chunks of ``bank.chunk_rows``
+    """A :class:`~amortized.training.disk.DiskBank` (or a zarr
+    :class:`~amortized.training.zarr_bank.ZarrBank`) read in chunks of ``bank.chunk_rows``
     (a multiple of ``batch_size``) in a new random order each epoch (a function of the
     epoch, so a resumed run reads what the interrupted one would have); with ``hold_out``,
     a random :func:`~amortized.training.holdout.holdout_size` of the files is held out and
     loaded as the validation set. The rows that do not fill a last batch are left out of
     that epoch (other ones each epoch)."""
     k_split, k_order = jax.random.split(key)
-    order = np.asarray(jax.random.permutation(k_split, len(bank)))
+    # the bank's own random order (a zarr store: whole stored chunks), so that the held-out
+    # set and the first chunk are read from few stored chunks
+    order = bank.epoch_order(np.arange(len(bank)), k_split)
     held = holdout_size(len(bank)) if hold_out else 0
     val_idx, train_idx = order[:held], order[held:]
     if len(train_idx) < batch_size:
@@ -167,9 +170,7 @@ def disk_inputs(
     usable = len(train_idx) // batch_size * batch_size
 
     def epoch_data(epoch: int):
-        perm = np.asarray(
-            jax.random.permutation(jax.random.fold_in(k_order, epoch), len(train_idx))
-        )
-        return bank.chunks(train_idx[perm[:usable]], chunk, lambda d: to_arrays(d, "training data"))
+        order = bank.epoch_order(train_idx, jax.random.fold_in(k_order, epoch))[:usable]
+        return bank.chunks(order, chunk, lambda d: to_arrays(d, "training data"))
 
     return TrainingInputs(first, epoch_data, usable // batch_size, val, held, keys)

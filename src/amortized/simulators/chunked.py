@@ -36,6 +36,30 @@ def plan(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + chunk_size)) for s in range(0, n, chunk_size)]
 
 
+def check_sizes(batch_shape: Any, chunk_size: Any) -> tuple[int, int]:
+    """``(n, chunk_size)`` checked (``chunk_size`` None: the default)."""
+    if isinstance(batch_shape, tuple) and len(batch_shape) == 1:
+        batch_shape = batch_shape[0]
+    if isinstance(batch_shape, bool) or not isinstance(batch_shape, int | np.integer):
+        raise ValueError(
+            f"Simulator.sample: chunked or distributed simulation takes a number of draws, "
+            f"got batch_shape {batch_shape!r}"
+        )
+    if int(batch_shape) <= 0:
+        raise ValueError(f"Simulator.sample: batch_shape must be positive, got {batch_shape}")
+    if chunk_size is None:
+        chunk_size = DEFAULT_CHUNK_SIZE
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, int | np.integer)
+        or (chunk_size <= 0)
+    ):
+        raise ValueError(
+            f"Simulator.sample: chunk_size must be a positive integer, got {chunk_size!r}"
+        )
+    return int(batch_shape), int(chunk_size)
+
+
 def _run_chunk(simulator, size: int, seed: int, fixed: Mapping[str, Any]) -> dict:
     return simulator.sample(size, seed=seed, **fixed)
 
@@ -51,26 +75,7 @@ def sample_in_chunks(
 ) -> dict[str, np.ndarray]:
     """``simulator.sample(batch_shape, seed, **fixed)`` in chunks (see the module
     docstring); ``fixed`` arrays with ``batch_shape`` rows are split with the chunks."""
-    if isinstance(batch_shape, tuple) and len(batch_shape) == 1:
-        batch_shape = batch_shape[0]
-    if isinstance(batch_shape, bool) or not isinstance(batch_shape, int | np.integer):
-        raise ValueError(
-            f"Simulator.sample: chunked or distributed simulation takes a number of draws, "
-            f"got batch_shape {batch_shape!r}"
-        )
-    n = int(batch_shape)
-    if n <= 0:
-        raise ValueError(f"Simulator.sample: batch_shape must be positive, got {n}")
-    if chunk_size is None:
-        chunk_size = DEFAULT_CHUNK_SIZE
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
-        raise ValueError(
-            f"Simulator.sample: chunk_size must be a positive integer, got {chunk_size!r}"
-        )
-    if chunk_size <= 0:
-        raise ValueError(
-            f"Simulator.sample: chunk_size must be a positive integer, got {chunk_size}"
-        )
+    n, chunk_size = check_sizes(batch_shape, chunk_size)
     if simulator.varies_per_call:
         raise ValueError(
             "Simulator.sample: this simulator draws some values once per sample call (a "
@@ -114,16 +119,23 @@ def _rows(value: Any, n: int, a: int, b: int) -> Any:
     return value
 
 
-def _on_dask(client, simulator, sizes, seeds, fixed, progress) -> list[dict]:
+def check_client(client) -> None:
+    """Raise unless ``client`` is a running Dask client."""
     status = getattr(client, "status", None)
     if status != "running":
         raise ValueError(
             f"Simulator.sample: the Dask client is not running (status {status!r}); "
             f"connect a new dask.distributed.Client"
         )
+
+
+def _on_dask(client, simulator, sizes, seeds, fixed, progress) -> list[dict]:
+    check_client(client)
     from distributed import as_completed
 
-    sim = client.scatter(simulator, broadcast=True)
+    # a key of its own (hash=False): with the content's hash, two runs share one key and
+    # the first run's release can drop the data under the second's tasks
+    sim = client.scatter(simulator, broadcast=True, hash=False)
     futures = [
         client.submit(_run_chunk, sim, size, s, f, pure=False)
         for size, s, f in zip(sizes, seeds, fixed, strict=True)

@@ -198,6 +198,32 @@ class Simulator:
         finally:
             np.random.set_state(saved)
 
+    def sample_to_disk(
+        self,
+        path: Any,
+        num: int,
+        seed: int | None = None,
+        *,
+        chunk_size: int = 1000,
+        client: Any = None,
+        **fixed: Any,
+    ):
+        """Simulate ``num`` draws into a chunked array store at ``path`` (zarr, one array
+        per output, ``chunk_size`` rows per chunk), one chunk in memory at a time: the
+        draws of ``sample(num, seed, chunk_size=chunk_size)``, simulated locally or on
+        Dask (``client``). Train on it with ``BasicWorkflow.fit_disk(path)``
+        (:mod:`amortized.training.zarr_bank`). Returns the path."""
+        from ..training.zarr_bank import write_bank
+        from .chunked import check_sizes
+
+        num, chunk_size = check_sizes(num, chunk_size)
+        if self.varies_per_call:
+            raise ValueError(
+                "sample_to_disk: this simulator draws some values once per sample call (a "
+                "meta_fn), so chunks would disagree in shape"
+            )
+        return write_bank(self, path, num, seed, chunk_size, client, fixed)
+
     def _sample(self, batch_shape, n, rng, key, fixed) -> dict[str, np.ndarray]:
         # names that some function takes as an argument or returns: a fixed keyword
         # outside this set reaches nothing (a misspelled variable would stay random)

@@ -112,28 +112,43 @@ class DiskBank:
             k: np.asarray([r[k] for r in rows], dtype=dtype) for k, (_, dtype) in self.spec.items()
         }
 
+    def epoch_order(self, rows: np.ndarray, key) -> np.ndarray:
+        """``rows`` in a random order (``key``)."""
+        import jax
+
+        return rows[np.asarray(jax.random.permutation(key, len(rows)))]
+
     def chunks(
         self,
         order: Sequence[int],
         chunk_rows: int,
         transform: Callable[[dict[str, np.ndarray]], Any] = lambda d: d,
     ) -> Iterator[Any]:
-        """``transform`` of the simulations ``order`` in chunks of ``chunk_rows``, the next
-        chunk read (and transformed) in the background while the caller uses the current
-        one."""
-        starts = range(0, len(order), chunk_rows)
-        if not starts:
-            return
-        with ThreadPoolExecutor(1) as reader:
+        """``transform`` of the simulations ``order`` in chunks of ``chunk_rows``
+        (:func:`read_ahead`)."""
+        return read_ahead(self.load, order, chunk_rows, transform)
 
-            def read(start: int):
-                return reader.submit(
-                    lambda: transform(self.load(order[start : start + chunk_rows]))
-                )
 
-            pending = read(starts[0])
-            for nxt in list(starts[1:]) + [None]:
-                current = pending.result()
-                if nxt is not None:
-                    pending = read(nxt)
-                yield current
+def read_ahead(
+    load: Callable[[Sequence[int]], dict[str, np.ndarray]],
+    order: Sequence[int],
+    chunk_rows: int,
+    transform: Callable[[dict[str, np.ndarray]], Any] = lambda d: d,
+) -> Iterator[Any]:
+    """``transform(load(rows))`` for the rows of ``order`` in chunks of ``chunk_rows``, the
+    next chunk read (and transformed) in a background thread while the caller uses the
+    current one."""
+    starts = range(0, len(order), chunk_rows)
+    if not starts:
+        return
+    with ThreadPoolExecutor(1) as reader:
+
+        def read(start: int):
+            return reader.submit(lambda: transform(load(order[start : start + chunk_rows])))
+
+        pending = read(starts[0])
+        for nxt in list(starts[1:]) + [None]:
+            current = pending.result()
+            if nxt is not None:
+                pending = read(nxt)
+            yield current

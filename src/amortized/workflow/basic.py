@@ -352,7 +352,9 @@ class BasicWorkflow:
     ) -> dict[str, list]:
         """Train on a bank of simulations on disk: the files in ``root`` matching
         ``pattern``, one simulation each (a dict of arrays without a batch axis, pickled
-        by default; ``load_fn(path)`` reads another format), as BayesFlow's ``fit_disk``.
+        by default; ``load_fn(path)`` reads another format), as BayesFlow's ``fit_disk``;
+        or a chunked store written by ``simulator.sample_to_disk`` (zarr; read a stored
+        chunk at a time, :class:`~amortized.training.zarr_bank.ZarrBank`).
 
         Files are read lazily, ``chunk_rows`` simulations at a time in a new random order
         each epoch, the next chunk in the background while the current one trains, so
@@ -363,9 +365,13 @@ class BasicWorkflow:
         in :meth:`fit_offline`.
         """
         from ..training.disk import DiskBank
+        from ..training.zarr_bank import ZarrBank, is_zarr_store
 
         chunk_rows = check_positive_int("fit_disk", "chunk_rows", chunk_rows)
-        bank = DiskBank(root, pattern, load_fn, chunk_rows=chunk_rows)
+        if is_zarr_store(root):
+            bank = ZarrBank(root, chunk_rows=chunk_rows)
+        else:
+            bank = DiskBank(root, pattern, load_fn, chunk_rows=chunk_rows)
         if early_stopping is None:
             early_stopping = self.approximator.inference_network.validation_loss_ranks_epochs
         if epochs is None:
