@@ -33,15 +33,22 @@ def _write_bank(root, data):
 def test_fit_disk_matches_fit_offline_on_the_same_simulations(tmp_path):
     wf = _workflow()
     data = wf.simulate(3000, seed=0)
-    val = wf.simulate(1000, seed=1)
     _write_bank(tmp_path / "bank", data)
+    disk = _trains_like_memory(tmp_path / "bank", data)
+    assert len(disk["loss"]) == 20 and disk["steps"][-1] == 20 * (3000 // 64)
+
+
+def _trains_like_memory(bank, data):
+    """fit_disk on ``bank`` against fit_offline on the same simulations ``data`` and
+    against the exact posterior; returns the disk run's history."""
+    val = _workflow().simulate(1000, seed=1)
     memory = _workflow().fit_offline(
         data, epochs=20, batch_size=64, validation_data=val, seed=2, progress=False,
         early_stopping=False,
     )  # fmt: skip
     disk_wf = _workflow()
     disk = disk_wf.fit_disk(
-        tmp_path / "bank", epochs=20, batch_size=64, validation_data=val, seed=2,
+        bank, epochs=20, batch_size=64, validation_data=val, seed=2,
         progress=False, early_stopping=False, chunk_rows=1000,
     )  # fmt: skip
     # the same model, data and settings, another order of batches: the held-out loss of
@@ -50,7 +57,6 @@ def test_fit_disk_matches_fit_offline_on_the_same_simulations(tmp_path):
     # learns from its first chunk (1,000 rows here) and memory from all 3,000 (measured
     # 0.055); 0.15 allows both
     assert abs(disk["val_loss"][-1] - memory["val_loss"][-1]) < 0.15, (disk, memory)
-    assert len(disk["loss"]) == 20 and disk["steps"][-1] == 20 * (3000 // 64)
     # and the exact posterior of this normal model (prior N(0, 1), noise 0.5): mean
     # x / 1.25, sd sqrt(0.2) = 0.447 per coordinate
     x = np.array([[0.5, -1.0]])
@@ -60,6 +66,7 @@ def test_fit_disk_matches_fit_offline_on_the_same_simulations(tmp_path):
     # and 10% of its sd; a bank whose parameters and data were paired wrongly gives mean 0
     np.testing.assert_allclose(draws.mean(0), x[0] / 1.25, atol=0.07)
     np.testing.assert_allclose(draws.std(0), np.sqrt(0.2), rtol=0.1)
+    return disk
 
 
 def test_fit_disk_with_early_stopping_holds_out_files(tmp_path):
@@ -104,22 +111,7 @@ def test_a_zarr_bank_holds_the_chunked_draws_and_trains_like_memory(tmp_path):
     with pytest.raises(FileExistsError, match="exists"):
         wf.simulator.sample_to_disk(path, 10, seed=0)
 
-    val = wf.simulate(1000, seed=1)
-    memory = _workflow().fit_offline(
-        same, epochs=20, batch_size=64, validation_data=val, seed=2, progress=False,
-        early_stopping=False,
-    )  # fmt: skip
-    disk_wf = _workflow()
-    disk = disk_wf.fit_disk(
-        path, epochs=20, batch_size=64, validation_data=val, seed=2, progress=False,
-        early_stopping=False, chunk_rows=1000,
-    )  # fmt: skip
-    # as for the pickle bank above: the same loss within noise and standardization offset
-    assert abs(disk["val_loss"][-1] - memory["val_loss"][-1]) < 0.15, (disk, memory)
-    x = np.array([[0.5, -1.0]])
-    draws = disk_wf.sample(num_samples=4000, conditions={"x": x}, seed=3)["theta"][0]
-    np.testing.assert_allclose(draws.mean(0), x[0] / 1.25, atol=0.07)
-    np.testing.assert_allclose(draws.std(0), np.sqrt(0.2), rtol=0.1)
+    _trains_like_memory(path, same)
     (tmp_path / "other.zarr").mkdir()
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
     with pytest.raises(ValueError, match="not a simulation bank written by sample_to_disk"):

@@ -18,7 +18,8 @@ defined in the script.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,72 @@ def _run_chunk(simulator, size: int, seed: int, fixed: Mapping[str, Any]) -> dic
     return simulator.sample(size, seed=seed, **fixed)
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a chunked simulation: its rows ``start:stop``, its own seed and its
+    rows of the fixed values."""
+
+    start: int
+    stop: int
+    seed: int
+    fixed: dict[str, Any]
+
+
+def chunk_tasks(
+    simulator, n: int, seed: int | None, chunk_size: int, fixed: Mapping[str, Any]
+) -> tuple[int, list[Chunk]]:
+    """The seed (drawn when None) and the chunks of ``n`` draws: chunk ``i`` gets the
+    ``i``-th child of the seed, and the rows of ``fixed`` values with one per draw."""
+    if simulator.varies_per_call:
+        raise ValueError(
+            "Simulator.sample: this simulator draws some values once per sample call (a "
+            "meta_fn, e.g. the number of observations), so chunks would disagree in shape; "
+            "simulate it with sample_ragged, or fix those values"
+        )
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    rows = plan(n, chunk_size)
+    seeds = child_seeds(int(seed), len(rows))
+    return int(seed), [
+        Chunk(a, b, s, {k: _rows(v, n, a, b) for k, v in fixed.items()})
+        for (a, b), s in zip(rows, seeds, strict=True)
+    ]
+
+
+def run_chunks(
+    simulator, chunks: list[Chunk], client: Any, progress: bool = True
+) -> Iterator[tuple[int, dict]]:
+    """``(index, draws)`` of each chunk: in order locally, as they finish on Dask (each
+    chunk's result released once yielded, so memory holds what the caller keeps)."""
+    bar = tqdm(
+        total=len(chunks),
+        desc="simulating" if client is None else "simulating (dask)",
+        unit="chunk",
+        disable=not progress or len(chunks) < 2,
+    )
+    if client is None:
+        for i, c in enumerate(chunks):
+            yield i, _run_chunk(simulator, c.stop - c.start, c.seed, c.fixed)
+            bar.update()
+        bar.close()
+        return
+    check_client(client)
+    from distributed import as_completed
+
+    # a key of its own (hash=False): with the content's hash, two runs share one key and
+    # the first run's release can drop the data under the second's tasks
+    sim = client.scatter(simulator, broadcast=True, hash=False)
+    futures = {
+        client.submit(_run_chunk, sim, c.stop - c.start, c.seed, c.fixed, pure=False): i
+        for i, c in enumerate(chunks)
+    }
+    for fut in as_completed(list(futures)):
+        yield futures[fut], fut.result()
+        fut.release()
+        bar.update()
+    bar.close()
+
+
 def sample_in_chunks(
     simulator,
     batch_shape: Any,
@@ -76,32 +143,10 @@ def sample_in_chunks(
     """``simulator.sample(batch_shape, seed, **fixed)`` in chunks (see the module
     docstring); ``fixed`` arrays with ``batch_shape`` rows are split with the chunks."""
     n, chunk_size = check_sizes(batch_shape, chunk_size)
-    if simulator.varies_per_call:
-        raise ValueError(
-            "Simulator.sample: this simulator draws some values once per sample call (a "
-            "meta_fn, e.g. the number of observations), so chunks would disagree in shape; "
-            "simulate it with sample_ragged, or fix those values"
-        )
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-    chunks = plan(n, int(chunk_size))
-    seeds = child_seeds(int(seed), len(chunks))
-    per_chunk = [{k: _rows(v, n, a, b) for k, v in fixed.items()} for a, b in chunks]
-    sizes = [b - a for a, b in chunks]
-    if client is None:
-        bar = tqdm(
-            total=len(chunks),
-            desc="simulating",
-            unit="chunk",
-            disable=not progress or len(chunks) < 2,
-        )
-        parts = []
-        for size, s, f in zip(sizes, seeds, per_chunk, strict=True):
-            parts.append(_run_chunk(simulator, size, s, f))
-            bar.update()
-        bar.close()
-    else:
-        parts = _on_dask(client, simulator, sizes, seeds, per_chunk, progress)
+    _, chunks = chunk_tasks(simulator, n, seed, chunk_size, fixed)
+    parts: list[dict] = [{}] * len(chunks)
+    for i, part in run_chunks(simulator, chunks, client, progress):
+        parts[i] = part
     keys = list(parts[0])
     for i, p in enumerate(parts):
         if list(p) != keys:
@@ -127,21 +172,3 @@ def check_client(client) -> None:
             f"Simulator.sample: the Dask client is not running (status {status!r}); "
             f"connect a new dask.distributed.Client"
         )
-
-
-def _on_dask(client, simulator, sizes, seeds, fixed, progress) -> list[dict]:
-    check_client(client)
-    from distributed import as_completed
-
-    # a key of its own (hash=False): with the content's hash, two runs share one key and
-    # the first run's release can drop the data under the second's tasks
-    sim = client.scatter(simulator, broadcast=True, hash=False)
-    futures = [
-        client.submit(_run_chunk, sim, size, s, f, pure=False)
-        for size, s, f in zip(sizes, seeds, fixed, strict=True)
-    ]
-    bar = tqdm(total=len(futures), desc="simulating (dask)", unit="chunk", disable=not progress)
-    for _ in as_completed(futures):
-        bar.update()
-    bar.close()
-    return client.gather(futures)

@@ -217,11 +217,6 @@ class Simulator:
         from .chunked import check_sizes
 
         num, chunk_size = check_sizes(num, chunk_size)
-        if self.varies_per_call:
-            raise ValueError(
-                "sample_to_disk: this simulator draws some values once per sample call (a "
-                "meta_fn), so chunks would disagree in shape"
-            )
         return write_bank(self, path, num, seed, chunk_size, client, fixed)
 
     def _sample(self, batch_shape, n, rng, key, fixed) -> dict[str, np.ndarray]:

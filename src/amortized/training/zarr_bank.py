@@ -36,18 +36,16 @@ def write_bank(simulator, path, n: int, seed: int | None, chunk_size: int, clien
     import zarr
 
     from .. import __version__
-    from ..simulators.chunked import plan
+    from ..simulators.chunked import chunk_tasks, run_chunks
 
     path = Path(path)
     if path.exists():
         raise FileExistsError(
             f"sample_to_disk: {str(path)!r} exists; give a new path (a bank is written once)"
         )
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-    chunks = plan(n, chunk_size)
+    seed, chunks = chunk_tasks(simulator, n, seed, chunk_size, fixed)
     group = None
-    for i, part in _parts(simulator, n, seed, chunk_size, fixed, client):
+    for i, part in run_chunks(simulator, chunks, client, progress=False):
         if group is None:
             group = zarr.open_group(str(path), mode="w-")
             spec = {}
@@ -61,47 +59,9 @@ def write_bank(simulator, path, n: int, seed: int | None, chunk_size: int, clien
                 "format": FORMAT, "version": __version__, "num": n, "seed": int(seed),
                 "chunk_size": int(chunk_size), "outputs": spec,
             }  # fmt: skip
-        a, b = chunks[i]
         for k, v in part.items():
-            group[k][a:b] = np.asarray(v)
+            group[k][chunks[i].start : chunks[i].stop] = np.asarray(v)
     return path
-
-
-def _parts(simulator, n, seed, chunk_size, fixed, client):
-    """``(chunk index, draws)`` one chunk at a time: in order locally, as they finish on
-    Dask."""
-    from ..simulators.chunked import plan
-
-    count = len(plan(n, chunk_size))
-    if client is None:
-        for i in range(count):
-            yield i, _chunk(simulator, n, seed, chunk_size, i, fixed)
-        return
-    from distributed import as_completed
-
-    from ..simulators.chunked import check_client
-
-    check_client(client)
-    # a key of its own (hash=False): with the content's hash, two runs share one key and
-    # the first run's release can drop the data under the second's tasks
-    sim = client.scatter(simulator, broadcast=True, hash=False)
-    futures = {
-        client.submit(_chunk, sim, n, seed, chunk_size, i, fixed, pure=False): i
-        for i in range(count)
-    }
-    for fut in as_completed(list(futures)):
-        yield futures[fut], fut.result()
-        fut.release()
-
-
-def _chunk(simulator, n, seed, chunk_size, i, fixed):
-    from .._random import child_seeds
-    from ..simulators.chunked import _rows, plan
-
-    chunks = plan(n, chunk_size)
-    a, b = chunks[i]
-    s = child_seeds(int(seed), len(chunks))[i]
-    return simulator.sample(b - a, seed=s, **{k: _rows(v, n, a, b) for k, v in fixed.items()})
 
 
 class ZarrBank:

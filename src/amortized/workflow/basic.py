@@ -308,27 +308,43 @@ class BasicWorkflow:
             raise TypeError(
                 f"fit_offline: data must be a dict of arrays, got {type(data).__name__}"
             )
+        return self._fit_fixed_set(
+            "fit_offline",
+            dict(dataset=data),
+            validation_data,
+            seed,
+            epochs,
+            early_stopping,
+            patience,
+            batch_size=batch_size,
+            restore_best=restore_best,
+            progress=progress,
+            mask_rate=mask_rate,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+
+    def _fit_fixed_set(
+        self, where, source, validation_data, seed, epochs, early_stopping, patience, **settings
+    ):
+        """Training on a fixed set of simulations (in memory or on disk): early stopping
+        by default where the validation loss ranks posteriors, and the epochs it implies."""
         if early_stopping is not None and not isinstance(early_stopping, bool):
             raise TypeError(
-                f"fit_offline: early_stopping must be True, False or None, got {early_stopping!r}"
+                f"{where}: early_stopping must be True, False or None, got {early_stopping!r}"
             )
         if early_stopping is None:
             early_stopping = self.approximator.inference_network.validation_loss_ranks_epochs
         if epochs is None:
             epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
         return self._fit(
-            dict(dataset=data),
+            source,
             validation_data,
             seed,
             epochs=epochs,
-            batch_size=batch_size,
-            restore_best=restore_best,
-            progress=progress,
-            mask_rate=mask_rate,
             patience=patience if early_stopping else None,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
+            **settings,
         )
 
     @strict
@@ -372,19 +388,17 @@ class BasicWorkflow:
             bank = ZarrBank(root, chunk_rows=chunk_rows)
         else:
             bank = DiskBank(root, pattern, load_fn, chunk_rows=chunk_rows)
-        if early_stopping is None:
-            early_stopping = self.approximator.inference_network.validation_loss_ranks_epochs
-        if epochs is None:
-            epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
-        return self._fit(
+        return self._fit_fixed_set(
+            "fit_disk",
             dict(disk=bank),
             validation_data,
             seed,
-            epochs=epochs,
+            epochs,
+            early_stopping,
+            patience,
             batch_size=batch_size,
             restore_best=restore_best,
             progress=progress,
-            patience=patience if early_stopping else None,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
             resume=resume,
