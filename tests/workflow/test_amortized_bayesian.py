@@ -61,6 +61,20 @@ def test_every_dataset_ends_in_a_step_and_psis_weights_are_checked(trained):
     row = [i for i in table.index if str(i).startswith("mu")][0]
     np.testing.assert_allclose(table.loc[row, "mean"], mu.mean(), atol=0.006)  # 2 decimals
     np.testing.assert_allclose(table.loc[row, "sd"], mu.std(ddof=1), atol=0.006)
+    np.testing.assert_array_equal(tree["observed_data"]["y"].values, data["y"][0])
+    assert tree.attrs["amortized_khat"] == res.diagnostics["khat"][0]
+    # and one ArviZ 1.x plot: a panel per parameter, mu's density over its draws' range
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from arviz_plots import plot_dist
+
+    pc = plot_dist(tree, backend="matplotlib")
+    assert set(pc.viz["plot"].data_vars) == {"mu", "sigma"}
+    lo, hi = pc.viz["plot"]["mu"].item().get_xlim()
+    assert lo <= mu.min() and mu.max() <= hi
+    with pytest.raises(IndexError, match="dataset=6 is out of range for 6"):
+        res.to_datatree(6)
     assert set(res.seconds) == {"amortized", "psis", "chees", "nuts"}
     # accepted draws agree with the true parameter in distribution: across datasets the
     # truth's rank among 300 draws is not extreme (|z| < 4 for every dataset)

@@ -89,12 +89,14 @@ class WorkflowResult:
     datasets: distance, ood, valid_draws (amortized draws in the support, after PSIS those
     with a finite weight), khat, psis_ess, nested_rhat, rhat, ess (bulk ESS of the last MCMC
     step run: ChEES, or NUTS after it), NaN where a step did not run; and note, why a
-    dataset marked "review" was not accepted) and ``seconds`` per step."""
+    dataset marked "review" was not accepted), ``seconds`` per step and ``observed``, the
+    data the run was given ``{name: (num_datasets, ...)}``."""
 
     step: np.ndarray
     draws: dict[str, np.ndarray]
     diagnostics: dict[str, np.ndarray]
     seconds: dict[str, float] = field(default_factory=dict)
+    observed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def table(self):
         """A pandas DataFrame, one row per dataset."""
@@ -105,27 +107,56 @@ class WorkflowResult:
     def counts(self) -> dict[str, int]:
         return {s: int(np.sum(self.step == s)) for s in STEPS}
 
+    def _groups(self, dataset: int) -> dict[str, dict[str, np.ndarray]]:
+        """One dataset's draws (one chain) and observed data, as ArviZ groups."""
+        _check_dataset(dataset, len(self.step))
+        groups = {"posterior": {k: v[dataset][None] for k, v in self.draws.items()}}
+        if self.observed:
+            groups["observed_data"] = {k: v[dataset] for k, v in self.observed.items()}
+        return groups
+
+    def _attrs(self, dataset: int) -> dict[str, Any]:
+        attrs = {"amortized_step": str(self.step[dataset])}
+        return attrs | {f"amortized_{k}": _attr(v[dataset]) for k, v in self.diagnostics.items()}
+
     def to_inference_data(self, dataset: int):
-        """The final draws of one dataset as ArviZ (before 1.0) InferenceData, one chain."""
+        """The final draws of one dataset as ArviZ (before 1.0) InferenceData: ``posterior``
+        (one chain), ``observed_data``, and the step and diagnostics as attributes."""
         import arviz as az
 
+        groups = self._groups(dataset)
         return az.from_dict(
-            posterior={k: v[dataset][None] for k, v in self.draws.items()},
-            attrs={"amortized_step": str(self.step[dataset])},
+            posterior=groups["posterior"],
+            observed_data=groups.get("observed_data"),
+            attrs=self._attrs(dataset),
         )
 
     def to_datatree(self, dataset: int):
-        """The final draws of one dataset as ArviZ 1.x data, an ``xarray.DataTree`` with a
-        ``posterior`` group (one chain; ``arviz_base.from_dict``), the step that accepted
-        them and the dataset's diagnostics as attributes; ``arviz_stats.summary`` and the
-        other ArviZ 1.x functions take it."""
+        """The final draws of one dataset as ArviZ 1.x data, an ``xarray.DataTree`` with
+        ``posterior`` (one chain; ``arviz_base.from_dict``) and ``observed_data`` groups;
+        the step that accepted the draws and the dataset's diagnostics (k-hat, R-hat, ESS,
+        ...) are the tree's attributes, ``amortized_<name>``. (ArviZ's ``sample_stats``
+        holds one value per draw; these are one per dataset.) ``arviz_stats.summary``,
+        ``arviz_plots.plot_dist`` and the other ArviZ 1.x functions take it.
+
+        >>> r = WorkflowResult(np.array(["psis"]), {"mu": np.zeros((1, 4, 1))},
+        ...                    {"khat": np.array([0.2])}, observed={"y": np.ones((1, 3))})
+        >>> tree = r.to_datatree(0)
+        >>> sorted(tree.children), tree.attrs["amortized_khat"]
+        (['observed_data', 'posterior'], 0.2)
+        """
         from arviz_base import from_dict
 
-        attrs = {"amortized_step": str(self.step[dataset])}
-        attrs |= {f"amortized_{k}": _attr(v[dataset]) for k, v in self.diagnostics.items()}
-        tree = from_dict({"posterior": {k: v[dataset][None] for k, v in self.draws.items()}})
-        tree.attrs.update(attrs)
+        tree = from_dict(self._groups(dataset))
+        tree.attrs.update(self._attrs(dataset))
         return tree
+
+
+def _check_dataset(dataset: int, n: int) -> None:
+    if isinstance(dataset, bool) or not isinstance(dataset, int | np.integer):
+        raise TypeError(f"dataset must be an int index, got {dataset!r}")
+    if not -n <= dataset < n:
+        raise IndexError(f"dataset={dataset} is out of range for {n} dataset(s)")
 
 
 def _attr(value):
@@ -341,7 +372,7 @@ class AmortizedBayesianWorkflow:
                 f"{m}; no likelihood for PSIS or MCMC" for m in note[step == "review"]
             ]
             seconds.update(psis=0.0, chees=0.0, nuts=0.0)
-            return self._finish(step, draws, diag, note, seconds)
+            return self._finish(step, draws, diag, note, seconds, data)
 
         t = time.perf_counter()
         resampled = {}
@@ -373,7 +404,7 @@ class AmortizedBayesianWorkflow:
                 if res.accepted[i]:
                     step[i] = kind
             seconds[kind] = time.perf_counter() - t
-        return self._finish(step, draws, diag, note, seconds)
+        return self._finish(step, draws, diag, note, seconds, data)
 
     def _psis_needs_step1_log_q(self) -> bool:
         """Whether step 1 draws with their log q: for PSIS of in-distribution datasets (log q
@@ -433,7 +464,7 @@ class AmortizedBayesianWorkflow:
             num_samples=self.num_samples,
         )
 
-    def _finish(self, step, draws, diag, note, seconds) -> WorkflowResult:
+    def _finish(self, step, draws, diag, note, seconds, data) -> WorkflowResult:
         done = step != "review"
         note[done & (step != "")] = ""
         diag["note"] = note.astype(str)
@@ -444,4 +475,4 @@ class AmortizedBayesianWorkflow:
                 f"'review' (their draws are not accepted); reasons in result.diagnostics['note']",
                 stacklevel=3,
             )
-        return WorkflowResult(step.astype(str), draws, diag, seconds)
+        return WorkflowResult(step.astype(str), draws, diag, seconds, data)
