@@ -76,13 +76,17 @@ class Checkpoints:
 
     def write(self, epochs_done: int, tree: Any, meta: dict[str, Any]) -> Path:
         """Write a checkpoint after ``epochs_done`` epochs (atomically), then delete all but
-        the newest ``keep``."""
+        the newest ``keep``. With several processes (``jax.distributed``), which all hold
+        the same state, the first one writes."""
         from ..approximators.model_file import write_zip_atomically
+
+        path = self.directory / f"{PREFIX}{epochs_done:06d}{SUFFIX}"
+        if jax.process_index() != 0:
+            return path
 
         buf = io.BytesIO()
         eqx.tree_serialise_leaves(buf, tree)
         meta = {**meta, "fingerprint": self.fingerprint, "epochs_done": int(epochs_done)}
-        path = self.directory / f"{PREFIX}{epochs_done:06d}{SUFFIX}"
         entries = {"state.eqx": buf.getvalue(), "meta.json": _dumps(meta).encode()}
         write_zip_atomically(path, entries)
         for old in self.paths()[self.keep :]:

@@ -507,6 +507,7 @@ def fit(
                 _loop_tree(nets, opt_state, best, key, k_val),
                 {**(run_meta or {}), "history": history, "loop": loop},
             )
+    nets, best = parallel.local((nets, best))
     restored = restore_best and validation_data is not None
     if restored and early_stopping is not None and best_epoch is not None:
         # the lowest of many noisy validation losses is partly luck: the best epoch is

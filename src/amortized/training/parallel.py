@@ -14,6 +14,15 @@ batches of wide layers). Several GPUs are used the same way with no set-up.
 
 Dropout draws its masks per device (the step's key folded with the device index), so a run
 is reproducible for a given number of devices, and differs between device counts.
+
+Several processes (hosts, or one process per GPU) train one model the same way once each
+calls ``jax.distributed.initialize(...)`` before anything else runs on JAX: the mesh then
+spans every process's devices, each process runs the same program on the same training data
+(same seed), the networks and optimizer state are replicated over all devices, and each
+device computes its share of every batch; the gradient mean crosses processes. The result
+is the single-process run's on as many devices. Simulating or loading the same data in
+every process repeats that work, which is the price of a loop that needs no coordination
+beyond the gradient mean. After training, each process holds its own copy of the networks.
 """
 
 from __future__ import annotations
@@ -133,10 +142,16 @@ def split_cpu_by_default() -> int | None:
 
 
 def training_devices(batch_size: int) -> tuple[Any, ...] | None:
-    """The local devices to split a batch of ``batch_size`` rows over: as many as divide the
-    batch evenly (fewer than all warns), or ``None`` for one device."""
-    devices = tuple(jax.local_devices())
+    """The devices to split a batch of ``batch_size`` rows over: as many as divide the batch
+    evenly (fewer than all warns), or ``None`` for one device. With several processes
+    (``jax.distributed``) the devices of all of them, which must all be used."""
+    devices = tuple(jax.devices())
     use = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
+    if use < len(devices) and jax.process_count() > 1:
+        raise ValueError(
+            f"batch_size={batch_size} is not divisible by the {len(devices)} devices of the "
+            f"{jax.process_count()} processes; choose a multiple of {len(devices)}"
+        )
     if use < len(devices):
         warnings.warn(
             f"batch_size={batch_size} is not divisible by the {len(devices)} local devices; "
@@ -174,8 +189,35 @@ def replicate(tree: Any, devices: Sequence[Any] | None) -> Any:
     if not devices:
         return tree
     arrays, rest = eqx.partition(tree, eqx.is_array)
-    arrays = jax.device_put(arrays, NamedSharding(_mesh(devices), P()))
+    sharding = NamedSharding(_mesh(devices), P())
+    if sharding.is_fully_addressable:
+        arrays = jax.device_put(arrays, sharding)
+    else:
+        # devices of other processes: each process gives its own copy of the same values
+        arrays = jax.tree.map(lambda a: _from_processes(sharding, a), arrays)
     return eqx.combine(arrays, rest)
+
+
+def _from_processes(sharding: NamedSharding, a: jax.Array) -> jax.Array:
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        data = jax.make_array_from_process_local_data(sharding, jax.random.key_data(a))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+    return jax.make_array_from_process_local_data(sharding, a)
+
+
+def local(tree: Any) -> Any:
+    """``tree`` with every array replicated over several processes' devices replaced by
+    this process's copy (on its first device), so that what follows training (sampling,
+    saving) runs in this process alone; unchanged in a single process."""
+    if jax.process_count() == 1:
+        return tree
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return a.addressable_data(0)
+        return a
+
+    return jax.tree.map(one, tree)
 
 
 def value_and_grad(
