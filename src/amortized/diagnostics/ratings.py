@@ -29,6 +29,17 @@ change to the networks can shrink it. The next steps say so instead of advising 
 Contraction: high >= 0.8 > medium >= 0.4 > low; "overconfident" when high meets poor
 calibration.
 
+Power-scaling sensitivity (:mod:`amortized.diagnostics.power_sensitivity`; priorsense's
+rule): a side (prior or likelihood) is sensitive when its sensitivity, the largest shift of
+the posterior's mean or quantiles (in posterior sd) or of its log sd per unit of
+``log gamma``, is at least ``POWER_SENSITIVITY_THRESHOLD`` (0.1): halving or doubling the
+prior's strength then moves the posterior by at least 0.07 sd (or its sd by 7%), about what
+a reader of a posterior summary can notice; a normal prior holding a fifth of the
+posterior precision is at the threshold. Both sensitive: "prior-data conflict"; the prior
+only: "prior-dominated" (the likelihood is weak); the likelihood only:
+"likelihood-dominated" (what a modeller usually wants); neither: "insensitive". Without a
+likelihood measure (NaN, or a model without one): "prior-sensitive" or "insensitive".
+
 Training history (losses may be negative, so differences are scaled by
 ``max(|final training loss|, 1)``):
 
@@ -45,6 +56,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+POWER_SENSITIVITY_THRESHOLD = 0.1
+
+
+def rate_power_sensitivity(prior, likelihood=None) -> np.ndarray:
+    """The ratings of the module docstring for prior and likelihood sensitivities of any
+    (equal) shape; ``likelihood=None`` rates the prior alone.
+
+    >>> rate_power_sensitivity(np.array([0.2, 0.01, 0.2, 0.0]), np.array([0.3, 0.3, 0.0, 0.0]))
+    array(['prior-data conflict', 'likelihood-dominated', 'prior-dominated',
+           'insensitive'], dtype=object)
+    """
+    t = POWER_SENSITIVITY_THRESHOLD
+    p = np.asarray(prior, np.float64) >= t
+    if likelihood is None:
+        return np.where(p, "prior-sensitive", "insensitive").astype(object)
+    lik = np.asarray(likelihood, np.float64)
+    if lik.shape != p.shape:
+        raise ValueError(
+            f"rate_power_sensitivity: prior {p.shape} and likelihood {lik.shape} differ"
+        )
+    lk = lik >= t
+    both = np.where(lk, "prior-data conflict", "prior-dominated")
+    rated = np.where(p, both, np.where(lk, "likelihood-dominated", "insensitive"))
+    alone = np.where(p, "prior-sensitive", "insensitive")
+    return np.where(np.isnan(lik), alone, rated).astype(object)
+
 
 REQUIRED_ROWS = (
     "nrmse",
