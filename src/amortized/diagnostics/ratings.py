@@ -40,6 +40,13 @@ only: "prior-dominated" (the likelihood is weak); the likelihood only:
 "likelihood-dominated" (what a modeller usually wants); neither: "insensitive". Without a
 likelihood measure (NaN, or a model without one): "prior-sensitive" or "insensitive".
 
+Multiverse (:mod:`amortized.diagnostics.multiverse`), per dataset and parameter: "conclusion
+differs" when some universes' central intervals exclude zero and others' do not (or the
+posterior means' signs disagree while some interval excludes zero); otherwise
+"choice-dependent" when the universes' posterior means spread by at least
+``MULTIVERSE_SPREAD_THRESHOLD`` (0.5) of the posterior sd (``spread_ratio``: the choices
+then move the answer by half of what the data leave uncertain); otherwise "robust".
+
 Training history (losses may be negative, so differences are scaled by
 ``max(|final training loss|, 1)``):
 
@@ -82,6 +89,24 @@ def rate_power_sensitivity(prior, likelihood=None) -> np.ndarray:
     rated = np.where(p, both, np.where(lk, "likelihood-dominated", "insensitive"))
     alone = np.where(p, "prior-sensitive", "insensitive")
     return np.where(np.isnan(lik), alone, rated).astype(object)
+
+
+MULTIVERSE_SPREAD_THRESHOLD = 0.5
+
+
+def rate_multiverse(spread_ratio, sign_agreement, excludes_zero) -> np.ndarray:
+    """The multiverse ratings of the module docstring, for arrays of one shape.
+
+    >>> rate_multiverse(np.array([0.1, 0.8, 0.1]), np.array([1.0, 1.0, 1.0]),
+    ...                 np.array([1.0, 1.0, 0.5]))
+    array(['robust', 'choice-dependent', 'conclusion differs'], dtype=object)
+    """
+    ratio = np.asarray(spread_ratio, np.float64)
+    agree = np.asarray(sign_agreement, np.float64)
+    excl = np.asarray(excludes_zero, np.float64)
+    differs = ((excl > 0) & (excl < 1)) | ((agree < 1) & (excl > 0))
+    spread = np.where(ratio >= MULTIVERSE_SPREAD_THRESHOLD, "choice-dependent", "robust")
+    return np.where(differs, "conclusion differs", spread).astype(object)
 
 
 REQUIRED_ROWS = (

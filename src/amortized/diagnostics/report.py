@@ -167,6 +167,51 @@ def report_header(title: str, configuration: Mapping[str, Any], table) -> dict:
     }
 
 
+def counted_ratings(rating, names, key: str) -> dict[str, dict]:
+    """Per variable, the labels of its datasets (``rating (num_datasets, dim)``): the most
+    common under ``key``, the count of each under ``"datasets"``, and a ``"summary"``."""
+    from collections import Counter
+
+    out = {}
+    for j, name in enumerate(names):
+        counts = Counter(rating[:, j].tolist())
+        out[name] = {
+            key: counts.most_common(1)[0][0],
+            "datasets": {str(k): int(v) for k, v in counts.items()},
+            "summary": "; ".join(f"{k}: {v} dataset(s)" for k, v in counts.most_common()),
+        }
+    return out
+
+
+def analysis_report(
+    title: str,
+    configuration: Mapping[str, Any],
+    table,
+    descriptions: Mapping[str, str],
+    ratings: Mapping[str, dict],
+    history: Mapping[str, list] | None,
+    check: HistoryCheck | None,
+    next_steps: list[str],
+    explanations: Mapping[str, str],
+    assessments: Mapping[str, str],
+    thresholds: Mapping[str, Any],
+) -> dict:
+    """A report of an analysis (sensitivity, multiverse) in the posterior report's schema:
+    one figure per entry of ``explanations``."""
+    return {
+        **report_header(title, configuration, table),
+        "metric_descriptions": {m: descriptions.get(m, "") for m in table.index},
+        "ratings": dict(ratings),
+        "history": history_summary(history, check),
+        "next_steps": list(next_steps),
+        "figures": {
+            name: {"file": f"{name}.png", "explanation": text, "assessment": assessments[name]}
+            for name, text in explanations.items()
+        },
+        "thresholds": dict(thresholds),
+    }
+
+
 def history_summary(history: Mapping[str, list] | None, check: HistoryCheck | None) -> dict:
     """The report's ``"history"`` entry."""
     hist = dict(history or {})

@@ -7,7 +7,6 @@ datasets (:func:`~amortized.diagnostics.ratings.rate_power_sensitivity`)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 
 from .power_sensitivity import MEASURES
 from .ratings import POWER_SENSITIVITY_THRESHOLD, THRESHOLDS, inspect_history
-from .report import history_summary, report_header
+from .report import analysis_report, counted_ratings
 
 EXPLANATIONS = {
     "power_scaling": "For each parameter and dataset: the posterior median (line) and central "
@@ -75,15 +74,10 @@ def sensitivity_report(
     """The report as a JSON-serializable dict; ``rating (num_datasets, dim)``."""
     names = list(table.columns)
     check = inspect_history(history) if history else None
-    ratings, steps = {}, []
+    ratings = counted_ratings(rating, names, "sensitivity")
+    steps = []
     for j, name in enumerate(names):
-        counts = Counter(rating[:, j].tolist())
-        worst = [r for r in ("prior-data conflict", "prior-dominated") if counts.get(r)]
-        ratings[name] = {
-            "sensitivity": counts.most_common(1)[0][0],
-            "datasets": {str(k): int(v) for k, v in counts.items()},
-            "summary": "; ".join(f"{k}: {v} dataset(s)" for k, v in counts.most_common()),
-        }
+        worst = [r for r in ("prior-data conflict", "prior-dominated") if r in rating[:, j]]
         if worst:
             which = [int(i) for i in np.flatnonzero(np.isin(rating[:, j], worst))]
             steps.append(
@@ -99,18 +93,16 @@ def sensitivity_report(
         "power_scaling": "see the bands' slopes; the measures are in the metrics table",
         "sensitivity": "; ".join(f"{n}: {r['summary']}" for n, r in ratings.items()),
     }
-    return {
-        **report_header(title, configuration, table),
-        "metric_descriptions": {m: DESCRIPTIONS.get(m, "") for m in table.index},
-        "ratings": ratings,
-        "history": history_summary(history, check),
-        "next_steps": steps or ["No parameter is sensitive to the prior's strength."],
-        "figures": {
-            name: {"file": f"{name}.png", "explanation": text, "assessment": assessments[name]}
-            for name, text in EXPLANATIONS.items()
-        },
-        "thresholds": {
-            **asdict(THRESHOLDS),
-            "power_sensitivity": POWER_SENSITIVITY_THRESHOLD,
-        },
-    }
+    return analysis_report(
+        title,
+        configuration,
+        table,
+        DESCRIPTIONS,
+        ratings,
+        history,
+        check,
+        steps or ["No parameter is sensitive to the prior's strength."],
+        EXPLANATIONS,
+        assessments,
+        {**asdict(THRESHOLDS), "power_sensitivity": POWER_SENSITIVITY_THRESHOLD},
+    )
