@@ -4,7 +4,9 @@ Usage: ``python scripts/screenshot_report.py REPORT_FOLDER [--out screenshot.png
 
 Needs the ``playwright`` Python package and a Chromium (``pip install playwright``; the
 system's ``chromium`` is used when present, else ``python -m playwright install chromium``).
-Exits non-zero when an image fails to load or a report figure is missing.
+Exits non-zero when an image fails to load or a report figure is missing. The figures
+expected are those the folder's ``report.json`` lists (a posterior's, a model comparison's,
+a sensitivity or a multiverse report), else the posterior report's.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ def check(folder: Path, out: Path) -> dict:
         page.screenshot(path=str(out), full_page=True)
         browser.close()
     shown = {i["id"] for i in images if i["complete"] and i["width"] > 100 and i["height"] > 100}
+    listed = folder / "report.json"
+    expected = list(json.loads(listed.read_text())["figures"]) if listed.exists() else FIGURES
     return {
         "images": images,
-        "missing": [f for f in FIGURES if f not in shown],
+        "missing": [f for f in expected if f not in shown],
         "screenshot": str(out),
     }
 

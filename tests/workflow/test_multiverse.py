@@ -178,3 +178,40 @@ def test_one_network_learns_every_universe_and_writes_a_report(trained, tmp_path
     html = (folder / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2
     assert len((folder / "universes.csv").read_text().splitlines()) == 1 + 4 * 4
+
+
+def test_saved_model_keeps_its_universes_in_a_fresh_process(trained, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    wf, mv = trained
+    path = wf.save(tmp_path / "mv.amz")
+    y = mv.models[2].simulator.sample(2, seed=30)["y"]
+    np.save(tmp_path / "y.npy", y)
+    here = res = bf.sensitivity.multiverse_analysis(wf, mv, {"y": y}, num_samples=500, seed=31)
+    code = f"""
+import sys, numpy as np
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import amortized as bf
+from test_multiverse import make
+mv = make()
+wf = bf.load({str(path)!r})
+res = bf.sensitivity.multiverse_analysis(wf, mv, {{"y": np.load({str(tmp_path / "y.npy")!r})}},
+                                         num_samples=500, seed=31)
+np.save({str(tmp_path / "means.npy")!r}, res.summaries["mean"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # the same networks, seed and draws: the same summaries, up to float32 rounding
+    np.testing.assert_allclose(np.load(tmp_path / "means.npy"), here.summaries["mean"],
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    loaded = bf.load(path)
+    assert loaded.context == mv.signature
+    other = bf.sensitivity.Multiverse(
+        bf.NumPyroModel(model, observed="y"),
+        {"prior_sd": {"narrow": 0.3, "wide": 3.0}, "noise_sd": {"low": 1.0, "mid": 2.0}},
+    )
+    with pytest.raises(ValueError, match="trained with context.*noise_sd.*'high'"):
+        bf.sensitivity.multiverse_analysis(loaded, other, {"y": y}, num_samples=10)
+    assert res.rating.shape == (2, 1)

@@ -219,3 +219,16 @@ def test_trained_network_follows_the_prior_power_and_writes_a_report(trained, tm
     assert html.count("data:image/png;base64,") == 2
     table = (folder / "sensitivity.csv").read_text().splitlines()
     assert table[0].startswith("dataset,parameter,prior_mean") and len(table) == 5
+
+
+def test_the_trained_gamma_range_is_part_of_the_model(trained, tmp_path):
+    wf, ps = trained
+    assert wf.context == {"prior_power": {"gamma": [0.5, 2.0], "sites": ["mu"]}}
+    loaded = bf.load(wf.save(tmp_path / "ps.amz"))
+    assert loaded.context == ps.signature
+    wider = bf.sensitivity.power_scaling(make_model(0.5), gamma=(0.25, 4.0))
+    y = np.zeros((1, N_OBS))
+    with pytest.raises(ValueError, match=r"trained with context.*\[0.5, 2.0\].*\[0.25, 4.0\]"):
+        bf.sensitivity.power_scaling_analysis(loaded, wider, {"y": y}, num_samples=10)
+    with pytest.raises(ValueError, match="trained with context"):
+        bf.load(tmp_path / "ps.amz", simulator=wider.simulator)

@@ -125,6 +125,13 @@ class Multiverse:
                 f"bf.make_simulator, got {type(model).__name__}"
             )
         self.simulator = self._simulator()
+        self.simulator.context = self.signature
+
+    @property
+    def signature(self) -> dict[str, Any]:
+        """What a network trained on these simulations expects of its context:
+        ``{"universe": {choice: [option, ...]}}`` (the one-hot code's layout)."""
+        return {CONTEXT: {c: list(o) for c, o in self.choices.items()}}
 
     # -- universes ---------------------------------------------------------------------
     def universe_name(self, universe: Sequence[str]) -> str:

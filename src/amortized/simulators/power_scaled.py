@@ -112,6 +112,14 @@ class PowerScaledModel:
                 f"power_scaling: model must be a bf.NumPyroModel or a simulator from "
                 f"bf.make_simulator, got {type(model).__name__}"
             )
+        self.simulator.context = self.signature
+
+    @property
+    def signature(self) -> dict[str, Any]:
+        """What a network trained on this model's simulations expects of its context:
+        ``{"prior_power": {"gamma": [low, high], "sites": [...] or None}}``."""
+        sites = None if self.sites is None else list(self.sites)
+        return {CONTEXT: {"gamma": [float(g) for g in self.gamma], "sites": sites}}
 
     # -- NumPyro models ----------------------------------------------------------------
     @staticmethod

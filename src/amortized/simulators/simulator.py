@@ -81,6 +81,9 @@ class Simulator:
             )
         check_choice("make_simulator", "nonfinite", nonfinite, NONFINITE_POLICIES)
         self.fns = fns
+        #: the context variables among the outputs and what they range over (set by
+        #: power_scaling and Multiverse; saved with a workflow trained on them)
+        self.context: dict[str, Any] | None = None
         self.meta_fn = meta_fn
         self.is_batched = list(is_batched)
         self.nonfinite = nonfinite

@@ -181,6 +181,15 @@ class BasicWorkflow:
         self.optimizer = optimizer
 
     @property
+    def context(self) -> dict[str, Any] | None:
+        """The context variables the networks were trained with (a power-scaled or
+        multiverse simulator's signature), from the simulator or the saved model."""
+        saved = getattr(self, "_saved_context", None)
+        if saved is not None:
+            return saved
+        return getattr(self.simulator, "context", None)
+
+    @property
     def adapter(self) -> Adapter:
         return self.approximator.adapter
 
@@ -692,7 +701,11 @@ class BasicWorkflow:
         return save_approximator(
             self.approximator,
             path,
-            extra={"initial_learning_rate": self.initial_learning_rate, "metadata": meta},
+            extra={
+                "initial_learning_rate": self.initial_learning_rate,
+                "metadata": meta,
+                "context": self.context,
+            },
         )
 
     @classmethod
@@ -705,6 +718,13 @@ class BasicWorkflow:
         wf.optimizer = None
         wf.approximator = approximator
         wf.metadata = dict(extra.get("metadata", {}))
+        wf._saved_context = extra.get("context")
+        given = getattr(simulator, "context", None)
+        if wf._saved_context is not None and given is not None and given != wf._saved_context:
+            raise ValueError(
+                f"BasicWorkflow.load: the model was trained with context {wf._saved_context}, "
+                f"the simulator passed gives {given}"
+            )
         return wf
 
 

@@ -27,7 +27,7 @@ from ..diagnostics._arrays import as_draws
 from ..diagnostics.multiverse import choice_effects, multiverse_agreement, universe_summaries
 from ..diagnostics.ratings import rate_multiverse
 from ..simulators.multiverse import CONTEXT, Multiverse
-from .sensitivity import _num_datasets
+from .sensitivity import _num_datasets, check_context
 
 
 def multiverse_draws(
@@ -49,6 +49,7 @@ def multiverse_draws(
             f"multiverse_draws: data hold {CONTEXT!r}; the universes are set by universes=, "
             f"not by the data"
         )
+    check_context(estimator, multiverse.signature, "multiverse_draws")
     picked = multiverse.select(universes)
     n = _num_datasets(data)
     per = []

@@ -56,6 +56,19 @@ def _num_datasets(data: Mapping[str, Any]) -> int:
     return next(iter(sizes.values()))
 
 
+def check_context(estimator: Any, signature: Mapping[str, Any], where: str) -> None:
+    """Raise when ``estimator`` (a workflow) was trained with other context variables than
+    ``signature`` describes (another gamma range, other universes): its conditions would
+    then mean something else. Estimators that do not record a context are not checked."""
+    trained = getattr(estimator, "context", None)
+    if trained is not None and trained != signature:
+        raise ValueError(
+            f"{where}: the network was trained with context {trained}, but this analysis "
+            f"describes {signature}; build the analysis from the same power_scaling(...) or "
+            f"Multiverse(...) as the training simulations"
+        )
+
+
 def _check_gamma(scaled: PowerScaledModel, gamma: Sequence[float], where: str) -> np.ndarray:
     g = np.atleast_1d(np.asarray(gamma, np.float64))
     if g.ndim != 1 or not np.all(g > 0) or not np.all(np.isfinite(g)):
@@ -100,6 +113,7 @@ def prior_power_draws(
             f"prior_power_draws: data hold {CONTEXT!r}; the powers are set by gamma=, not by "
             f"the data"
         )
+    check_context(estimator, scaled.signature, "prior_power_draws")
     g = _check_gamma(scaled, gamma, "prior_power_draws")
     n = _num_datasets(data)
     per = [_draws_at(estimator, data, float(x), num_samples, seed, n) for x in g]
@@ -250,6 +264,8 @@ def power_scaling_analysis(
             f"[{lo}, {hi}]"
         )
     grid = np.unique(np.round(np.r_[np.geomspace(lo, hi, 9), 1.0], 12)) if gamma is None else gamma
+    if seed is None:  # a fresh run: one seed from the OS, split below like any other
+        seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
     seeds = stream_seeds(seed, ("grid", "derivative"))
     draws = prior_power_draws(
         estimator, scaled, data, grid, num_samples=num_samples, seed=seeds["grid"]
