@@ -177,6 +177,49 @@ class EnsembleApproximator:
         return {name: np.stack([d[name] for d in per_member])[pick, rows, cols] for name in first}
 
     @strict
+    def member_draws(
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Every member's draws, ``{name: (num_members, num_datasets, num_samples, dim)}``
+        (flattened per variable), each member with its own key split from ``seed``."""
+        from ..diagnostics._arrays import as_draws
+
+        keys = jax.random.split(as_key(seed), len(self.members))
+        per = [
+            m.sample(num_samples=num_samples, conditions=conditions, seed=k, progress=progress)
+            for m, k in zip(self.members, keys, strict=True)
+        ]
+        return {
+            name: np.stack(
+                [as_draws("member_draws", {name: d[name]}, require_targets=False).estimates
+                 for d in per]
+            )
+            for name in per[0]
+        }  # fmt: skip
+
+    @strict
+    def disagreement(
+        self,
+        *,
+        num_samples: int = 1000,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+    ):
+        """How far the members' posteriors differ per dataset
+        (:func:`~amortized.diagnostics.ensemble_disagreement.ensemble_disagreement`, all
+        variables side by side): ``disagreement`` and ``log_sd_spread`` ``(num_datasets,
+        dim)`` and ``flagged (num_datasets,)``."""
+        from ..diagnostics.ensemble_disagreement import ensemble_disagreement
+
+        draws = self.member_draws(num_samples=num_samples, conditions=conditions, seed=seed)
+        return ensemble_disagreement(np.concatenate(list(draws.values()), axis=-1))
+
+    @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
         """log sum_k w_k q_k(theta | x) in the original parameter space, ``(num_datasets,)``."""
         return self._mix(np.stack([m.log_prob(data) for m in self.members]))

@@ -12,6 +12,7 @@ from .coverage import calibration_error, expected_coverage
 from .default import DEFAULT_METRICS, default_diagnostics
 from .diagnose import Diagnosis, default_figures, diagnose
 from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
+from .ensemble_disagreement import Disagreement, ensemble_disagreement
 from .mmd import mmd
 from .model_comparison import (
     MC_METRICS,
@@ -32,6 +33,8 @@ from .sbc import fractional_ranks, sbc_ranks
 from .tarp import tarp
 
 __all__ = [
+    "Disagreement",
+    "ensemble_disagreement",
     "DEFAULT_METRICS",
     "MC_METRICS",
     "THRESHOLDS",
