@@ -143,6 +143,13 @@ class EnsembleApproximator:
         ]
 
     # -- inference ---------------------------------------------------------------------
+    def _member_samples(self, num_samples, conditions, keys, progress) -> list[dict]:
+        """Each member's draws, member k with ``keys[k]``."""
+        return [
+            m.sample(num_samples=num_samples, conditions=conditions, seed=k, progress=progress)
+            for m, k in zip(self.members, keys, strict=True)
+        ]
+
     @strict
     def sample(
         self,
@@ -156,10 +163,7 @@ class EnsembleApproximator:
         member k with probability w_k, independently (every member draws ``num_samples``
         and a categorical draw picks one per place)."""
         keys = jax.random.split(as_key(seed), len(self.members) + 1)
-        per_member = [
-            m.sample(num_samples=num_samples, conditions=conditions, seed=k, progress=progress)
-            for m, k in zip(self.members, keys[:-1], strict=True)
-        ]
+        per_member = self._member_samples(num_samples, conditions, keys[:-1], progress)
         first = per_member[0]
         for i, d in enumerate(per_member[1:], start=1):
             got = {k: np.shape(v) for k, v in d.items()}
@@ -190,10 +194,7 @@ class EnsembleApproximator:
         from ..diagnostics._arrays import as_draws
 
         keys = jax.random.split(as_key(seed), len(self.members))
-        per = [
-            m.sample(num_samples=num_samples, conditions=conditions, seed=k, progress=progress)
-            for m, k in zip(self.members, keys, strict=True)
-        ]
+        per = self._member_samples(num_samples, conditions, keys, progress)
         return {
             name: np.stack(
                 [as_draws("member_draws", {name: d[name]}, require_targets=False).estimates

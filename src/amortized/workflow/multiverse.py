@@ -175,17 +175,13 @@ def multiverse_analysis(
     draws = multiverse_draws(
         estimator, multiverse, data, picked, num_samples=num_samples, seed=seed
     )
-    flat = np.stack(
-        [
-            as_draws("multiverse_analysis", {k: v[:, u] for k, v in draws.items()},
-                     require_targets=False).estimates
-            for u in range(len(picked))
-        ],
-        axis=1,
-    )  # fmt: skip
-    names = as_draws(
-        "multiverse_analysis", {k: v[:, 0] for k, v in draws.items()}, require_targets=False
-    ).names
+    per = [
+        as_draws("multiverse_analysis", {k: v[:, u] for k, v in draws.items()},
+                 require_targets=False)
+        for u in range(len(picked))
+    ]  # fmt: skip
+    flat = np.stack([d.estimates for d in per], axis=1)
+    names = per[0].names
     summaries = universe_summaries(flat, interval)
     agreement = multiverse_agreement(summaries)
     options = tuple(multiverse.universes[i] for i in picked)
