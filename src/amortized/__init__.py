@@ -33,6 +33,7 @@ from .training import set_cpu_devices  # noqa: E402
 from .workflow import (  # noqa: E402
     AmortizedBayesianWorkflow,
     BasicWorkflow,
+    EnsembleWorkflow,
     ModelComparisonWorkflow,
     load,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "BasicWorkflow",
     "BasicEstimator",
     "ContinuousApproximator",
+    "EnsembleWorkflow",
     "LikelihoodModel",
     "ModelComparisonApproximator",
     "ModelComparisonWorkflow",

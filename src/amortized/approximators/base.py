@@ -19,7 +19,7 @@ from typing import Any
 
 import jax
 
-from .._validation import strict
+from .._validation import as_key, strict
 from ..adapters import Adapter
 from ..networks.base import InferenceNetwork
 from ..training import checkpoint, default_optimizer, fit
@@ -183,6 +183,7 @@ class Approximator:
         epochs: int,
         batch_size: int,
         seed: int | None = None,
+        data_seed: int | None = None,
         dataset: Mapping[str, Any] | None = None,
         simulate: Callable[[int, int], Mapping[str, Any]] | None = None,
         disk: Any = None,
@@ -213,8 +214,13 @@ class Approximator:
         handle missing observations. ``checkpoint_dir``: write a checkpoint there every
         ``checkpoint_every`` epochs; ``resume=True`` continues the run from its newest
         readable checkpoint, to the weights an uninterrupted run would end with
-        (:mod:`amortized.training.checkpoint`). Returns the history ``{"loss": [...],
-        "val_loss": [...]}`` (per-epoch means).
+        (:mod:`amortized.training.checkpoint`).
+
+        ``data_seed``: the seed of the training data's own randomness (the held-out split,
+        online simulations), apart from ``seed``'s (initialization, batch order); several
+        approximators given one ``data_seed`` and different seeds train on the same
+        simulations (an ensemble). Default: drawn from ``seed``. Returns the history
+        ``{"loss": [...], "val_loss": [...]}`` (per-epoch means).
         """
         epochs, batch_size, patience = check_fit_options(
             self.inference_network,
@@ -230,6 +236,9 @@ class Approximator:
         )
         ckpt, saved, root = checkpoint.start(checkpoint_dir, checkpoint_every, resume, seed)
         k_hold, k_build, k_fit = jax.random.split(root, 3)
+        k_sim = jax.random.fold_in(k_build, 1)  # apart from the build key
+        if data_seed is not None:
+            k_hold, k_sim = jax.random.split(as_key(data_seed))
 
         def to_arrays(raw: Mapping[str, Any], where: str) -> dict:
             return self.to_network_arrays(raw, where=where)
@@ -247,7 +256,7 @@ class Approximator:
                 self._check_training_keys,
                 num_batches_per_epoch,
                 batch_size,
-                key=jax.random.fold_in(k_build, 1),  # apart from the build key
+                key=k_sim,
             )
         val = data.validation
         if validation_data is not None:
@@ -260,6 +269,8 @@ class Approximator:
             settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
                             learning_rate=learning_rate, mask_rate=mask_rate,
                             online=simulate is not None, steps=data.steps_per_epoch)  # fmt: skip
+            if data_seed is not None:
+                settings["data_seed"] = data_seed
             fp = checkpoint.fingerprint(self, inputs.row_shapes(data.first), settings)
             ckpt = dataclasses.replace(ckpt, fingerprint=fp)
             if saved is not None:

@@ -128,19 +128,45 @@ class EnsembleApproximator:
         return False
 
     def _member_seeds(self, seed: int | None) -> list[int]:
-        """One independent seed per member from the ensemble's seed."""
+        """One independent seed per member from the ensemble's seed, and last the seed of
+        the training data the members share."""
         seq = np.random.SeedSequence(seed)
-        return [int(s.generate_state(1)[0]) for s in seq.spawn(len(self.members))]
+        return [int(s.generate_state(1)[0]) for s in seq.spawn(len(self.members) + 1)]
+
+    @property
+    def histories(self) -> list[dict[str, list]]:
+        """Each member's training history."""
+        return [m.history for m in self.members]
+
+    @property
+    def validation_loss_ranks_epochs(self) -> bool:
+        """Early stopping applies when it does for every member's network."""
+        return all(m.inference_network.validation_loss_ranks_epochs for m in self.members)
 
     # -- training ----------------------------------------------------------------------
-    def fit(self, *, seed: int | None = None, **fit_kwargs: Any) -> list[dict[str, list]]:
-        """Train every member with :meth:`ContinuousApproximator.fit` and ``fit_kwargs``
-        (the same data or simulator), each with its own seed derived from ``seed``; returns
-        the members' histories."""
-        return [
-            m.fit(seed=s, **fit_kwargs)
-            for m, s in zip(self.members, self._member_seeds(seed), strict=True)
-        ]
+    def fit(
+        self,
+        *,
+        seed: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        **fit_kwargs: Any,
+    ) -> list[dict[str, list]]:
+        """Train every member with :meth:`ContinuousApproximator.fit` and ``fit_kwargs`` on
+        the same simulations: each member with its own seed (initialization, batch order)
+        derived from ``seed``, all with one ``data_seed`` (the same held-out split, the
+        same online simulations). ``checkpoint_dir`` gets a folder per member
+        (``member_0``, ...). Returns the members' histories."""
+        if "data_seed" in fit_kwargs:
+            raise TypeError(
+                "EnsembleApproximator.fit: data_seed is derived from seed (one for all "
+                "members); pass seed only"
+            )
+        *seeds, data_seed = self._member_seeds(seed)
+        out = []
+        for i, (m, s) in enumerate(zip(self.members, seeds, strict=True)):
+            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"member_{i}"
+            out.append(m.fit(seed=s, data_seed=data_seed, checkpoint_dir=ckpt, **fit_kwargs))
+        return out
 
     # -- inference ---------------------------------------------------------------------
     def _member_samples(self, num_samples, conditions, keys, progress) -> list[dict]:
@@ -149,6 +175,37 @@ class EnsembleApproximator:
             m.sample(num_samples=num_samples, conditions=conditions, seed=k, progress=progress)
             for m, k in zip(self.members, keys, strict=True)
         ]
+
+    def _mixture(self, per_member: list[dict], key) -> dict[str, np.ndarray]:
+        """Each place's draw from member k with probability w_k (a categorical draw with
+        ``key`` per dataset and draw)."""
+        first = per_member[0]
+        for i, d in enumerate(per_member[1:], start=1):
+            got = {k: np.shape(v) for k, v in d.items()}
+            want = {k: np.shape(v) for k, v in first.items()}
+            if got != want:
+                raise ValueError(
+                    f"EnsembleApproximator.sample: member {i} drew {got}, member 0 drew "
+                    f"{want}; members must share their variables and shapes"
+                )
+        n, s = np.shape(next(iter(first.values())))[:2]
+        pick = np.asarray(jax.random.choice(key, len(self.members), shape=(n, s), p=self.weights))
+        rows, cols = np.arange(n)[:, None], np.arange(s)[None, :]
+        return {name: np.stack([d[name] for d in per_member])[pick, rows, cols] for name in first}
+
+    @staticmethod
+    def _stacked(per_member: list[dict]) -> dict[str, np.ndarray]:
+        """``{name: (num_members, num_datasets, num_samples, dim)}``, flattened per
+        variable."""
+        from ..diagnostics._arrays import as_draws
+
+        return {
+            name: np.stack(
+                [as_draws("member_draws", {name: d[name]}, require_targets=False).estimates
+                 for d in per_member]
+            )
+            for name in per_member[0]
+        }  # fmt: skip
 
     @strict
     def sample(
@@ -162,23 +219,58 @@ class EnsembleApproximator:
         """Mixture draws ``{name: (num_datasets, num_samples, *shape)}``: each draw comes from
         member k with probability w_k, independently (every member draws ``num_samples``
         and a categorical draw picks one per place)."""
+        return self._draw(num_samples, conditions, seed, progress)[0]
+
+    def _draw(self, num_samples, conditions, seed, progress) -> tuple[dict, list[dict]]:
+        """The mixture draws and each member's draws they were picked from."""
         keys = jax.random.split(as_key(seed), len(self.members) + 1)
         per_member = self._member_samples(num_samples, conditions, keys[:-1], progress)
-        first = per_member[0]
-        for i, d in enumerate(per_member[1:], start=1):
-            got = {k: np.shape(v) for k, v in d.items()}
-            want = {k: np.shape(v) for k, v in first.items()}
-            if got != want:
-                raise ValueError(
-                    f"EnsembleApproximator.sample: member {i} drew {got}, member 0 drew "
-                    f"{want}; members must share their variables and shapes"
-                )
-        n, s = np.shape(next(iter(first.values())))[:2]
-        pick = np.asarray(
-            jax.random.choice(keys[-1], len(self.members), shape=(n, s), p=self.weights)
+        return self._mixture(per_member, keys[-1]), per_member
+
+    @strict
+    def sample_and_disagreement(
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = True,
+        variables: Sequence[str] | None = None,
+    ):
+        """The mixture draws of :meth:`sample` (the same for the same ``seed``) and, from
+        the same member draws, how far the members disagree per dataset
+        (:func:`~amortized.diagnostics.ensemble_disagreement.ensemble_disagreement` over
+        ``variables``, default all, side by side in the draws' order)."""
+        from ..diagnostics.ensemble_disagreement import ensemble_disagreement
+
+        draws, stacked = self.sample_with_members(
+            num_samples=num_samples, conditions=conditions, seed=seed, progress=progress
         )
-        rows, cols = np.arange(n)[:, None], np.arange(s)[None, :]
-        return {name: np.stack([d[name] for d in per_member])[pick, rows, cols] for name in first}
+        if stacked is None:
+            return draws, None
+        names = list(stacked) if variables is None else list(variables)
+        unknown = [v for v in names if v not in stacked]
+        if unknown:
+            raise KeyError(
+                f"EnsembleApproximator: variables {unknown} are not drawn; available: "
+                f"{sorted(stacked)}"
+            )
+        return draws, ensemble_disagreement(np.concatenate([stacked[v] for v in names], -1))
+
+    @strict
+    def sample_with_members(
+        self,
+        *,
+        num_samples: int,
+        conditions: Mapping[str, Any],
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """The mixture draws of :meth:`sample` (the same for the same ``seed``) and the
+        member draws they were picked from, ``{name: (num_members, num_datasets,
+        num_samples, dim)}`` (None for a single member)."""
+        draws, per_member = self._draw(num_samples, conditions, seed, progress)
+        return draws, (self._stacked(per_member) if len(self.members) > 1 else None)
 
     @strict
     def member_draws(
@@ -191,17 +283,8 @@ class EnsembleApproximator:
     ) -> dict[str, np.ndarray]:
         """Every member's draws, ``{name: (num_members, num_datasets, num_samples, dim)}``
         (flattened per variable), each member with its own key split from ``seed``."""
-        from ..diagnostics._arrays import as_draws
-
         keys = jax.random.split(as_key(seed), len(self.members))
-        per = self._member_samples(num_samples, conditions, keys, progress)
-        return {
-            name: np.stack(
-                [as_draws("member_draws", {name: d[name]}, require_targets=False).estimates
-                 for d in per]
-            )
-            for name in per[0]
-        }  # fmt: skip
+        return self._stacked(self._member_samples(num_samples, conditions, keys, progress))
 
     @strict
     def disagreement(
@@ -269,9 +352,10 @@ class EnsembleApproximator:
         return logsumexp(member_log_q + log_w, axis=0)
 
     # -- saving ------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
         """Write the trained ensemble to one zip file (the members' model files inside),
-        atomically as :func:`save_approximator` writes. Read it back with :meth:`load`."""
+        atomically as :func:`save_approximator` writes; ``extra``: JSON-serializable
+        settings kept beside it (a workflow's). Read it back with :meth:`load`."""
         from .model_file import write_zip_atomically, zip_bytes
         from .serialization import approximator_entries
 
@@ -284,6 +368,7 @@ class EnsembleApproximator:
             "format_version": FORMAT_VERSION,
             "weights": self.weights.tolist(),
             "members": names,
+            "extra": dict(extra or {}),
         }
         entries = {"ensemble.json": json.dumps(manifest, indent=1).encode()}
         for name, m in zip(names, self.members, strict=True):
@@ -293,6 +378,11 @@ class EnsembleApproximator:
     @classmethod
     def load(cls, path: str | os.PathLike) -> EnsembleApproximator:
         """Read an ensemble written by :meth:`save`."""
+        return cls.load_with_extra(path)[0]
+
+    @classmethod
+    def load_with_extra(cls, path: str | os.PathLike) -> tuple[EnsembleApproximator, dict]:
+        """Read an ensemble written by :meth:`save`, and the ``extra`` saved with it."""
         from .model_file import ModelFileError, check_format, read_checked_zip
         from .serialization import load_approximator
 
@@ -313,4 +403,4 @@ class EnsembleApproximator:
             load_approximator(f"{path}:{name}", data=blob)[0]
             for name, blob in zip(manifest["members"], blobs, strict=True)
         ]
-        return cls(members, weights=manifest["weights"])
+        return cls(members, weights=manifest["weights"]), dict(manifest.get("extra", {}))

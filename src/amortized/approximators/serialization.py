@@ -141,7 +141,7 @@ def read_manifest(
     if "ensemble.json" in entries:
         raise ModelFileError(
             f"load: {str(path)!r} holds an ensemble of approximators; read it with "
-            f"bf.approximators.EnsembleApproximator.load"
+            f"bf.load (an EnsembleWorkflow) or bf.approximators.EnsembleApproximator.load"
         )
     name = "manifest.json"
     try:

@@ -61,3 +61,33 @@ def ensemble_disagreement(
     spread = log_sd.std(axis=1, ddof=1)
     flagged = np.any((ratio >= threshold) | (spread >= threshold), axis=1)
     return Disagreement(ratio, spread, flagged, float(threshold))
+
+
+#: the rows an ensemble adds to the default diagnostics table
+ENSEMBLE_METRICS = {
+    "ensemble_disagreement": "median over datasets of the sd of the members' posterior means "
+    "in posterior sd (0 best)",
+    "ensemble_flagged": "share of datasets where the members disagree on this parameter "
+    "(mean or log sd spread at the threshold or above; 0 best)",
+}
+
+
+def with_disagreement(table, d: Disagreement):
+    """The default diagnostics ``table`` (metrics x variables) with the rows of
+    :data:`ENSEMBLE_METRICS` for its first ``dim`` columns (the parameters ``d`` was
+    computed on; test quantities after them get NaN), and the flagged datasets' indices in
+    ``attrs["ensemble_flagged_datasets"]``. Returns a new table."""
+    dim = d.disagreement.shape[1]
+    if dim > table.shape[1]:
+        raise ValueError(
+            f"with_disagreement: {dim} disagreement columns for a table of {table.shape[1]}"
+        )
+    out = table.copy()
+    per_var = (d.disagreement >= d.threshold) | (d.log_sd_spread >= d.threshold)
+    pad = np.full(table.shape[1] - dim, np.nan)
+    out.loc["ensemble_disagreement"] = np.concatenate([np.median(d.disagreement, axis=0), pad])
+    out.loc["ensemble_flagged"] = np.concatenate([per_var.mean(axis=0), pad])
+    out.attrs = dict(table.attrs)
+    out.attrs["ensemble_flagged_datasets"] = np.flatnonzero(d.flagged).tolist()
+    out.attrs["ensemble_threshold"] = d.threshold
+    return out

@@ -315,9 +315,39 @@ def inspect_history(
     )
 
 
-def next_steps(ratings: Sequence[VariableRating], history: HistoryCheck | None) -> list[str]:
-    """An ordered list of actions, most urgent first."""
-    steps = []
+def combine_history_checks(checks: Mapping[str, HistoryCheck]) -> HistoryCheck:
+    """One check for several networks trained together (an ensemble's members, by name):
+    a finding of any member is a finding of the whole, its message prefixed with the
+    member's name; the numbers are the worst member's."""
+    if not checks:
+        raise ValueError("combine_history_checks: no checks")
+    cs = list(checks.values())
+
+    def worst(attr):
+        vals = [getattr(c, attr) for c in cs if getattr(c, attr) is not None]
+        return max(vals) if vals else None
+
+    over = [c.overfitting for c in cs if c.overfitting is not None]
+    return HistoryCheck(
+        nonfinite=any(c.nonfinite for c in cs),
+        overfitting=any(over) if over else None,
+        undertrained=any(c.undertrained for c in cs),
+        gap=worst("gap"),
+        rise=worst("rise"),
+        improvement=worst("improvement"),
+        num_epochs=max(c.num_epochs for c in cs),
+        messages=tuple(f"{name}: {m}" for name, c in checks.items() for m in c.messages),
+    )
+
+
+def next_steps(
+    ratings: Sequence[VariableRating],
+    history: HistoryCheck | None,
+    first: Sequence[str] = (),
+) -> list[str]:
+    """An ordered list of actions, most urgent first; ``first``: actions found by checks
+    outside the ratings (an ensemble's disagreement), put before the others."""
+    steps = list(first)
     if history is not None:
         if history.nonfinite:
             steps.append(

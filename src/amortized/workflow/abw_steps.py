@@ -65,18 +65,24 @@ def num_datasets(data: Mapping[str, np.ndarray]) -> int:
 class AmortizedStep:
     """``draws {site: (n, S, *shape)}``; ``log_q (n, S)`` when asked for, else None;
     ``valid (n, S)``: draws inside the support with finite values; ``distance (n,)`` and
-    ``ood (n,)``: the out-of-distribution distance and its verdict."""
+    ``ood (n,)``: the out-of-distribution distance and its verdict; for an ensemble,
+    ``disagreement (n,)`` (the largest over parameters of the members' disagreement and
+    log sd spread, :mod:`amortized.diagnostics.ensemble_disagreement`) and ``disagree
+    (n,)``, its verdict (all False for a single network)."""
 
     draws: Draws
     log_q: np.ndarray | None
     valid: np.ndarray
     distance: np.ndarray
     ood: np.ndarray
+    disagreement: np.ndarray | None = None
+    disagree: np.ndarray | None = None
 
     @property
     def accepted(self) -> np.ndarray:
-        """In distribution, with every draw valid."""
-        return ~self.ood & self.valid.all(axis=1)
+        """In distribution, every draw valid, and (an ensemble) the members agree."""
+        ok = ~self.ood & self.valid.all(axis=1)
+        return ok if self.disagree is None else ok & ~self.disagree
 
 
 def valid_draws(model: DensityModel | None, draws: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -104,9 +110,17 @@ def amortized_step(
 ) -> AmortizedStep:
     """Amortized draws for every dataset of ``data`` (with their log q when
     ``with_log_q``), keyed by the model's latent sites, and each dataset's distance to the
-    training data in the space of the network's conditions (``reference``)."""
-    log_q = None
-    if with_log_q:
+    training data in the space of the network's conditions (``reference``); from an
+    ensemble (an estimator with ``sample_and_disagreement`` and several members), also how
+    far its members disagree on each dataset, from the same member draws."""
+    log_q = dis = None
+    if getattr(estimator, "sample_and_disagreement", None) is not None and len(estimator) > 1:
+        draws, dis = estimator.sample_and_disagreement(
+            conditions=data, num_samples=num_samples, seed=seed
+        )
+        if with_log_q:
+            log_q = estimator.log_prob_of_draws(draws=draws, conditions=data)
+    elif with_log_q:
         draws, log_q = estimator.sample_and_log_prob(
             conditions=data, num_samples=num_samples, seed=seed
         )
@@ -115,9 +129,12 @@ def amortized_step(
     keys = model.latent_sites if model is not None else list(draws)
     draws = {k: np.array(draws[k]) for k in keys}
     distance = reference.distances(estimator.embed(data))
-    return AmortizedStep(
-        draws, log_q, valid_draws(model, draws), distance, distance > reference.cutoff
-    )
+    ood = distance > reference.cutoff
+    valid = valid_draws(model, draws)
+    if dis is None:
+        return AmortizedStep(draws, log_q, valid, distance, ood)
+    worst = np.maximum(dis.disagreement, dis.log_sd_spread).max(axis=1)
+    return AmortizedStep(draws, log_q, valid, distance, ood, worst, dis.flagged)
 
 
 def log_q_of_draws(estimator, model: DensityModel, draws: Draws, data, valid) -> np.ndarray:

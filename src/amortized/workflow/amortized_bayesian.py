@@ -4,7 +4,10 @@ Every dataset gets amortized draws; each step accepts what passes its check and 
 rest on, so every dataset ends with draws that passed a check, or is marked for review:
 
 1. amortized draws, accepted when the dataset lies inside the training distribution (the
-   Mahalanobis distance of its network conditions, see :mod:`amortized.diagnostics.ood`);
+   Mahalanobis distance of its network conditions, see :mod:`amortized.diagnostics.ood`)
+   and, from an ensemble (:class:`~amortized.workflow.ensemble.EnsembleWorkflow`), when its
+   members agree (``diagnostics["disagreement"]`` below the threshold of
+   :mod:`amortized.diagnostics.ensemble_disagreement`; NaN for a single network);
 2. PSIS with ``psis_samples`` amortized proposals (the step-1 draws and fresh ones) and
    weights ``p(y | theta) p(theta) / q(theta | y)``, accepted when
    ``k-hat <= min(1 - 1/log10 S, 0.7)``; where k-hat fails, the proposals are moved by
@@ -72,6 +75,7 @@ STREAMS = (
 #: per-dataset diagnostics (floats, NaN where a step did not run), in the table's order
 DIAGNOSTICS = (
     "distance",
+    "disagreement",
     "valid_draws",
     "khat",
     "psis_ess",
@@ -361,6 +365,9 @@ class AmortizedBayesianWorkflow:
         draws = {k: v.copy() for k, v in first.draws.items()}
         diag["valid_draws"] = first.valid.sum(axis=1).astype(float)
         diag["distance"], diag["ood"] = first.distance, first.ood
+        if first.disagreement is not None:
+            diag["disagreement"] = first.disagreement
+            note[first.disagree] = "ensemble members disagree"
         if self.force is None:
             step[first.accepted] = "amortized"
         note[first.ood] = "out of distribution"

@@ -83,6 +83,41 @@ def _resolve_network(net: InferenceNetwork | str | None) -> InferenceNetwork:
     return net
 
 
+def resolve_model(
+    where: str,
+    simulator,
+    adapter: Adapter | None,
+    inference_variables,
+    inference_conditions,
+    summary_variables,
+    summary_mask,
+) -> tuple[Simulator | None, Adapter]:
+    """A workflow's simulator and adapter from what it was given: a model with a likelihood
+    stands for its prior predictive simulator (and gives its default adapter when neither
+    an adapter nor variable names are given); the adapter is given or built from names."""
+    names = (inference_variables, inference_conditions, summary_variables, summary_mask)
+    names_given = any(v is not None for v in names)
+    if isinstance(simulator, DensityModel):
+        if adapter is None and not names_given:
+            adapter = simulator.default_adapter()
+        simulator = simulator.simulator
+    if simulator is not None and not isinstance(simulator, Simulator):
+        raise TypeError(
+            f"{where}: simulator must come from bf.make_simulator (or be a "
+            f"bf.NumPyroModel / bf.LikelihoodModel), got {type(simulator).__name__}"
+        )
+    if adapter is None:
+        if inference_variables is None:
+            raise ValueError(
+                f"{where}: give an adapter, or name the inference_variables (and "
+                f"inference_conditions / summary_variables) to build the default one"
+            )
+        return simulator, Adapter.create_default(*names)
+    if names_given:
+        raise ValueError(f"{where}: give either an adapter or variable names, not both")
+    return simulator, adapter
+
+
 class BasicWorkflow:
     """Train an amortized posterior on simulations and use it.
 
@@ -130,33 +165,15 @@ class BasicWorkflow:
         summary_mask: str | None = None,
         standardize: str | Sequence[str] | None = "all",
     ):
-        names_given = any(
-            v is not None
-            for v in (inference_variables, inference_conditions, summary_variables, summary_mask)
+        simulator, adapter = resolve_model(
+            "BasicWorkflow",
+            simulator,
+            adapter,
+            inference_variables,
+            inference_conditions,
+            summary_variables,
+            summary_mask,
         )
-        if isinstance(simulator, DensityModel):
-            if adapter is None and not names_given:
-                adapter = simulator.default_adapter()
-            simulator = simulator.simulator
-        if simulator is not None and not isinstance(simulator, Simulator):
-            raise TypeError(
-                f"BasicWorkflow: simulator must come from bf.make_simulator (or be a "
-                f"bf.NumPyroModel / bf.LikelihoodModel), got {type(simulator).__name__}"
-            )
-        if adapter is None:
-            if inference_variables is None:
-                raise ValueError(
-                    "BasicWorkflow: give an adapter, or name the inference_variables (and "
-                    "inference_conditions / summary_variables) to build the default one"
-                )
-            adapter = Adapter.create_default(
-                inference_variables, inference_conditions, summary_variables, summary_mask
-            )
-        elif any(
-            v is not None
-            for v in (inference_variables, inference_conditions, summary_variables, summary_mask)
-        ):
-            raise ValueError("BasicWorkflow: give either an adapter or variable names, not both")
         self._set_up(simulator, initial_learning_rate, optimizer)
         network = _resolve_network(inference_network)
         # point estimators (guide 6.7) get estimate(), ratio estimators log_ratio();
@@ -193,6 +210,9 @@ class BasicWorkflow:
     def adapter(self) -> Adapter:
         return self.approximator.adapter
 
+    def _set_adapter(self, adapter: Adapter) -> None:
+        self.approximator.adapter = adapter
+
     @property
     def inference_network(self) -> InferenceNetwork:
         return self.approximator.inference_network
@@ -200,6 +220,11 @@ class BasicWorkflow:
     @property
     def history(self) -> dict[str, list]:
         return self.approximator.history
+
+    @property
+    def _validation_loss_ranks_epochs(self) -> bool:
+        """Whether early stopping applies by default (see :meth:`fit_offline`)."""
+        return self.inference_network.validation_loss_ranks_epochs
 
     # -- simulation --------------------------------------------------------------------
     def _require_simulator(self, what: str) -> Simulator:
@@ -245,7 +270,7 @@ class BasicWorkflow:
         sv = routed.get("summary_variables")
         mask = np.asarray(data["mask"])
         if sv is not None and not isinstance(sv, Mapping) and np.shape(sv)[1:2] == mask.shape[1:2]:
-            self.approximator.adapter = self.adapter.copy().rename("mask", "summary_mask")
+            self._set_adapter(self.adapter.copy().rename("mask", "summary_mask"))
             return
         varying = [k for k, v in data.items() if np.ndim(v) >= 2 and k != "mask"]
         raise ValueError(
@@ -344,7 +369,7 @@ class BasicWorkflow:
                 f"{where}: early_stopping must be True, False or None, got {early_stopping!r}"
             )
         if early_stopping is None:
-            early_stopping = self.approximator.inference_network.validation_loss_ranks_epochs
+            early_stopping = self._validation_loss_ranks_epochs
         if epochs is None:
             epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
         return self._fit(
@@ -536,8 +561,9 @@ class BasicWorkflow:
 
     # -- diagnostics -------------------------------------------------------------------
     def _held_out(self, where, test_data, num_samples, variable_keys, seed):
-        """Posterior draws for held-out simulations and their true values; for a point
-        estimator, its estimates ``{variable: {rule: {statistic: array}}}`` instead."""
+        """Posterior draws for held-out simulations, their true values and the extra of
+        :meth:`_held_out_draws`; for a point estimator, its estimates ``{variable: {rule:
+        {statistic: array}}}`` instead of draws."""
         if not isinstance(test_data, Mapping):
             n = check_positive_int(where, "test_data (a number of simulations)", test_data)
             # with a meta_fn, a fresh meta draw per chunk (e.g. varied N), as in training
@@ -553,9 +579,9 @@ class BasicWorkflow:
                     f"estimator ({type(self.inference_network).__name__}) has none; "
                     f"compute_default_diagnostics gives its recovery and quantile coverage"
                 )
-            draws = self.approximator.estimate(conditions)
+            draws, extra = self.approximator.estimate(conditions), None
         else:
-            draws = self.sample(num_samples=num_samples, conditions=conditions, seed=seed)
+            draws, extra = self._held_out_draws(conditions, num_samples, seed)
         keys = (
             list(draws)
             if variable_keys is None
@@ -573,7 +599,13 @@ class BasicWorkflow:
                 f"{where}: test_data lacks the true values of {missing} (needed to diagnose "
                 f"the posterior); keys given: {sorted(test_data)}"
             )
-        return {k: draws[k] for k in keys}, {k: np.asarray(test_data[k]) for k in keys}
+        targets = {k: np.asarray(test_data[k]) for k in keys}
+        return {k: draws[k] for k in keys}, targets, extra
+
+    def _held_out_draws(self, conditions, num_samples, seed):
+        """Posterior draws of held-out datasets, and what else the diagnostics take from
+        the same draws (an ensemble's members' draws; None here)."""
+        return self.sample(num_samples=num_samples, conditions=conditions, seed=seed), None
 
     @strict
     def compute_default_diagnostics(
@@ -606,7 +638,7 @@ class BasicWorkflow:
                 "posterior draws; a point estimator has none"
             )
         num_samples = 1000 if num_samples is None else num_samples
-        draws, targets = self._held_out(
+        draws, targets, _ = self._held_out(
             "compute_default_diagnostics", test_data, num_samples, variable_keys, seed
         )
         if point:
@@ -628,7 +660,7 @@ class BasicWorkflow:
     ) -> dict:
         """``{"losses", "recovery", "calibration_ecdf", "coverage", "z_score_contraction"}``
         as matplotlib Figures for held-out simulations ``test_data``."""
-        draws, targets = self._held_out(
+        draws, targets, _ = self._held_out(
             "plot_default_diagnostics", test_data, num_samples, variable_keys, seed
         )
         return diagnostics.default_figures(
@@ -650,22 +682,14 @@ class BasicWorkflow:
         """Diagnose on ``test_data`` (default: 300 fresh simulations) and write the report
         folder ``path`` (figures, metrics.csv, history.json, report.md/.json/.html; see
         :mod:`amortized.diagnostics.report`). Returns the folder."""
-        draws, targets = self._held_out("report", test_data, num_samples, variable_keys, seed)
+        draws, targets, _ = self._held_out("report", test_data, num_samples, variable_keys, seed)
         history = self.history or None
         dx = diagnostics.diagnose(draws, targets, history, test_quantities=test_quantities)
         figs = diagnostics.default_figures(
             draws, targets, history or {"loss": [float("nan")]}, test_quantities=test_quantities
         )
         figs["loss"] = figs.pop("losses")
-        config = self._configuration()
-        config["inference variables"] = ", ".join(draws)
-        config.update(
-            {
-                "test datasets": dx.table.attrs["num_datasets"],
-                "posterior draws per dataset": num_samples,
-            }
-        )
-        config.update(dict(configuration or {}))
+        config = self._report_configuration(draws, dx.table, num_samples, configuration)
         rep = diagnostics.build_report(
             dx.table, dx.ratings, history, dx.history_check, dx.next_steps, config, title=title
         )
@@ -674,6 +698,16 @@ class BasicWorkflow:
         finally:
             for f in figs.values():
                 f.clear()
+
+    def _report_configuration(self, draws, table, num_samples, configuration) -> dict[str, Any]:
+        """The report's configuration: the networks and training (:meth:`_configuration`),
+        the variables and the held-out data, then the user's ``configuration``."""
+        config = self._configuration()
+        config["inference variables"] = ", ".join(draws)
+        config["test datasets"] = table.attrs["num_datasets"]
+        config["posterior draws per dataset"] = num_samples
+        config.update(dict(configuration or {}))
+        return config
 
     def _configuration(self) -> dict[str, Any]:
         net = self.inference_network
@@ -693,11 +727,7 @@ class BasicWorkflow:
     def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
         """Save the trained approximator (networks, adapter, statistics, history) and
         optional JSON-serializable ``metadata`` (restored as ``workflow.metadata``)."""
-        meta = dict(metadata or {})
-        try:
-            json.dumps(meta)
-        except TypeError as err:
-            raise TypeError(f"save: metadata must be JSON-serializable ({err})") from None
+        meta = checked_metadata(metadata)
         return save_approximator(
             self.approximator,
             path,
@@ -717,23 +747,51 @@ class BasicWorkflow:
         wf.initial_learning_rate = float(extra.get("initial_learning_rate", 5e-4))
         wf.optimizer = None
         wf.approximator = approximator
-        wf.metadata = dict(extra.get("metadata", {}))
-        wf._saved_context = extra.get("context")
-        given = getattr(simulator, "context", None)
-        if wf._saved_context is not None and given is not None and given != wf._saved_context:
-            raise ValueError(
-                f"BasicWorkflow.load: the model was trained with context {wf._saved_context}, "
-                f"the simulator passed gives {given}"
-            )
+        restore_settings(wf, extra, simulator, "BasicWorkflow.load")
         return wf
+
+
+def checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of a workflow's ``metadata``, refused unless JSON-serializable (it is saved)."""
+    meta = dict(metadata or {})
+    try:
+        json.dumps(meta)
+    except TypeError as err:
+        raise TypeError(f"save: metadata must be JSON-serializable ({err})") from None
+    return meta
+
+
+def restore_settings(wf, extra: Mapping[str, Any], simulator, where: str) -> None:
+    """A loaded workflow's metadata and context signature from the ``extra`` saved with it;
+    a simulator whose context differs from the one the model was trained with raises."""
+    wf.metadata = dict(extra.get("metadata", {}))
+    wf._saved_context = extra.get("context")
+    given = getattr(simulator, "context", None)
+    if wf._saved_context is not None and given is not None and given != wf._saved_context:
+        raise ValueError(
+            f"{where}: the model was trained with context {wf._saved_context}, the "
+            f"simulator passed gives {given}"
+        )
 
 
 def load(path: str | os.PathLike, simulator: Simulator | None = None) -> BasicWorkflow:
     """Load a saved workflow: ``bf.load("model.amz")`` (a model comparison classifier
-    comes back as a :class:`~amortized.workflow.ModelComparisonWorkflow`)."""
-    from ..approximators import ModelComparisonApproximator
-    from .model_comparison import ModelComparisonWorkflow  # it builds on this module
+    comes back as a :class:`~amortized.workflow.ModelComparisonWorkflow`, an ensemble as an
+    :class:`~amortized.workflow.EnsembleWorkflow`)."""
+    import zipfile
 
+    from ..approximators import ModelComparisonApproximator
+    from .model_comparison import ModelComparisonWorkflow  # they build on this module
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            ensemble = "ensemble.json" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        ensemble = False  # the loader below names what is wrong with the file
+    if ensemble:
+        from .ensemble import EnsembleWorkflow
+
+        return EnsembleWorkflow.load(path, simulator=simulator)
     wf = BasicWorkflow.load(path, simulator=simulator)
     if isinstance(wf.approximator, ModelComparisonApproximator):
         wf.__class__ = ModelComparisonWorkflow
