@@ -148,18 +148,33 @@ def test_report_flags_members_that_disagree(trained, tmp_path):
     assert "disagree" in rep["next_steps"][0]
 
 
-def test_save_load_round_trip(trained, tmp_path):
+def test_save_load_round_trip_in_a_fresh_process(trained, tmp_path):
+    import subprocess
+    import sys
+
     wf, _ = trained
     path = wf.save(tmp_path / "ens.amz", metadata={"run": 1})
-    again = bf.load(path)
-    assert isinstance(again, bf.EnsembleWorkflow) and again.member_names == ["a", "b", "c"]
-    assert again.metadata == {"run": 1}
     cond = {"x": np.array([[0.4], [1.2]])}
-    np.testing.assert_array_equal(
-        again.sample(num_samples=200, conditions=cond, seed=4)["theta"],
-        wf.sample(num_samples=200, conditions=cond, seed=4)["theta"],
+    code = (
+        "import sys, json, numpy as np, amortized as bf\n"
+        f"wf = bf.load({str(path)!r})\n"
+        "cond = {'x': np.array([[0.4], [1.2]])}\n"
+        "np.save(sys.argv[1], wf.sample(num_samples=200, conditions=cond, seed=4)['theta'])\n"
+        "d = wf.disagreement(conditions=cond, num_samples=200, seed=5)\n"
+        "json.dump({'type': type(wf).__name__, 'names': wf.member_names, 'meta': wf.metadata,"
+        " 'loss': wf.histories['a']['loss'], 'dis': d.disagreement.tolist()},"
+        " open(sys.argv[2], 'w'))\n"
     )
-    assert again.histories["a"]["loss"] == wf.histories["a"]["loss"]
+    out, info = tmp_path / "theta.npy", tmp_path / "info.json"
+    subprocess.run([sys.executable, "-c", code, str(out), str(info)], check=True, timeout=300)
+    got = json.loads(info.read_text())
+    assert got["type"] == "EnsembleWorkflow" and got["names"] == ["a", "b", "c"]
+    assert got["meta"] == {"run": 1} and got["loss"] == wf.histories["a"]["loss"]
+    np.testing.assert_array_equal(
+        np.load(out), wf.sample(num_samples=200, conditions=cond, seed=4)["theta"]
+    )
+    here = wf.disagreement(conditions=cond, num_samples=200, seed=5).disagreement
+    np.testing.assert_allclose(got["dis"], here, rtol=1e-6)
 
 
 def test_amortized_step_holds_back_datasets_the_members_disagree_on(trained):

@@ -13,6 +13,7 @@ from .default import DEFAULT_METRICS, default_diagnostics
 from .diagnose import Diagnosis, default_figures, diagnose
 from .ecdf import EcdfBands, ecdf_bands, gamma_statistic, log_gamma
 from .ensemble_disagreement import Disagreement, ensemble_disagreement
+from .misspecification import MisspecificationTest, misspecification_test
 from .mmd import mmd
 from .model_comparison import (
     MC_METRICS,
@@ -25,6 +26,12 @@ from .multimodality import multimodal_fraction
 from .nested_rhat import nested_rhat
 from .ood import SummaryReference, mmd_check, summary_reference
 from .point_estimates import point_diagnostics, point_recovery, quantile_calibration
+from .predictive import (
+    PredictiveCheck,
+    default_statistics,
+    posterior_predictive_check,
+    prior_predictive_check,
+)
 from .psis import MomentMatchResult, PsisResult, moment_match, pareto_k_threshold, psis, resample
 from .ratings import THRESHOLDS, Thresholds, inspect_history, next_steps, rate_diagnostics
 from .recovery import nrmse, recovery_correlation
@@ -34,6 +41,12 @@ from .tarp import tarp
 
 __all__ = [
     "Disagreement",
+    "MisspecificationTest",
+    "PredictiveCheck",
+    "default_statistics",
+    "misspecification_test",
+    "posterior_predictive_check",
+    "prior_predictive_check",
     "ensemble_disagreement",
     "DEFAULT_METRICS",
     "MC_METRICS",

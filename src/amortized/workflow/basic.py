@@ -165,6 +165,8 @@ class BasicWorkflow:
         summary_mask: str | None = None,
         standardize: str | Sequence[str] | None = "all",
     ):
+        #: the model with a likelihood the workflow was built from (None for a simulator)
+        self.model = simulator if isinstance(simulator, DensityModel) else None
         simulator, adapter = resolve_model(
             "BasicWorkflow",
             simulator,
@@ -559,6 +561,93 @@ class BasicWorkflow:
         """Learned summaries ``(num_datasets, summary_dim)`` of the summary network."""
         return self.approximator.summarize(data)
 
+    # -- model criticism (observed data) ---------------------------------------------
+    @strict
+    def misspecification_test(
+        self,
+        observed: Mapping[str, Any],
+        num_reference: int = 2000,
+        num_null: int = 1000,
+        alpha: float = 0.05,
+        batch: bool = False,
+        seed: int | None = None,
+    ):
+        """Is each observed dataset one the model could have produced? The maximum mean
+        discrepancy between its learned summaries and those of ``num_reference``
+        simulations, with a p-value from ``num_null`` other simulations
+        (:func:`~amortized.workflow.criticism.misspecification`); ``batch=True`` tests
+        all observed datasets together. Returns a
+        :class:`~amortized.diagnostics.misspecification.MisspecificationTest`
+        (``p_value``, ``flagged`` per dataset)."""
+        from .criticism import misspecification
+
+        return misspecification(self, observed, num_reference=num_reference,
+                                num_null=num_null, alpha=alpha, batch=batch, seed=seed)  # fmt: skip
+
+    @strict
+    def prior_predictive(
+        self,
+        observed: Mapping[str, Any] | None = None,
+        statistics: Mapping[str, Any] | None = None,
+        num_simulations: int = 1000,
+        alpha: float = 0.05,
+        seed: int | None = None,
+    ):
+        """Prior predictive check: test statistics ``{name: f(data) -> (num_datasets,)}``
+        (default: mean, sd, min, max of sets and series) of ``num_simulations`` simulations
+        against the observed datasets' (:func:`~amortized.workflow.criticism.
+        prior_predictive`); a :class:`~amortized.diagnostics.predictive.PredictiveCheck`."""
+        from .criticism import prior_predictive
+
+        n = num_simulations
+        return prior_predictive(self, observed, statistics=statistics, num_simulations=n,
+                                alpha=alpha, seed=seed)  # fmt: skip
+
+    @strict
+    def posterior_predictive(
+        self,
+        observed: Mapping[str, Any],
+        statistics: Mapping[str, Any] | None = None,
+        num_samples: int = 200,
+        keep: str | Sequence[str] = (),
+        alpha: float = 0.05,
+        seed: int | None = None,
+    ):
+        """Posterior predictive check of each observed dataset: the simulator run at
+        ``num_samples`` of its amortized posterior draws, and per statistic the p-value
+        ``P(T(y_rep) >= T(y) | y)``; ``keep``: observed variables (covariates) held fixed
+        in the replicates (:func:`~amortized.workflow.criticism.posterior_predictive`)."""
+        from .criticism import posterior_predictive
+
+        return posterior_predictive(self, observed, statistics=statistics,
+                                    num_samples=num_samples, keep=keep, alpha=alpha,
+                                    seed=seed)  # fmt: skip
+
+    @strict
+    def marginal_likelihood(
+        self,
+        observed: Mapping[str, Any],
+        model: DensityModel | None = None,
+        num_samples: int = 2000,
+        seed: int | None = None,
+    ):
+        """log p(y) of each observed dataset by importance sampling from the amortized
+        posterior, with its standard error, Pareto k-hat and the self-consistency spread
+        of ``log p(theta, y) - log q(theta | y)`` over the draws (0 for an exact
+        posterior; :mod:`amortized.diagnostics.marginal_likelihood`). ``model``: the
+        ``NumPyroModel`` / ``LikelihoodModel`` (default: the one the workflow was built
+        from)."""
+        from .criticism import marginal_likelihood
+
+        model = getattr(self, "model", None) if model is None else model
+        if model is None:
+            raise TypeError(
+                "marginal_likelihood: needs the model's likelihood: pass model=bf.NumPyroModel"
+                "(...) or bf.LikelihoodModel(...) (this workflow was built from a simulator, "
+                "which has no density)"
+            )
+        return marginal_likelihood(self, model, observed, num_samples=num_samples, seed=seed)
+
     # -- diagnostics -------------------------------------------------------------------
     def _held_out(self, where, test_data, num_samples, variable_keys, seed):
         """Posterior draws for held-out simulations, their true values and the extra of
@@ -678,10 +767,18 @@ class BasicWorkflow:
         configuration: Mapping[str, Any] | None = None,
         title: str = "Diagnostic report",
         seed: int | None = None,
+        observed: Mapping[str, Any] | None = None,
+        keep: str | Sequence[str] = (),
     ) -> Path:
         """Diagnose on ``test_data`` (default: 300 fresh simulations) and write the report
         folder ``path`` (figures, metrics.csv, history.json, report.md/.json/.html; see
-        :mod:`amortized.diagnostics.report`). Returns the folder."""
+        :mod:`amortized.diagnostics.report`). Returns the folder.
+
+        ``observed``: observed datasets ``{name: (num_datasets, ...)}``; the report then
+        also criticizes the model on them (``misspecification.png``,
+        ``prior_predictive.png``, ``posterior_predictive.png``, and under ``"observed"``
+        the indices of the datasets each check flags; ``keep`` as in
+        :meth:`posterior_predictive`)."""
         draws, targets, _ = self._held_out("report", test_data, num_samples, variable_keys, seed)
         history = self.history or None
         dx = diagnostics.diagnose(draws, targets, history, test_quantities=test_quantities)
@@ -690,14 +787,35 @@ class BasicWorkflow:
         )
         figs["loss"] = figs.pop("losses")
         config = self._report_configuration(draws, dx.table, num_samples, configuration)
+        crit = self._criticism(observed, keep, seed)
+        steps = diagnostics.next_steps(dx.ratings, dx.history_check, first=crit[3] if crit else ())
         rep = diagnostics.build_report(
-            dx.table, dx.ratings, history, dx.history_check, dx.next_steps, config, title=title
+            dx.table, dx.ratings, history, dx.history_check, steps, config, title=title
         )
+        self._add_criticism(rep, figs, crit)
         try:
             return diagnostics.write_report(path, rep, figs, dx.table, history)
         finally:
             for f in figs.values():
                 f.clear()
+
+    def _criticism(self, observed, keep, seed):
+        """The model criticism of ``observed`` for a report (None without observed data):
+        figures, their entries, the summary and the next steps
+        (:func:`~amortized.workflow.criticism.observed_report`)."""
+        if observed is None:
+            return None
+        from .criticism import observed_report
+
+        crit_seed = None if seed is None else stream_seeds(seed, ("criticism",))["criticism"]
+        return observed_report(self, observed, keep, seed=crit_seed)
+
+    @staticmethod
+    def _add_criticism(rep: dict, figs: dict, crit) -> None:
+        if crit is not None:
+            figs.update(crit[0])
+            rep["figures"].update(crit[1])
+            rep["observed"] = crit[2]
 
     def _report_configuration(self, draws, table, num_samples, configuration) -> dict[str, Any]:
         """The report's configuration: the networks and training (:meth:`_configuration`),
@@ -740,13 +858,17 @@ class BasicWorkflow:
 
     @classmethod
     def load(cls, path: str | os.PathLike, simulator: Simulator | None = None) -> BasicWorkflow:
-        """Load a workflow saved with :meth:`save`; pass ``simulator`` to keep simulating."""
+        """Load a workflow saved with :meth:`save`; pass ``simulator`` (or the
+        ``NumPyroModel`` / ``LikelihoodModel``) to keep simulating."""
         approximator, extra = load_approximator(path)
         wf = cls.__new__(cls)
         wf.simulator = simulator
         wf.initial_learning_rate = float(extra.get("initial_learning_rate", 5e-4))
         wf.optimizer = None
         wf.approximator = approximator
+        wf.model = simulator if isinstance(simulator, DensityModel) else None
+        if wf.model is not None:
+            wf.simulator = simulator.simulator
         restore_settings(wf, extra, simulator, "BasicWorkflow.load")
         return wf
 

@@ -53,6 +53,7 @@ from ..diagnostics.ensemble_disagreement import (
 from ..diagnostics.ratings import combine_history_checks, inspect_history
 from ..networks import InferenceNetwork, RatioNetwork, ScoringRuleNetwork
 from ..simulators import Simulator
+from ..simulators._density_model import DensityModel
 from .basic import (
     BasicWorkflow,
     _resolve_network,
@@ -148,6 +149,7 @@ class EnsembleWorkflow(BasicWorkflow):
         standardize: str | Sequence[str] | None = "all",
         weights: Sequence[float] | None = None,
     ):
+        self.model = simulator if isinstance(simulator, DensityModel) else None
         simulator, adapter = resolve_model(
             "EnsembleWorkflow",
             simulator,
@@ -316,10 +318,13 @@ class EnsembleWorkflow(BasicWorkflow):
         configuration: Mapping[str, Any] | None = None,
         title: str = "Diagnostic report (ensemble)",
         seed: int | None = None,
+        observed: Mapping[str, Any] | None = None,
+        keep: str | Sequence[str] = (),
     ) -> Path:
         """The diagnostic report of :meth:`BasicWorkflow.report` for the mixture, with the
         members' training curves, the ``ensemble_disagreement`` figure and metrics, and
-        the flagged held-out datasets in its assessment and next steps."""
+        the flagged held-out datasets in its assessment and next steps; ``observed`` and
+        ``keep`` as there."""
         draws, targets, dis = self._diagnosed("report", test_data, num_samples, variable_keys,
                                               seed)  # fmt: skip
         dx = diagnostics.diagnose(draws, targets, None, test_quantities=test_quantities)
@@ -341,8 +346,11 @@ class EnsembleWorkflow(BasicWorkflow):
             f"trusted without a check; train on more simulations, or run the amortized "
             f"Bayesian workflow, which sends such datasets on to importance sampling or MCMC."
         ]
-        steps = diagnostics.next_steps(dx.ratings, check, first=disagree if flagged else ())
+        crit = self._criticism(observed, keep, seed)
+        first = (crit[3] if crit else []) + (disagree if flagged else [])
+        steps = diagnostics.next_steps(dx.ratings, check, first=first)
         rep = diagnostics.build_report(table, dx.ratings, None, check, steps, config, title=title)
+        self._add_criticism(rep, figs, crit)
         rep["history"] = _histories_summary(histories, check)
         rep["metric_descriptions"].update(ENSEMBLE_METRICS)
         rep["figures"]["loss"]["explanation"] = (
@@ -406,6 +414,9 @@ class EnsembleWorkflow(BasicWorkflow):
         """Load a workflow saved with :meth:`save`; pass ``simulator`` to keep simulating."""
         approximator, extra = EnsembleApproximator.load_with_extra(path)
         wf = cls.__new__(cls)
+        wf.model = simulator if isinstance(simulator, DensityModel) else None
+        if wf.model is not None:
+            simulator = simulator.simulator
         wf._set_up(simulator, float(extra.get("initial_learning_rate", 5e-4)), None)
         wf.approximator = approximator
         wf.member_names = list(

@@ -8,6 +8,7 @@ from .loss import loss
 from .mmd_hypothesis_test import mmd_hypothesis_test
 from .model_comparison import mc_calibration, mc_confusion_matrix
 from .pairs import pairs_posterior, pairs_samples
+from .predictive import predictive_check
 from .recovery import recovery
 from .z_score_contraction import z_score_contraction
 
@@ -23,6 +24,7 @@ __all__ = [
     "mmd_hypothesis_test",
     "pairs_posterior",
     "pairs_samples",
+    "predictive_check",
     "recovery",
     "z_score_contraction",
 ]
