@@ -49,6 +49,9 @@ def test_every_dataset_ends_in_a_step_and_psis_weights_are_checked(trained):
     assert res.draws["sigma"].shape == (6, 300, 1) and np.all(res.draws["sigma"] > 0)
     table = res.table()
     assert list(table["step"]) == list(res.step) and "distance" in table
+    # the kernel misspecification test's p-values: (1 + count) / (1 + #null) lies in (0, 1]
+    p = table["misspecification_p"]
+    assert np.all((p > 0) & (p <= 1)) and np.all(np.isnan(table["disagreement"]))
     idata = res.to_inference_data(0)
     assert idata.posterior["mu"].shape[:2] == (1, 300)
     # ArviZ 1.x: a DataTree that arviz_stats summarizes; its mean and sd are the draws'

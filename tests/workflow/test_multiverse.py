@@ -146,7 +146,7 @@ def test_selecting_universes_and_bad_input():
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained_defaults():
     mv = make()
     # the library's defaults (network, early stopping) on 2 x 10^4 simulations
     wf = bf.BasicWorkflow(simulator=mv.simulator, adapter=mv.default_adapter())
@@ -154,8 +154,22 @@ def trained():
     return wf, mv
 
 
-def test_one_network_learns_every_universe_and_writes_a_report(trained, tmp_path):
-    wf, mv = trained
+@pytest.fixture(scope="module")
+def trained():
+    # a small network trained briefly: the report, saving and the context signature, not
+    # accuracy (that is test_one_network_learns_every_universe, slow, and the benchmark)
+    mv = make()
+    net = bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [32, 32]})
+    wf = bf.BasicWorkflow(simulator=mv.simulator, adapter=mv.default_adapter(),
+                          inference_network=net)  # fmt: skip
+    wf.fit_offline(mv.simulator.sample(2000, seed=4), epochs=5, batch_size=64, seed=5,
+                   progress=False, early_stopping=False)  # fmt: skip
+    return wf, mv
+
+
+@pytest.mark.slow
+def test_one_network_learns_every_universe(trained_defaults):
+    wf, mv = trained_defaults
     for u, (s0, s) in enumerate([(0.3, 1.0), (0.3, 3.0), (3.0, 1.0), (3.0, 3.0)]):
         # held-out data from the universe itself (data that only a wide prior makes are
         # outside what a narrow-prior universe was trained on)
@@ -169,6 +183,10 @@ def test_one_network_learns_every_universe_and_writes_a_report(trained, tmp_path
         # the narrow-prior low-noise and the wide-prior high-noise universes)
         np.testing.assert_allclose((got.mean(1) - m) / sd, 0.0, atol=0.3)
         np.testing.assert_allclose(got.std(1) / sd, 1.0, rtol=0.1)
+
+
+def test_multiverse_report(trained, tmp_path):
+    wf, mv = trained
     y = mv.models[3].simulator.sample(4, seed=20)["y"]
     res = bf.sensitivity.multiverse_analysis(wf, mv, {"y": y}, num_samples=2000, seed=8)
     folder = res.write_report(tmp_path / "report", history=wf.history)

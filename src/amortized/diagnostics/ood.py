@@ -21,12 +21,26 @@ from .mmd import kernel_matrix, median_distance, mmd, split_mmds
 @dataclass(frozen=True)
 class SummaryReference:
     """Mean ``(d,)``, inverse covariance ``(d, d)`` and distance cut-off of training
-    summaries."""
+    summaries; ``summaries`` ``(m, d)``: the summaries themselves (kept for the kernel
+    misspecification test, :meth:`misspecification_p`)."""
 
     mean: np.ndarray
     precision: np.ndarray
     cutoff: float
     alpha: float
+    summaries: np.ndarray | None = None
+
+    def misspecification_p(self, summaries: np.ndarray) -> np.ndarray:
+        """``(num_datasets,)``: the p-value of each dataset's kernel misspecification test
+        (:func:`~amortized.diagnostics.misspecification.misspecification_test`), the
+        reference's first half as the reference and the second as the null."""
+        from .misspecification import misspecification_test
+
+        if self.summaries is None:
+            raise ValueError("SummaryReference: built without its summaries")
+        half = len(self.summaries) // 2
+        ref, null = self.summaries[:half], self.summaries[half:]
+        return misspecification_test(summaries, ref, null, alpha=self.alpha).p_value
 
     def distances(self, summaries: np.ndarray) -> np.ndarray:
         s = np.asarray(summaries, np.float64)
@@ -58,7 +72,7 @@ def summary_reference(train_summaries: np.ndarray, alpha: float = 0.05) -> Summa
     cov = cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov))
     ref = SummaryReference(mean, np.linalg.inv(cov), np.inf, float(alpha))
     cutoff = float(np.quantile(ref.distances(s), 1 - alpha))
-    return SummaryReference(mean, ref.precision, cutoff, float(alpha))
+    return SummaryReference(mean, ref.precision, cutoff, float(alpha), s)
 
 
 def mmd_check(

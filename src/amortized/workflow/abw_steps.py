@@ -65,7 +65,9 @@ def num_datasets(data: Mapping[str, np.ndarray]) -> int:
 class AmortizedStep:
     """``draws {site: (n, S, *shape)}``; ``log_q (n, S)`` when asked for, else None;
     ``valid (n, S)``: draws inside the support with finite values; ``distance (n,)`` and
-    ``ood (n,)``: the out-of-distribution distance and its verdict; for an ensemble,
+    ``ood (n,)``: the out-of-distribution distance and its verdict; ``misspecification_p
+    (n,)``: the p-value of the kernel misspecification test in the same space (NaN when
+    the reference has too few simulations for it; reported, not a gate); for an ensemble,
     ``disagreement (n,)`` (the largest over parameters of the members' disagreement and
     log sd spread, :mod:`amortized.diagnostics.ensemble_disagreement`) and ``disagree
     (n,)``, its verdict (all False for a single network)."""
@@ -77,6 +79,7 @@ class AmortizedStep:
     ood: np.ndarray
     disagreement: np.ndarray | None = None
     disagree: np.ndarray | None = None
+    misspecification_p: np.ndarray | None = None
 
     @property
     def accepted(self) -> np.ndarray:
@@ -128,13 +131,25 @@ def amortized_step(
         draws = estimator.sample(conditions=data, num_samples=num_samples, seed=seed)
     keys = model.latent_sites if model is not None else list(draws)
     draws = {k: np.array(draws[k]) for k in keys}
-    distance = reference.distances(estimator.embed(data))
+    embedded = estimator.embed(data)
+    distance = reference.distances(embedded)
     ood = distance > reference.cutoff
     valid = valid_draws(model, draws)
+    mis_p = _misspecification_p(reference, embedded)
     if dis is None:
-        return AmortizedStep(draws, log_q, valid, distance, ood)
+        return AmortizedStep(draws, log_q, valid, distance, ood, misspecification_p=mis_p)
     worst = np.maximum(dis.disagreement, dis.log_sd_spread).max(axis=1)
-    return AmortizedStep(draws, log_q, valid, distance, ood, worst, dis.flagged)
+    return AmortizedStep(draws, log_q, valid, distance, ood, worst, dis.flagged, mis_p)
+
+
+def _misspecification_p(reference: SummaryReference, embedded: np.ndarray) -> np.ndarray:
+    n = len(embedded)
+    summaries = reference.summaries
+    if summaries is None or len(summaries) // 2 < 2 * summaries.shape[1] + 2:
+        return np.full(n, np.nan)
+    if (len(summaries) - len(summaries) // 2) * reference.alpha < 1:
+        return np.full(n, np.nan)
+    return reference.misspecification_p(embedded)
 
 
 def log_q_of_draws(estimator, model: DensityModel, draws: Draws, data, valid) -> np.ndarray:

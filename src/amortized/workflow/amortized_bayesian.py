@@ -75,6 +75,7 @@ STREAMS = (
 #: per-dataset diagnostics (floats, NaN where a step did not run), in the table's order
 DIAGNOSTICS = (
     "distance",
+    "misspecification_p",
     "disagreement",
     "valid_draws",
     "khat",
@@ -90,7 +91,9 @@ DIAGNOSTICS = (
 class WorkflowResult:
     """Per dataset: ``step`` (which step produced the accepted draws, or "review"),
     ``draws`` ``{site: (num_datasets, num_samples, *shape)}``, ``diagnostics`` (arrays over
-    datasets: distance, ood, valid_draws (amortized draws in the support, after PSIS those
+    datasets: distance, ood, misspecification_p (the kernel misspecification test's p-value
+    in the same summary space, :mod:`amortized.diagnostics.misspecification`),
+    disagreement (an ensemble's), valid_draws (amortized draws in the support, after PSIS those
     with a finite weight), khat, psis_ess, nested_rhat, rhat, ess (bulk ESS of the last MCMC
     step run: ChEES, or NUTS after it), NaN where a step did not run; and note, why a
     dataset marked "review" was not accepted), ``seconds`` per step and ``observed``, the
@@ -365,6 +368,8 @@ class AmortizedBayesianWorkflow:
         draws = {k: v.copy() for k, v in first.draws.items()}
         diag["valid_draws"] = first.valid.sum(axis=1).astype(float)
         diag["distance"], diag["ood"] = first.distance, first.ood
+        if first.misspecification_p is not None:
+            diag["misspecification_p"] = first.misspecification_p
         if first.disagreement is not None:
             diag["disagreement"] = first.disagreement
             note[first.disagree] = "ensemble members disagree"
