@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mmd import kernel_matrix, median_distance
+from .mmd import cross_kernel_matrix, kernel_matrix, median_distance
+from .ood import ridged_covariance
 
 #: bandwidths relative to the median pairwise distance of the whitened reference
 BANDWIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -66,26 +67,15 @@ def _as_summaries(name: str, x, dim: int | None = None) -> np.ndarray:
 
 
 def _whitener(ref: np.ndarray):
-    """The map ``s -> L^-1 (s - mean)`` with ``L L^T`` the reference's covariance (plus a
-    ridge of 1e-6 of its mean variance, so that constant summaries do not divide by 0)."""
+    """The map ``s -> L^-1 (s - mean)`` with ``L L^T`` the reference's ridged covariance
+    (:func:`~amortized.diagnostics.ood.ridged_covariance`)."""
     mean = ref.mean(axis=0)
-    cov = np.atleast_2d(np.cov(ref, rowvar=False))
-    cov = cov + 1e-6 * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
-    chol = np.linalg.cholesky(cov)
+    chol = np.linalg.cholesky(ridged_covariance(ref))
 
     def whiten(s):
         return np.linalg.solve(chol, (s - mean).T).T
 
     return whiten
-
-
-def _cross_means(a: np.ndarray, ref: np.ndarray, bw: np.ndarray) -> np.ndarray:
-    """``(len(a),)``: the mean over reference rows of the summed kernels k(a_i, r_j)."""
-    out = np.empty(len(a))
-    for i in range(0, len(a), 512):
-        d2 = np.sum((a[i : i + 512, None, :] - ref[None]) ** 2, axis=-1)
-        out[i : i + 512] = np.exp(-d2[None] / (2 * bw[:, None, None] ** 2)).sum(0).mean(1)
-    return out
 
 
 def misspecification_test(
@@ -142,7 +132,9 @@ def misspecification_test(
     k_ref = kernel_matrix(ref, bw)  # diagonal 0
     ref_term = k_ref.sum() / (len(ref) * (len(ref) - 1))
     self_term = float(len(bw))  # k(s, s) summed over the bandwidths
-    obs_cross, null_cross = _cross_means(obs, ref, bw), _cross_means(null_s, ref, bw)
+    # the mean over reference rows of the summed kernels k(s, r_j), per summary s
+    obs_cross = cross_kernel_matrix(obs, ref, bw).mean(axis=1)
+    null_cross = cross_kernel_matrix(null_s, ref, bw).mean(axis=1)
     if not batch:
         if len(null_s) * alpha < 1:
             raise ValueError(

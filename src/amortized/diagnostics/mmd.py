@@ -27,14 +27,21 @@ def _kernel_sum(a: np.ndarray, b: np.ndarray, bandwidths: np.ndarray, same: bool
     return total
 
 
-def kernel_matrix(x: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
-    """``(n, n)``: the sum over ``bandwidths`` of the Gaussian kernels between the rows of
-    ``x`` ``(n, dim)``, diagonal set to 0 (the unbiased estimate leaves out k(x_i, x_i)).
-    Float64: ``8 n^2`` bytes."""
-    k = np.empty((len(x), len(x)))
-    for i in range(0, len(x), _CHUNK):
-        d2 = np.sum((x[i : i + _CHUNK, None, :] - x[None, :, :]) ** 2, axis=-1)
+def cross_kernel_matrix(a: np.ndarray, b: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
+    """``(n, m)``: the sum over ``bandwidths`` of the Gaussian kernels between the rows of
+    ``a`` ``(n, dim)`` and of ``b`` ``(m, dim)``, computed ``_CHUNK`` rows of ``a`` at a
+    time. Float64: ``8 n m`` bytes."""
+    k = np.empty((len(a), len(b)))
+    for i in range(0, len(a), _CHUNK):
+        d2 = np.sum((a[i : i + _CHUNK, None, :] - b[None, :, :]) ** 2, axis=-1)
         k[i : i + _CHUNK] = np.exp(-d2[None] / (2 * bandwidths[:, None, None] ** 2)).sum(axis=0)
+    return k
+
+
+def kernel_matrix(x: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
+    """``(n, n)``: :func:`cross_kernel_matrix` of ``x`` with itself, diagonal set to 0 (the
+    unbiased estimate leaves out k(x_i, x_i)). Float64: ``8 n^2`` bytes."""
+    k = cross_kernel_matrix(x, x, bandwidths)
     np.fill_diagonal(k, 0.0)
     return k
 

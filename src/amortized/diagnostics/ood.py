@@ -57,6 +57,14 @@ class SummaryReference:
         return self.distances(summaries) > self.cutoff
 
 
+def ridged_covariance(s: np.ndarray) -> np.ndarray:
+    """The covariance ``(d, d)`` of the rows of ``s`` ``(m, d)`` plus a ridge of 1e-6 times
+    its mean variance (at least 1e-12 of it), so that constant directions do not make it
+    singular."""
+    cov = np.atleast_2d(np.cov(s, rowvar=False))  # one summary: np.cov gives a scalar
+    return cov + 1e-6 * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
+
+
 def summary_reference(train_summaries: np.ndarray, alpha: float = 0.05) -> SummaryReference:
     """Fit the reference to training summaries ``(num_datasets, d)``; the covariance gets a
     ridge of 1e-6 times its mean variance so that constant directions do not divide by 0."""
@@ -68,9 +76,7 @@ def summary_reference(train_summaries: np.ndarray, alpha: float = 0.05) -> Summa
     if not 0 < alpha < 1:
         raise ValueError(f"summary_reference: alpha must lie in (0, 1), got {alpha}")
     mean = s.mean(axis=0)
-    cov = np.atleast_2d(np.cov(s, rowvar=False))  # one summary: np.cov gives a scalar
-    cov = cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov))
-    ref = SummaryReference(mean, np.linalg.inv(cov), np.inf, float(alpha))
+    ref = SummaryReference(mean, np.linalg.inv(ridged_covariance(s)), np.inf, float(alpha))
     cutoff = float(np.quantile(ref.distances(s), 1 - alpha))
     return SummaryReference(mean, ref.precision, cutoff, float(alpha), s)
 

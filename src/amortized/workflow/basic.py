@@ -91,13 +91,15 @@ def resolve_model(
     inference_conditions,
     summary_variables,
     summary_mask,
-) -> tuple[Simulator | None, Adapter]:
-    """A workflow's simulator and adapter from what it was given: a model with a likelihood
-    stands for its prior predictive simulator (and gives its default adapter when neither
-    an adapter nor variable names are given); the adapter is given or built from names."""
+) -> tuple[DensityModel | None, Simulator | None, Adapter]:
+    """A workflow's model, simulator and adapter from what it was given: a model with a
+    likelihood (returned first, else None) stands for its prior predictive simulator (and
+    gives its default adapter when neither an adapter nor variable names are given); the
+    adapter is given or built from names."""
     names = (inference_variables, inference_conditions, summary_variables, summary_mask)
     names_given = any(v is not None for v in names)
-    if isinstance(simulator, DensityModel):
+    model = simulator if isinstance(simulator, DensityModel) else None
+    if model is not None:
         if adapter is None and not names_given:
             adapter = simulator.default_adapter()
         simulator = simulator.simulator
@@ -112,10 +114,10 @@ def resolve_model(
                 f"{where}: give an adapter, or name the inference_variables (and "
                 f"inference_conditions / summary_variables) to build the default one"
             )
-        return simulator, Adapter.create_default(*names)
+        return model, simulator, Adapter.create_default(*names)
     if names_given:
         raise ValueError(f"{where}: give either an adapter or variable names, not both")
-    return simulator, adapter
+    return model, simulator, adapter
 
 
 class BasicWorkflow:
@@ -166,8 +168,7 @@ class BasicWorkflow:
         standardize: str | Sequence[str] | None = "all",
     ):
         #: the model with a likelihood the workflow was built from (None for a simulator)
-        self.model = simulator if isinstance(simulator, DensityModel) else None
-        simulator, adapter = resolve_model(
+        self.model, simulator, adapter = resolve_model(
             "BasicWorkflow",
             simulator,
             adapter,
@@ -862,13 +863,9 @@ class BasicWorkflow:
         ``NumPyroModel`` / ``LikelihoodModel``) to keep simulating."""
         approximator, extra = load_approximator(path)
         wf = cls.__new__(cls)
-        wf.simulator = simulator
         wf.initial_learning_rate = float(extra.get("initial_learning_rate", 5e-4))
         wf.optimizer = None
         wf.approximator = approximator
-        wf.model = simulator if isinstance(simulator, DensityModel) else None
-        if wf.model is not None:
-            wf.simulator = simulator.simulator
         restore_settings(wf, extra, simulator, "BasicWorkflow.load")
         return wf
 
@@ -884,8 +881,11 @@ def checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def restore_settings(wf, extra: Mapping[str, Any], simulator, where: str) -> None:
-    """A loaded workflow's metadata and context signature from the ``extra`` saved with it;
-    a simulator whose context differs from the one the model was trained with raises."""
+    """A loaded workflow's simulator (a model with a likelihood also kept as ``wf.model``),
+    metadata and context signature from the ``extra`` saved with it; a simulator whose
+    context differs from the one the model was trained with raises."""
+    wf.model = simulator if isinstance(simulator, DensityModel) else None
+    wf.simulator = simulator.simulator if wf.model is not None else simulator
     wf.metadata = dict(extra.get("metadata", {}))
     wf._saved_context = extra.get("context")
     given = getattr(simulator, "context", None)

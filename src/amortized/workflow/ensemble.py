@@ -53,7 +53,6 @@ from ..diagnostics.ensemble_disagreement import (
 from ..diagnostics.ratings import combine_history_checks, inspect_history
 from ..networks import InferenceNetwork, RatioNetwork, ScoringRuleNetwork
 from ..simulators import Simulator
-from ..simulators._density_model import DensityModel
 from .basic import (
     BasicWorkflow,
     _resolve_network,
@@ -149,8 +148,7 @@ class EnsembleWorkflow(BasicWorkflow):
         standardize: str | Sequence[str] | None = "all",
         weights: Sequence[float] | None = None,
     ):
-        self.model = simulator if isinstance(simulator, DensityModel) else None
-        simulator, adapter = resolve_model(
+        self.model, simulator, adapter = resolve_model(
             "EnsembleWorkflow",
             simulator,
             adapter,
@@ -414,10 +412,7 @@ class EnsembleWorkflow(BasicWorkflow):
         """Load a workflow saved with :meth:`save`; pass ``simulator`` to keep simulating."""
         approximator, extra = EnsembleApproximator.load_with_extra(path)
         wf = cls.__new__(cls)
-        wf.model = simulator if isinstance(simulator, DensityModel) else None
-        if wf.model is not None:
-            simulator = simulator.simulator
-        wf._set_up(simulator, float(extra.get("initial_learning_rate", 5e-4)), None)
+        wf._set_up(None, float(extra.get("initial_learning_rate", 5e-4)), None)
         wf.approximator = approximator
         wf.member_names = list(
             extra.get("member_names") or [f"member_{i}" for i in range(len(approximator))]
@@ -427,20 +422,18 @@ class EnsembleWorkflow(BasicWorkflow):
 
 
 def _histories_summary(histories: Mapping[str, Mapping], check) -> dict:
-    """The report's ``"history"`` entry for several members: the longest run's epochs,
-    the members' mean final losses."""
-    from ..diagnostics.report import _finite
+    """The report's ``"history"`` entry for several members: the longest run's epochs, the
+    members' mean final losses, and the combined check's findings
+    (:func:`~amortized.diagnostics.report.history_summary`)."""
+    from ..diagnostics.report import _finite, history_summary
 
     def mean_last(key):
         last = [float(h[key][-1]) for h in histories.values() if h.get(key)]
         return _finite(float(np.mean(last))) if last else None
 
     return {
+        **history_summary(None, check),
         "num_epochs": max((len(h.get("loss", [])) for h in histories.values()), default=0),
         "final_loss": mean_last("loss"),
         "final_val_loss": mean_last("val_loss"),
-        "nonfinite": bool(check.nonfinite) if check else False,
-        "overfitting": check.overfitting if check else None,
-        "undertrained": bool(check.undertrained) if check else False,
-        "messages": list(check.messages) if check else [],
     }
