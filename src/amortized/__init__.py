@@ -28,6 +28,7 @@ from .approximators import (  # noqa: E402
     ContinuousApproximator,
     ModelComparisonApproximator,
     ScoringRuleApproximator,
+    SelfConsistency,
 )
 from .simulators import LikelihoodModel, NumPyroModel, make_simulator  # noqa: E402
 from .training import set_cpu_devices  # noqa: E402
@@ -51,6 +52,7 @@ __all__ = [
     "ModelComparisonWorkflow",
     "NumPyroModel",
     "ScoringRuleApproximator",
+    "SelfConsistency",
     "__version__",
     "adapters",
     "approximators",

@@ -8,6 +8,7 @@ from .model_comparison import ModelComparisonApproximator
 from .protocol import DensityEstimator, density_estimator
 from .ratio import RatioApproximator
 from .scoring_rule import ScoringRuleApproximator
+from .self_consistency import SelfConsistency
 
 #: BayesFlow 2.1's name for the same estimator
 BasicEstimator = ContinuousApproximator
@@ -22,5 +23,6 @@ __all__ = [
     "Networks",
     "RatioApproximator",
     "ScoringRuleApproximator",
+    "SelfConsistency",
     "density_estimator",
 ]

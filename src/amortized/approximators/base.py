@@ -28,6 +28,7 @@ from ..training.stopping import PlateauRule
 from . import condition_checks, core, inputs
 from .core import IC, SV, Networks
 from .parts import build_networks, standardize_keys
+from .self_consistency import with_self_consistency
 from .standardization import Stats
 from .trained import Trained
 from .training_inputs import check_fit_options, disk_inputs, offline_inputs, online_inputs
@@ -198,6 +199,7 @@ class Approximator:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        self_consistency: Any = None,
     ) -> dict[str, list]:
         """Train offline on ``dataset`` (or a bank on ``disk``: a
         :class:`~amortized.training.disk.DiskBank`) or online on ``simulate(n, seed)``.
@@ -219,7 +221,9 @@ class Approximator:
         ``data_seed``: the seed of the training data's own randomness (the held-out split,
         online simulations), apart from ``seed``'s (initialization, batch order); several
         approximators given one ``data_seed`` and different seeds train on the same
-        simulations (an ensemble). Default: drawn from ``seed``. Returns the history
+        simulations (an ensemble). Default: drawn from ``seed``. ``self_consistency``: a
+        :class:`~amortized.approximators.self_consistency.SelfConsistencyTerm` added to the
+        training loss (a workflow builds it from ``bf.SelfConsistency``). Returns the history
         ``{"loss": [...], "val_loss": [...]}`` (per-epoch means).
         """
         epochs, batch_size, patience = check_fit_options(
@@ -271,6 +275,8 @@ class Approximator:
                             online=simulate is not None, steps=data.steps_per_epoch)  # fmt: skip
             if data_seed is not None:
                 settings["data_seed"] = data_seed
+            if self_consistency is not None:
+                settings["self_consistency"] = self_consistency.config.settings()
             fp = checkpoint.fingerprint(self, inputs.row_shapes(data.first), settings)
             ckpt = dataclasses.replace(ckpt, fingerprint=fp)
             if saved is not None:
@@ -279,6 +285,8 @@ class Approximator:
         if flat:
             optimizer = default_optimizer(learning_rate, epochs * data.steps_per_epoch)
         loss_fn = core.loss if mask_rate == 0 else functools.partial(core.loss, mask_rate=mask_rate)
+        if self_consistency is not None:
+            loss_fn = with_self_consistency(loss_fn, self_consistency, data.steps_per_epoch)
         nets, history = fit(
             state.nets,
             state.stats,

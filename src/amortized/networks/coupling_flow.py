@@ -110,6 +110,14 @@ class _Coupling(eqx.Module):
         return jnp.concatenate([x1, x2]), ld + ld_a
 
 
+def _inverse_permutation(p: jax.Array) -> jax.Array:
+    """``q`` with ``q[p] = arange``: the inverse of permutation ``p``. Not ``argsort(p)``
+    or ``zeros_like(p)``: both build arrays with ``p``'s sharding, which fails inside the
+    data-parallel training step's ``shard_map`` (a sampling pass inside the loss:
+    self-consistency)."""
+    return jnp.zeros(p.shape, p.dtype).at[p].set(jnp.arange(p.shape[0], dtype=p.dtype))
+
+
 class CouplingFlow(InferenceNetwork):
     """Normalizing flow of dual coupling layers; fast sampling and exact ``log_prob``.
 
@@ -261,7 +269,7 @@ class CouplingFlow(InferenceNetwork):
             z, ld = self.layers[i].inverse(z, c)
             logdet = logdet + ld
             if self.perms is not None:
-                z = z[jnp.argsort(self.perms[i])]
+                z = z[_inverse_permutation(self.perms[i])]
             if self.actnorm is not None:
                 log_s, b = self.actnorm[i]
                 z = (z - b) * jnp.exp(-log_s)

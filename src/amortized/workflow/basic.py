@@ -28,6 +28,8 @@ from .._validation import check_positive_int, strict
 from ..adapters import Adapter
 from ..adapters.usage import head_rows, key_routes
 from ..approximators import ContinuousApproximator, RatioApproximator, ScoringRuleApproximator
+from ..approximators.self_consistency import SelfConsistency
+from ..approximators.self_consistency import prepare as prepare_self_consistency
 from ..approximators.serialization import load_approximator, save_approximator
 from ..networks import (
     CouplingFlow,
@@ -57,7 +59,8 @@ DEFAULT_EPOCHS = 100
 
 # simulations a workflow makes besides the training data, each from its own stream of the
 # call's seed (a fit's validation simulations, held-out simulations for diagnostics)
-SIMULATION_STREAMS = ("validation", "held_out")
+# a new purpose goes last: child seeds are prefix-stable, so the others keep their seeds
+SIMULATION_STREAMS = ("validation", "held_out", "self_consistency")
 
 
 def _stream(seed: int | None, name: str) -> int | None:
@@ -308,6 +311,7 @@ class BasicWorkflow:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        self_consistency: SelfConsistency | None = None,
     ) -> dict[str, list]:
         """Train on a fixed set of simulations ``data`` (a dict of arrays, batch leading).
 
@@ -360,6 +364,7 @@ class BasicWorkflow:
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            self_consistency=self_consistency,
         )
 
     def _fit_fixed_set(
@@ -402,6 +407,7 @@ class BasicWorkflow:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        self_consistency: SelfConsistency | None = None,
     ) -> dict[str, list]:
         """Train on a bank of simulations on disk: the files in ``root`` matching
         ``pattern``, one simulation each (a dict of arrays without a batch axis, pickled
@@ -439,6 +445,7 @@ class BasicWorkflow:
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            self_consistency=self_consistency,
         )
 
     @strict
@@ -455,6 +462,7 @@ class BasicWorkflow:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        self_consistency: SelfConsistency | None = None,
     ) -> dict[str, list]:
         """Train on fresh simulations: each epoch simulates
         ``num_batches_per_epoch * batch_size`` datasets. With a ``meta_fn`` every batch of
@@ -485,11 +493,19 @@ class BasicWorkflow:
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            self_consistency=self_consistency,
         )
 
     def _fit(self, source, validation_data, seed, **settings):
         """The approximator's fit with this workflow's validation data, learning rate and
-        optimizer; ``settings`` are the fit method's own keywords, passed on unchanged."""
+        optimizer; ``settings`` are the fit method's own keywords, passed on unchanged but
+        for ``self_consistency``, which becomes the term training adds
+        (:func:`~amortized.approximators.self_consistency.prepare`)."""
+        sc = settings.pop("self_consistency", None)
+        if sc is not None:
+            settings["self_consistency"] = prepare_self_consistency(
+                sc, self.model, self.approximator, _stream(seed, "self_consistency")
+            )
         return self.approximator.fit(
             **source,
             **settings,
