@@ -10,6 +10,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from scipy import stats
+from scipy.optimize import brentq
 
 import amortized as bf
 from amortized.workflow.abw_steps import (
@@ -98,6 +99,8 @@ def test_psis_step_accepts_the_exact_posterior_and_resamples_it(setup):
     assert res.accepted.all() and np.all(res.khat < 0.3), res.khat
     np.testing.assert_allclose(res.ess, 2000, rtol=1e-3)
     assert np.all(res.valid_draws == 2000) and res.note == [""] * 4
+    # the weights' spread is 0 for the exact posterior (float32 log densities of a few nats)
+    np.testing.assert_allclose(res.self_consistency, 0.0, atol=1e-4)
     mean, sd = exact_posterior(data["y"])
     for j in range(4):
         mu = res.resampled[j]["mu"]
@@ -132,6 +135,12 @@ def test_a_too_narrow_proposal_fails_psis_and_moment_matching_repairs_it(setup):
     # a proposal with 0.3 of the posterior sd: the weights' tail index is far above 0.7
     assert not plain.accepted.any() and np.all(plain.khat > 0.7), plain.khat
     assert np.all(np.isnan(plain.transforms))
+    # log p - log q = (1 - 0.3^2) u^2 / 2 + const for u ~ N(0, 1): the robust sd is 1.4826
+    # times 0.455 times the median absolute deviation of a chi-square(1); 2,000 proposals
+    # give it to a few percent
+    med = stats.chi2(1).median()
+    mad = brentq(lambda d: stats.chi2(1).cdf(med + d) - stats.chi2(1).cdf(med - d) - 0.5, 1e-6, 5)
+    np.testing.assert_allclose(plain.self_consistency, 1.4826 * 0.455 * mad, rtol=0.1)
     matched = _psis(target, data, draws, log_q, scale=0.3, moment_matching=True)
     # an affine map of a normal proposal can reach the normal posterior exactly
     assert matched.accepted.all() and np.all(matched.transforms >= 1), matched.khat

@@ -37,6 +37,24 @@ class UnreliableEstimateWarning(UserWarning):
     standard error may be far off."""
 
 
+def consistency_spread(log_weights: np.ndarray) -> np.ndarray:
+    """Self-consistency spread per dataset: 1.4826 times the median absolute deviation of
+    the finite ``log p(theta_s, y) - log q(theta_s | y)`` ``(num_datasets, S)`` over the
+    draws (0 for the exact posterior; NaN with fewer than two finite values).
+
+    >>> consistency_spread(np.array([[1.0, 1.0, 1.0], [0.0, 1.0, -np.inf]]))
+    array([0.    , 0.7413])
+    """
+    lw = np.asarray(log_weights, np.float64)
+    finite = np.isfinite(lw)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN, set below
+        masked = np.where(finite, lw, np.nan)
+        med = np.nanmedian(masked, axis=1, keepdims=True)
+        spread = 1.4826 * np.nanmedian(np.abs(masked - med), axis=1)
+    return np.where(finite.sum(axis=1) > 1, spread, np.nan)
+
+
 @dataclass(frozen=True)
 class MarginalLikelihood:
     """Per dataset ``(num_datasets,)``: ``log_ml`` (log p^(y)), ``se`` (its Monte Carlo
@@ -76,11 +94,8 @@ def marginal_likelihood_from_draws(
     with np.errstate(invalid="ignore", divide="ignore"):
         wn = np.exp(lw - logsumexp(lw, axis=1, keepdims=True))
         se = np.sqrt(np.maximum(np.sum(wn**2, axis=1) - 1.0 / s, 0.0))
-        masked = np.where(finite, lw, np.nan)
-        med = np.nanmedian(masked, axis=1, keepdims=True)
-        consistency = 1.4826 * np.nanmedian(np.abs(masked - med), axis=1)
     se = np.where(valid > 0, se, np.nan)
-    consistency = np.where(valid > 1, consistency, np.nan)
+    consistency = consistency_spread(lw)
     khat = np.asarray(psis(lw).khat, np.float64)
     reliable = (valid > 0) & (khat <= pareto_k_threshold(s))
     bad = np.flatnonzero(~reliable)

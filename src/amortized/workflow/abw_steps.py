@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._random import child_seeds
+from ..diagnostics.marginal_likelihood import consistency_spread
 from ..diagnostics.ood import SummaryReference
 from ..diagnostics.psis import importance_log_weights, moment_match, psis, resample
 from ..simulators import DensityModel
@@ -174,7 +175,9 @@ class PsisStep:
     ``{site: (num_samples, *shape)}`` (None when no proposal had a finite weight);
     ``khat``, ``ess`` (after moment matching where it ran), ``transforms`` (affine maps
     kept by moment matching, NaN where it did not run), ``valid_draws`` (proposals with a
-    finite weight) and ``note`` (why there are no resampled draws, else "")."""
+    finite weight), ``self_consistency`` (the spread of the proposals' log weights,
+    :func:`~amortized.diagnostics.marginal_likelihood.consistency_spread`: 0 for an exact
+    posterior) and ``note`` (why there are no resampled draws, else "")."""
 
     accepted: np.ndarray
     resampled: list[Draws | None]
@@ -182,6 +185,7 @@ class PsisStep:
     ess: np.ndarray
     transforms: np.ndarray
     valid_draws: np.ndarray
+    self_consistency: np.ndarray
     note: list[str]
 
 
@@ -264,6 +268,7 @@ def psis_step(
         ess,
         transforms,
         np.isfinite(lw).sum(axis=1).astype(float),
+        consistency_spread(lw),
         note,
     )
 

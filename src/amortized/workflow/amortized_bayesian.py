@@ -78,6 +78,7 @@ DIAGNOSTICS = (
     "misspecification_p",
     "disagreement",
     "valid_draws",
+    "self_consistency",
     "khat",
     "psis_ess",
     "psis_transforms",
@@ -94,8 +95,10 @@ class WorkflowResult:
     datasets: distance, ood, misspecification_p (the kernel misspecification test's p-value
     in the same summary space, :mod:`amortized.diagnostics.misspecification`),
     disagreement (an ensemble's), valid_draws (amortized draws in the support, after PSIS those
-    with a finite weight), khat, psis_ess, nested_rhat, rhat, ess (bulk ESS of the last MCMC
-    step run: ChEES, or NUTS after it), NaN where a step did not run; and note, why a
+    with a finite weight), self_consistency (the robust sd over PSIS's amortized proposals of
+    log p(theta, y) - log q(theta | y), in nats: 0 for an exact posterior), khat, psis_ess,
+    nested_rhat, rhat, ess (bulk ESS of the last MCMC step run: ChEES, or NUTS after it),
+    NaN where a step did not run; and note, why a
     dataset marked "review" was not accepted), ``seconds`` per step and ``observed``, the
     data the run was given ``{name: (num_datasets, ...)}``."""
 
@@ -445,6 +448,7 @@ class AmortizedBayesianWorkflow:
         diag["khat"][todo], diag["psis_ess"][todo] = res.khat, res.ess
         diag["psis_transforms"][todo] = res.transforms
         diag["valid_draws"][todo] = res.valid_draws
+        diag["self_consistency"][todo] = res.self_consistency
         resampled = {}
         for j, i in enumerate(todo):
             if res.note[j]:
