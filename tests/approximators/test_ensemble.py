@@ -95,6 +95,15 @@ def test_each_draw_comes_from_a_member_with_its_weight(trained):
     assert np.all(from_first | (draws == own[1]))
     # 8000 Bernoulli(0.3) picks: sd of the fraction 0.005, so 0.03 is 6 sd
     assert abs(from_first.mean() - 0.3) < 0.03
+    # one seed, one set of member draws: the ones sample picks from, member_draws and the
+    # disagreement computed from them
+    _, stacked = weighted.sample_with_members(num_samples=4000, conditions=cond, seed=7)
+    members = weighted.member_draws(num_samples=4000, conditions=cond, seed=7)
+    np.testing.assert_array_equal(members["theta"], stacked["theta"])
+    np.testing.assert_array_equal(members["theta"][1], own[1])
+    a = weighted.disagreement(num_samples=4000, conditions=cond, seed=7)
+    b = weighted.sample_and_disagreement(num_samples=4000, conditions=cond, seed=7)[1]
+    np.testing.assert_array_equal(a.disagreement, b.disagreement)
 
 
 def test_sample_and_log_prob_agrees_with_log_prob_of_draws(trained):

@@ -56,6 +56,7 @@ def test_log_likelihood_is_the_sum_of_the_approximators_log_densities(trained):
     assert np.all(np.isfinite(np.asarray(g)))
 
 
+@pytest.mark.slow  # its twin: benchmarks/neural_likelihood.py (MCMC against the exact posterior)
 def test_mcmc_on_the_neural_likelihood_recovers_the_conjugate_posterior(trained):
     nle = bf.approximators.NeuralLikelihood(trained, parameters=["mu"], observed="y")
     n = 10

@@ -130,16 +130,6 @@ def test_unlabeled_data_are_checked(model_workflow):
         wf.fit_offline(sims, epochs=1, self_consistency=bad)
 
 
-def test_training_with_it_runs_and_is_recorded(model_workflow, tmp_path):
-    model, wf = model_workflow
-    sc = bf.SelfConsistency(unlabeled={"y": model.sample(50, seed=4)["y"]}, num_draws=4)
-    history = wf.fit_offline(
-        model.sample(300, seed=3), epochs=2, batch_size=64, seed=5, progress=False,
-        self_consistency=sc, checkpoint_dir=tmp_path,
-    )  # fmt: skip
-    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
-
-
 @pytest.mark.slow
 def test_the_term_makes_the_posterior_self_consistent_on_unlabeled_data():
     """1,000 simulations, 15 epochs, with and without the term on 200 unlabeled datasets:
@@ -161,3 +151,18 @@ def test_the_term_makes_the_posterior_self_consistent_on_unlabeled_data():
         ml = wf.marginal_likelihood({"y": unlabeled["y"][:40]}, num_samples=200, seed=6)
         spread[use] = float(np.median(ml.consistency_sd))
     assert spread[True] < 0.7 * spread[False] and spread[True] < 1.2, spread
+
+
+def test_every_member_of_an_ensemble_trains_with_it_and_checkpoints(tmp_path):
+    model = bf.NumPyroModel(normal_model, observed="y")
+    wf = bf.EnsembleWorkflow(
+        simulator=model, adapter=adapter(), inference_networks=bf.networks.CouplingFlow(),
+        num_members=2,
+    )  # fmt: skip
+    sc = bf.SelfConsistency(unlabeled={"y": model.sample(40, seed=4)["y"]}, num_draws=4)
+    histories = wf.fit_offline(
+        model.sample(300, seed=3), epochs=2, batch_size=64, seed=5, progress=False,
+        self_consistency=sc, checkpoint_dir=tmp_path,
+    )  # fmt: skip
+    assert len(histories) == 2 and len(list(tmp_path.glob("member_*"))) == 2
+    assert all(np.all(np.isfinite(h["loss"])) and len(h["loss"]) == 2 for h in histories.values())

@@ -223,9 +223,15 @@ class EnsembleApproximator:
 
     def _draw(self, num_samples, conditions, seed, progress) -> tuple[dict, list[dict]]:
         """The mixture draws and each member's draws they were picked from."""
+        keys, pick = self._keys(seed)
+        per_member = self._member_samples(num_samples, conditions, keys, progress)
+        return self._mixture(per_member, pick), per_member
+
+    def _keys(self, seed):
+        """Each member's key and the mixture's: the same ``seed`` gives the same member
+        draws in :meth:`sample`, :meth:`member_draws` and :meth:`disagreement`."""
         keys = jax.random.split(as_key(seed), len(self.members) + 1)
-        per_member = self._member_samples(num_samples, conditions, keys[:-1], progress)
-        return self._mixture(per_member, keys[-1]), per_member
+        return keys[:-1], keys[-1]
 
     @strict
     def sample_and_disagreement(
@@ -282,8 +288,9 @@ class EnsembleApproximator:
         progress: bool = False,
     ) -> dict[str, np.ndarray]:
         """Every member's draws, ``{name: (num_members, num_datasets, num_samples, dim)}``
-        (flattened per variable), each member with its own key split from ``seed``."""
-        keys = jax.random.split(as_key(seed), len(self.members))
+        (flattened per variable), each member with its own key split from ``seed`` (the
+        member draws :meth:`sample` picks from for the same ``seed``)."""
+        keys, _ = self._keys(seed)
         return self._stacked(self._member_samples(num_samples, conditions, keys, progress))
 
     @strict

@@ -23,9 +23,9 @@ from the simulations q puts draws where the likelihood is tiny or zero, and a sq
 residual of hundreds of nats (or 10^17: a GEV density far outside its bulk) would swamp
 the posterior's own loss. Residuals beyond 2T count as 2T in value and as T in gradient;
 a draw outside the model's support (log p = -inf) gets that largest gradient, pushing q
-down there. All of it
-lives in the adapter's space (where the network's draws are); the adapter's inverse maps
-a draw to the model's parameters and its log|det J| corrects the density.
+down there. All of it lives in the adapter's space (where the network's draws are); the
+adapter's inverse maps a draw to the model's parameters and its log|det J| corrects the
+density.
 """
 
 from __future__ import annotations

@@ -351,7 +351,18 @@ def write_report(
 ) -> Path:
     """Write the folder ``path`` (created if needed): every file listed in the module
     docstring. ``figures`` must hold a matplotlib Figure under each name in the report's
-    ``"figures"`` (:data:`FIGURES` for a posterior's report). Returns the folder."""
+    ``"figures"`` (:data:`FIGURES` for a posterior's report); they are cleared once
+    written (made for the report, they would otherwise hold their artists until collected).
+    Returns the folder."""
+    try:
+        return _write_report(path, report, figures, table, history, dpi)
+    finally:
+        for f in figures.values():
+            if hasattr(f, "clear"):  # anything else was refused by name above
+                f.clear()
+
+
+def _write_report(path, report, figures, table, history, dpi) -> Path:
     names = list(report.get("figures") or FIGURES)
     missing = [f for f in names if f not in figures]
     if missing:

@@ -180,7 +180,8 @@ def elicit(
     ...     mu = numpyro.sample("mu", dist.Normal(m0, s0))
     ...     numpyro.sample("y", dist.Normal(mu, 1.0).expand([10]), obs=y)
     >>> fit = elicit(model, {"m0": 0.0, "s0": 1.0}, {"mean": lambda d: d["y"].mean(axis=1)},
-    ...              [Quantiles("mean", {0.05: 2.0, 0.95: 8.0})], positive=["s0"], seed=1)
+    ...              [Quantiles("mean", {0.05: 2.0, 0.95: 8.0})], positive=["s0"], seed=1,
+    ...              num_simulations=2000, steps=300)
     >>> abs(fit.hyperparameters["m0"] - 5.0) < 0.2   # the stated interval's centre
     True
     >>> abs(fit.hyperparameters["s0"] - 1.797) < 0.1  # sqrt((6 / 3.29)^2 - 1 / 10)

@@ -810,11 +810,7 @@ class BasicWorkflow:
             dx.table, dx.ratings, history, dx.history_check, steps, config, title=title
         )
         self._add_criticism(rep, figs, crit)
-        try:
-            return diagnostics.write_report(path, rep, figs, dx.table, history)
-        finally:
-            for f in figs.values():
-                f.clear()
+        return diagnostics.write_report(path, rep, figs, dx.table, history)
 
     def _criticism(self, observed, keep, seed):
         """The model criticism of ``observed`` for a report (None without observed data):

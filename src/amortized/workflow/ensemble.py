@@ -367,11 +367,7 @@ class EnsembleWorkflow(BasicWorkflow):
             ),
         }
         rep["thresholds"]["ensemble_disagreement"] = dis.threshold
-        try:
-            return diagnostics.write_report(path, rep, figs, table, self.histories)
-        finally:
-            for f in figs.values():
-                f.clear()
+        return diagnostics.write_report(path, rep, figs, table, self.histories)
 
     def _configuration(self) -> dict[str, Any]:
         summary = self.approximator.members[0].summary_network

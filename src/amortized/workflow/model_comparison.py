@@ -220,11 +220,7 @@ class ModelComparisonWorkflow(BasicWorkflow):
         config.update(dict(configuration or {}))
         history = self.history or None
         rep = diagnostics.model_comparison_report(table, history, config, title=title)
-        try:
-            return diagnostics.write_report(path, rep, figs, table, history)
-        finally:
-            for f in figs.values():
-                f.clear()
+        return diagnostics.write_report(path, rep, figs, table, history)
 
     @classmethod
     def load(cls, path, simulator=None):
