@@ -153,16 +153,38 @@ def test_the_term_makes_the_posterior_self_consistent_on_unlabeled_data():
     assert spread[True] < 0.7 * spread[False] and spread[True] < 1.2, spread
 
 
-def test_every_member_of_an_ensemble_trains_with_it_and_checkpoints(tmp_path):
+def test_training_with_it_runs_and_checkpoints(model_workflow, tmp_path):
+    model, wf = model_workflow
+    sc = bf.SelfConsistency(unlabeled={"y": model.sample(50, seed=4)["y"]}, num_draws=4)
+    history = wf.fit_offline(
+        model.sample(300, seed=3), epochs=2, batch_size=64, seed=5, progress=False,
+        self_consistency=sc, checkpoint_dir=tmp_path,
+    )  # fmt: skip
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
+    assert any(tmp_path.iterdir())
+
+
+def test_an_ensemble_gets_one_term_for_all_members():
+    """Every member trains with the same term (EnsembleApproximator.fit passes it on); each
+    member's network is checked for an exact density."""
+    from amortized.approximators.self_consistency import prepare
+
     model = bf.NumPyroModel(normal_model, observed="y")
     wf = bf.EnsembleWorkflow(
         simulator=model, adapter=adapter(), inference_networks=bf.networks.CouplingFlow(),
         num_members=2,
     )  # fmt: skip
-    sc = bf.SelfConsistency(unlabeled={"y": model.sample(40, seed=4)["y"]}, num_draws=4)
-    histories = wf.fit_offline(
-        model.sample(300, seed=3), epochs=2, batch_size=64, seed=5, progress=False,
-        self_consistency=sc, checkpoint_dir=tmp_path,
+    unlabeled = {"y": model.sample(40, seed=4)["y"]}
+    term = prepare(bf.SelfConsistency(unlabeled=unlabeled), model, wf.approximator, 0)
+    assert term.observed["y"].shape == (40, N) and set(term.conditions) == {"inference_conditions"}
+    # a member whose log q is an estimate (Hutchinson's trace above 1 dimension) is refused
+    estimated = bf.networks.FlowMatching(exact_divergence_max_dim=1)
+    mixed = bf.EnsembleWorkflow(
+        simulator=model, adapter=adapter(),
+        inference_networks=[bf.networks.CouplingFlow(), estimated],
     )  # fmt: skip
-    assert len(histories) == 2 and len(list(tmp_path.glob("member_*"))) == 2
-    assert all(np.all(np.isfinite(h["loss"])) and len(h["loss"]) == 2 for h in histories.values())
+    with pytest.raises(ValueError, match="exact log q"):  # known once built, at training
+        mixed.fit_offline(
+            model.sample(64, seed=1), epochs=1, progress=False,
+            self_consistency=bf.SelfConsistency(unlabeled=unlabeled),
+        )  # fmt: skip

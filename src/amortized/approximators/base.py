@@ -28,7 +28,7 @@ from ..training.stopping import PlateauRule
 from . import condition_checks, core, inputs
 from .core import IC, SV, Networks
 from .parts import build_networks, standardize_keys
-from .self_consistency import with_self_consistency
+from .self_consistency import check_network, with_self_consistency
 from .standardization import Stats
 from .trained import Trained
 from .training_inputs import check_fit_options, disk_inputs, offline_inputs, online_inputs
@@ -269,6 +269,8 @@ class Approximator:
             steps_done(self.history) + epochs * data.steps_per_epoch
         )
         state = self.state if self.is_trained else self._untrained(data.first, k_build)
+        if self_consistency is not None:
+            check_network(state.nets.inference)
         if ckpt is not None:
             settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
                             learning_rate=learning_rate, mask_rate=mask_rate,

@@ -207,6 +207,19 @@ def with_self_consistency(base_loss, term: SelfConsistencyTerm, steps_per_epoch:
     return loss_fn
 
 
+def check_network(network) -> None:
+    """Raise unless ``network`` has an exact density of its draws (some networks know only
+    once built, when their dimension is known: training checks the built one again)."""
+    if not getattr(network, "has_log_prob", False):
+        raise ValueError(
+            f"self_consistency: {type(network).__name__} has no density q(theta | y); "
+            f"use a network with one (CouplingFlow, FlowMatching)"
+        )
+    caveat = getattr(network, "log_prob_caveat", None)
+    if caveat is not None:
+        raise ValueError(f"self_consistency needs the exact log q of the draws: {caveat}")
+
+
 def prepare(config: Any, model: Any, approximator: Any, seed: int | None) -> SelfConsistencyTerm:
     """Check ``config`` against the workflow's ``model`` (None for a plain simulator) and
     ``approximator``, and build the term: the pool (``config.unlabeled``, else
@@ -228,15 +241,7 @@ def prepare(config: Any, model: Any, approximator: Any, seed: int | None) -> Sel
     members = getattr(approximator, "members", [approximator])
     approximator = members[0]
     for member in members:
-        network = member.inference_network
-        if not getattr(network, "has_log_prob", False):
-            raise ValueError(
-                f"self_consistency: {type(network).__name__} has no density q(theta | y); "
-                f"use a network with one (CouplingFlow, FlowMatching)"
-            )
-        caveat = getattr(network, "log_prob_caveat", None)
-        if caveat is not None:
-            raise ValueError(f"self_consistency needs the exact log q of the draws: {caveat}")
+        check_network(member.inference_network)
     if approximator.adapter is None:
         raise ValueError(
             "self_consistency: the approximator has no adapter, so its inference_variables "
