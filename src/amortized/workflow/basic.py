@@ -317,8 +317,12 @@ class BasicWorkflow:
 
         ``validation_data`` is a dict or a number of fresh simulations. ``mask_rate`` hides
         that fraction of set / series rows at each step (learning to handle missing
-        observations). Returns the history ``{"loss": [...], "val_loss": [...],
-        "best_epoch", "last_improvement", "stopped_epoch", ...}``.
+        observations). ``self_consistency``: a :class:`~amortized.SelfConsistency` adds the
+        spread of log p(theta, y) - log q(theta | y) over posterior draws to the loss, on
+        unlabeled observed datasets or fresh simulations (a workflow built from a model
+        with a likelihood; also for ``fit_online`` and ``fit_disk``). Returns the history
+        ``{"loss": [...], "val_loss": [...], "best_epoch", "last_improvement",
+        "stopped_epoch", ...}``.
 
         Early stopping (default on): a network trained on a fixed set of simulations
         starts to memorize them after some epochs (the held-out loss then rises while the
