@@ -322,9 +322,15 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
     the result): fit_offline keywords, ``summary_kwargs`` for the summary network and
     ``workflow_kwargs`` for ``BasicWorkflow`` (e.g. ``initial_learning_rate``) and
     ``inference_network`` (a class name of ``bf.networks``, built with its defaults and
-    ``inference_kwargs``) in place of the default ``CouplingFlow``."""
+    ``inference_kwargs``) in place of the default ``CouplingFlow``, and ``average_decay``
+    (the default optimizer's moving average of the weights,
+    :data:`amortized.training.optimizer.AVERAGE_DECAY`)."""
     import amortized as bf
+    import amortized.training.optimizer as optimizer
     from amortized.diagnostics import c2st
+
+    if "average_decay" in overrides:
+        optimizer.AVERAGE_DECAY = float(overrides["average_decay"])
 
     sim = sc.simulator()
     inference = {}
@@ -348,7 +354,13 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
     )
     sim_secs = time.perf_counter() - t
     t = time.perf_counter()
-    not_fit = ("summary_kwargs", "workflow_kwargs", "inference_network", "inference_kwargs")
+    not_fit = (
+        "summary_kwargs",
+        "workflow_kwargs",
+        "inference_network",
+        "inference_kwargs",
+        "average_decay",
+    )
     settings = {k: v for k, v in overrides.items() if k not in not_fit}
     history = wf.fit_offline(data, seed=seed, progress=False, **settings)
     train_secs = time.perf_counter() - t

@@ -354,3 +354,38 @@ def test_the_loss_sees_the_optimizer_step_counted_across_fits():
     history = run(1, history)
     np.testing.assert_array_equal(history["loss"], [0.5, 2.5, 4.5, 6.5])
     assert history["steps"] == [2, 4, 6, 8] and fit_module.steps_done(history) == 8
+
+
+def test_fit_validates_and_returns_the_parameter_average():
+    # SGD at rate 0.1 on (w - 1)^2 from w = 0: w_k = 1 - 0.8^k after step k. The average
+    # of track_average(0.9) follows a_k = d_k a_{k-1} + (1 - d_k) w_k with
+    # d_k = min(0.9, k / (9 + k)) (k counted from 1), a_0 = 0; computed here in float64
+    import optax
+
+    from amortized.training.optimizer import track_average
+
+    steps_per_epoch, epochs = 2, 3
+    w, a, averages = 0.0, 0.0, []
+    for k in range(1, steps_per_epoch * epochs + 1):
+        w = w - 0.2 * (w - 1.0)
+        d = min(0.9, k / (9.0 + k))
+        a = d * a + (1.0 - d) * w
+        if k % steps_per_epoch == 0:
+            averages.append(a)
+    nets, history = fit_module.fit(
+        _Scalar(jnp.zeros(())),
+        None,
+        _squared_error,
+        optax.chain(optax.sgd(0.1), track_average(0.9)),
+        epochs=epochs,
+        batch_size=4,
+        key=jax.random.key(0),
+        epoch_data=lambda _: {"y": jnp.ones(8)},
+        validation_data={"y": -jnp.ones(4)},
+        progress=False,
+    )
+    # float32 arithmetic against float64: a few ulps
+    np.testing.assert_allclose(float(nets.w), averages[-1], rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], (np.array(averages) + 1.0) ** 2, rtol=1e-5)
+    # the last step's unaveraged weight is elsewhere: the test tells the two apart
+    assert abs(float(nets.w) - w) > 0.04

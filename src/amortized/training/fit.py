@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import _random
 from . import parallel
 from .checkpoint import Checkpoints, Saved
-from .optimizer import has_learning_rate_scale, set_learning_rate_scale
+from .optimizer import averaged_params, has_learning_rate_scale, set_learning_rate_scale
 from .stopping import PlateauRule, selection_z, significantly_better
 
 #: ``loss_fn(nets, stats, batch, key, train, step)``: ``step`` is the number of optimizer
@@ -55,6 +55,17 @@ def _flat(params, flat: bool):
     if flat:
         return ravel_pytree(params)
     return params, lambda p: p
+
+
+def _averaged(nets, opt_state, flat: bool):
+    """``nets`` with the parameter average the optimizer keeps
+    (:func:`~amortized.training.optimizer.track_average`), or ``nets`` when it keeps none."""
+    average = averaged_params(opt_state)
+    if average is None:
+        return nets
+    params, static = eqx.partition(nets, eqx.is_inexact_array)
+    unravel = _flat(params, flat)[1]
+    return eqx.combine(unravel(average), static)
 
 
 def steps_done(history: Mapping[str, Any] | None) -> int:
@@ -334,6 +345,9 @@ def fit(
     compilation, and the number of devices each batch was split over; JSON-serializable),
     and ``"steps"``, the optimizer steps taken by the end of each epoch, counted on from
     earlier fits recorded in ``history`` (the ``step`` that ``loss_fn`` receives).
+    When the optimizer keeps a moving average of the parameters (the default optimizer's
+    :func:`~amortized.training.optimizer.track_average`), the average is what each epoch
+    validates and what is returned; training continues from the unaveraged parameters.
     ``flat_params``: the optimizer sees all parameters as one vector (faster; only for
     optimizers that do not depend on the parameter tree's structure).
     ``early_stopping``: a :class:`~amortized.training.stopping.PlateauRule`: after each
@@ -447,10 +461,13 @@ def fit(
         _check_finite(losses, epoch, learning_rate)
         history["loss"].append(float(losses.mean()))
         post = {"loss": f"{history['loss'][-1]:.4f}"}
+        # what is validated, kept as the best and returned: the parameter average when
+        # the optimizer keeps one (training goes on from the unaveraged parameters)
+        evaluated = _averaged(nets, opt_state, flat_params)
         if validation_data is not None:
             last_losses = np.asarray(
                 _eval_losses(
-                    nets,
+                    evaluated,
                     stats,
                     validation_data,
                     k_val,
@@ -463,7 +480,7 @@ def fit(
             history["val_loss"].append(val)
             post["val_loss"] = f"{val:.4f}"
             if val < best_val:
-                best, best_val, best_epoch = nets, val, first_epoch + epoch + 1
+                best, best_val, best_epoch = evaluated, val, first_epoch + epoch + 1
                 best_losses = last_losses
             if np.isfinite(val) and (
                 ref_losses is None or significantly_better(last_losses, ref_losses)[0]
@@ -507,7 +524,7 @@ def fit(
                 _loop_tree(nets, opt_state, best, key, k_val),
                 {**(run_meta or {}), "history": history, "loop": loop},
             )
-    nets, best = parallel.local((nets, best))
+    nets, best = parallel.local((_averaged(nets, opt_state, flat_params), best))
     restored = restore_best and validation_data is not None
     if restored and early_stopping is not None and best_epoch is not None:
         # the lowest of many noisy validation losses is partly luck: the best epoch is

@@ -144,7 +144,11 @@ class BasicWorkflow:
     initial_learning_rate : float, default 5e-4
         Peak learning rate of the default AdamW warmup-cosine schedule.
     optimizer : optax.GradientTransformation, optional
-        Replaces the default optimizer.
+        Replaces the default optimizer (:func:`~amortized.training.default_optimizer`:
+        AdamW, warmup-cosine, clipping). An optimizer whose chain ends with
+        :func:`~amortized.training.optimizer.track_average` (or
+        ``default_optimizer(..., average_decay=0.999)``) makes training validate and return
+        the moving average of the weights.
     inference_variables, inference_conditions, summary_variables : str or list of str
         Simulator output names for the default adapter.
     summary_mask : str, optional
