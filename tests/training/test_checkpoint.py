@@ -104,7 +104,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, online, mon
     assert hist2.get("stopped_epoch") == hist.get("stopped_epoch")
 
 
-def test_damaged_checkpoints_fall_back_and_foreign_ones_are_refused(tmp_path):
+def test_damaged_checkpoints_fall_back_and_foreign_ones_are_refused(tmp_path, monkeypatch):
     wf = workflow()
     data = wf.simulate(300, seed=0)
     wf.fit_offline(data, epochs=3, batch_size=32, seed=1, progress=False,
@@ -132,6 +132,13 @@ def test_damaged_checkpoints_fall_back_and_foreign_ones_are_refused(tmp_path):
         workflow().fit_offline(data, epochs=3, batch_size=64, seed=1, progress=False,
                                early_stopping=False, checkpoint_dir=tmp_path,
                                resume=True)  # fmt: skip
+    # another optimizer (here the default one with a parameter average) cannot either
+    monkeypatch.setattr(bf.training.optimizer, "AVERAGE_DECAY", 0.999)
+    with pytest.raises(ValueError, match="optimizer: checkpoint .*'average_decay': 0.0"):
+        workflow().fit_offline(data, epochs=3, batch_size=32, seed=1, progress=False,
+                               early_stopping=False, checkpoint_dir=tmp_path,
+                               resume=True)  # fmt: skip
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="checkpoint_every must be a positive integer"):
         workflow().fit_offline(data, epochs=3, checkpoint_dir=tmp_path, checkpoint_every=0)
     with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):

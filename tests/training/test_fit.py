@@ -372,20 +372,39 @@ def test_fit_validates_and_returns_the_parameter_average():
         a = d * a + (1.0 - d) * w
         if k % steps_per_epoch == 0:
             averages.append(a)
-    nets, history = fit_module.fit(
-        _Scalar(jnp.zeros(())),
-        None,
-        _squared_error,
-        optax.chain(optax.sgd(0.1), track_average(0.9)),
-        epochs=epochs,
-        batch_size=4,
-        key=jax.random.key(0),
-        epoch_data=lambda _: {"y": jnp.ones(8)},
-        validation_data={"y": -jnp.ones(4)},
-        progress=False,
-    )
+
+    def run(**validation):
+        return fit_module.fit(
+            _Scalar(jnp.zeros(())),
+            None,
+            _squared_error,
+            optax.chain(optax.sgd(0.1), track_average(0.9)),
+            epochs=epochs,
+            batch_size=4,
+            key=jax.random.key(0),
+            epoch_data=lambda _: {"y": jnp.ones(8)},
+            progress=False,
+            **validation,
+        )
+
+    nets, history = run(validation_data={"y": -jnp.ones(4)})
     # float32 arithmetic against float64: a few ulps
     np.testing.assert_allclose(float(nets.w), averages[-1], rtol=1e-5)
     np.testing.assert_allclose(history["val_loss"], (np.array(averages) + 1.0) ** 2, rtol=1e-5)
     # the last step's unaveraged weight is elsewhere: the test tells the two apart
     assert abs(float(nets.w) - w) > 0.04
+    # without validation data the average is returned too
+    plain, _ = run()
+    np.testing.assert_allclose(float(plain.w), averages[-1], rtol=1e-5)
+
+
+def test_a_negative_or_doubled_parameter_average_is_refused():
+    import optax
+
+    from amortized.training.optimizer import averaged_params, default_optimizer, track_average
+
+    with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\), got -0.5"):
+        default_optimizer(1e-3, 100, average_decay=-0.5)
+    twice = optax.chain(track_average(0.9), track_average(0.5))
+    with pytest.raises(ValueError, match="keeps 2 parameter averages"):
+        averaged_params(twice.init(jnp.zeros(2)))

@@ -279,6 +279,7 @@ class Approximator:
                 settings["data_seed"] = data_seed
             if self_consistency is not None:
                 settings["self_consistency"] = self_consistency.config.settings()
+            settings["optimizer"] = checkpoint.optimizer_signature(optimizer, state.nets)
             fp = checkpoint.fingerprint(self, inputs.row_shapes(data.first), settings)
             ckpt = dataclasses.replace(ckpt, fingerprint=fp)
             if saved is not None:

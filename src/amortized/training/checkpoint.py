@@ -180,6 +180,24 @@ def run_meta(root: jax.Array) -> dict[str, Any]:
     return {"root_key": np.asarray(jax.random.key_data(root)).tolist()}
 
 
+def optimizer_signature(optimizer: Any, nets: Any) -> Any:
+    """What a checkpoint records of the optimizer: the default optimizer's parameter
+    average decay (``optimizer=None``; another decay would continue another run), or the
+    names of a user's optimizer's state parts (its chain; their values are not
+    comparable), so that resuming with another optimizer is refused by name rather than
+    failing on the state's structure."""
+    import equinox as eqx
+
+    from .optimizer import AVERAGE_DECAY
+
+    if optimizer is None:
+        return {"default": True, "average_decay": float(AVERAGE_DECAY)}
+    shapes = jax.eval_shape(optimizer.init, eqx.filter(nets, eqx.is_inexact_array))
+    is_part = lambda n: isinstance(n, tuple) and hasattr(n, "_fields")  # noqa: E731
+    parts = [type(n).__name__ for n in jax.tree.leaves(shapes, is_leaf=is_part) if is_part(n)]
+    return {"default": False, "state": parts}
+
+
 def fingerprint(approximator: Any, shapes: dict, settings: dict[str, Any]) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed: the networks (class and options),
     the shapes of their inputs, the standardized keys and the training settings."""

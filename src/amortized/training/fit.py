@@ -57,15 +57,15 @@ def _flat(params, flat: bool):
     return params, lambda p: p
 
 
-def _averaged(nets, opt_state, flat: bool):
+def _averaged(nets, opt_state, unravel):
     """``nets`` with the parameter average the optimizer keeps
-    (:func:`~amortized.training.optimizer.track_average`), or ``nets`` when it keeps none."""
+    (:func:`~amortized.training.optimizer.track_average`; ``unravel`` turns the
+    optimizer's view of the parameters back into their tree), or ``nets`` when it keeps
+    none."""
     average = averaged_params(opt_state)
     if average is None:
         return nets
-    params, static = eqx.partition(nets, eqx.is_inexact_array)
-    unravel = _flat(params, flat)[1]
-    return eqx.combine(unravel(average), static)
+    return eqx.combine(unravel(average), eqx.filter(nets, eqx.is_inexact_array, inverse=True))
 
 
 def steps_done(history: Mapping[str, Any] | None) -> int:
@@ -345,8 +345,9 @@ def fit(
     compilation, and the number of devices each batch was split over; JSON-serializable),
     and ``"steps"``, the optimizer steps taken by the end of each epoch, counted on from
     earlier fits recorded in ``history`` (the ``step`` that ``loss_fn`` receives).
-    When the optimizer keeps a moving average of the parameters (the default optimizer's
-    :func:`~amortized.training.optimizer.track_average`), the average is what each epoch
+    When the optimizer keeps a moving average of the parameters
+    (:func:`~amortized.training.optimizer.track_average`; the default optimizer does with
+    ``average_decay`` above 0), the average is what each epoch
     validates and what is returned; training continues from the unaveraged parameters.
     ``flat_params``: the optimizer sees all parameters as one vector (faster; only for
     optimizers that do not depend on the parameter tree's structure).
@@ -381,7 +382,9 @@ def fit(
     history.setdefault("steps", [])
     history.setdefault("epoch_seconds", [])
     history.setdefault("devices", [])
-    opt_state = optimizer.init(_flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)[0])
+    opt_params, unravel = _flat(eqx.filter(nets, eqx.is_inexact_array), flat_params)
+    opt_state = optimizer.init(opt_params)
+    del opt_params
     best, best_val, best_epoch, stopped = nets, np.inf, None, None
     best_losses = last_losses = None
     # the held-out losses of the last epoch that improved beyond chance, and its index
@@ -461,10 +464,10 @@ def fit(
         _check_finite(losses, epoch, learning_rate)
         history["loss"].append(float(losses.mean()))
         post = {"loss": f"{history['loss'][-1]:.4f}"}
-        # what is validated, kept as the best and returned: the parameter average when
-        # the optimizer keeps one (training goes on from the unaveraged parameters)
-        evaluated = _averaged(nets, opt_state, flat_params)
         if validation_data is not None:
+            # what is validated, kept as the best and returned: the parameter average when
+            # the optimizer keeps one (training goes on from the unaveraged parameters)
+            evaluated = _averaged(nets, opt_state, unravel)
             last_losses = np.asarray(
                 _eval_losses(
                     evaluated,
@@ -524,7 +527,7 @@ def fit(
                 _loop_tree(nets, opt_state, best, key, k_val),
                 {**(run_meta or {}), "history": history, "loop": loop},
             )
-    nets, best = parallel.local((_averaged(nets, opt_state, flat_params), best))
+    nets, best = parallel.local((_averaged(nets, opt_state, unravel), best))
     restored = restore_best and validation_data is not None
     if restored and early_stopping is not None and best_epoch is not None:
         # the lowest of many noisy validation losses is partly luck: the best epoch is

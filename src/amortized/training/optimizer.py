@@ -72,9 +72,10 @@ def track_average(decay: float) -> optax.GradientTransformation:
 
     Why: at batch 32 the last step's weights carry the noise of the last few batches'
     gradients; their average over about ``1 / (1 - decay)`` steps is closer to the minimum
-    the noise circles, so a network returned (and validated) as the average estimates the
-    posterior more accurately at the same training cost (Polyak averaging; the same reason
-    diffusion models sample from averaged weights). Training itself continues from the
+    the noise circles, so a network returned (and validated) as the average usually
+    estimates the posterior more accurately per training step (Polyak averaging; the same
+    reason diffusion models sample from averaged weights); early stopping may then run
+    longer because the averaged loss keeps improving. Training itself continues from the
     unaveraged weights. :func:`averaged_params` reads the average.
 
     >>> import jax.numpy as jnp
@@ -106,15 +107,23 @@ def track_average(decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def _is_average(node: Any) -> bool:
-    return isinstance(node, ParameterAverage)
+def _states_of(opt_state: Any, kind: type) -> list:
+    """Every node of type ``kind`` in an optimizer state (optax chains nest tuples)."""
+    is_kind = lambda node: isinstance(node, kind)  # noqa: E731
+    return [n for n in jax.tree.leaves(opt_state, is_leaf=is_kind) if is_kind(n)]
 
 
 def averaged_params(opt_state: Any) -> Any:
     """The parameter average that :func:`track_average` keeps in ``opt_state`` (the
     parameters' structure: one flat vector when the optimizer sees them flat), or ``None``
-    when the optimizer keeps none (a user's own optimizer)."""
-    found = [n for n in jax.tree.leaves(opt_state, is_leaf=_is_average) if _is_average(n)]
+    when the optimizer keeps none (a user's own optimizer). Two averages in one optimizer
+    raise: which one the networks should be is not defined."""
+    found = _states_of(opt_state, ParameterAverage)
+    if len(found) > 1:
+        raise ValueError(
+            f"the optimizer keeps {len(found)} parameter averages (track_average appears "
+            "more than once in its chain); keep one"
+        )
     return found[0].average if found else None
 
 
@@ -125,7 +134,7 @@ def _is_plateau(node: Any) -> bool:
 def has_learning_rate_scale(opt_state: Any) -> bool:
     """Whether ``opt_state`` holds a :class:`PlateauScale` (a user's own optimizer does
     not: the plateau rule then only stops training)."""
-    return any(_is_plateau(n) for n in jax.tree.leaves(opt_state, is_leaf=_is_plateau))
+    return bool(_states_of(opt_state, PlateauScale))
 
 
 def set_learning_rate_scale(opt_state: Any, scale: float) -> Any:
@@ -190,6 +199,6 @@ def _build(learning_rate, total_steps, weight_decay, clip_norm, warmup_fraction,
         optax.adamw(schedule, weight_decay=weight_decay),
         scale_by_plateau(),
     ]
-    if average_decay > 0:
+    if average_decay != 0:  # a negative decay reaches track_average, which names it
         parts.append(track_average(average_decay))
     return optax.chain(*parts)
