@@ -132,9 +132,9 @@ def test_damaged_checkpoints_fall_back_and_foreign_ones_are_refused(tmp_path, mo
         workflow().fit_offline(data, epochs=3, batch_size=64, seed=1, progress=False,
                                early_stopping=False, checkpoint_dir=tmp_path,
                                resume=True)  # fmt: skip
-    # another optimizer (here the default one with a parameter average) cannot either
-    monkeypatch.setattr(bf.training.optimizer, "AVERAGE_DECAY", 0.999)
-    with pytest.raises(ValueError, match="optimizer: checkpoint .*'average_decay': 0.0"):
+    # another optimizer (here the default one without its parameter average) cannot either
+    monkeypatch.setattr(bf.training.optimizer, "AVERAGE_DECAY", 0.0)
+    with pytest.raises(ValueError, match="optimizer: checkpoint .*'average_decay': 0.999"):
         workflow().fit_offline(data, epochs=3, batch_size=32, seed=1, progress=False,
                                early_stopping=False, checkpoint_dir=tmp_path,
                                resume=True)  # fmt: skip

@@ -250,6 +250,22 @@ def test_a_plateau_that_creeps_down_within_chance_does_not_reset_patience():
     assert history["lr_reductions"] == []
 
 
+def test_progress_slower_than_min_gain_does_not_count():
+    # the creeping plateau of the test above (held-out loss w^2 + 1, w = 0.64^e): epoch 3
+    # gains 0.099 nats on epoch 2, epoch 4 only 0.041 on epoch 3 (beyond chance, see
+    # above), and later epochs less than 0.05 per epoch on epoch 3 (epoch 5: 0.057 over
+    # two epochs). With min_gain 0.05 the last counted improvement is epoch 3, and with
+    # patience 3 training stops after epoch 6, a new minimum still coming every epoch
+    from amortized.training.stopping import PlateauRule
+
+    rule = PlateauRule(patience=3, reduce_after=3, min_scale=1.0, min_gain=0.05)
+    history = _fit_towards_zero(1.0, rule)
+    assert np.all(np.diff(history["val_loss"]) < 0)
+    assert history["last_improvement"] == 3 and history["stopped_epoch"] == 6
+    with pytest.raises(ValueError, match="min_gain must be >= 0, got -1"):
+        PlateauRule(min_gain=-1.0)
+
+
 def test_a_flat_plateau_lowers_the_rate_to_its_floor_before_it_stops():
     # w starts at the training targets 0: the gradient is 0, w never moves, and the
     # held-out loss is the same every epoch (no improvement, and not rising: the best

@@ -485,10 +485,12 @@ def fit(
             if val < best_val:
                 best, best_val, best_epoch = evaluated, val, first_epoch + epoch + 1
                 best_losses = last_losses
+            at = len(history["val_loss"]) - 1 - first_val
+            rule = early_stopping or PlateauRule(min_gain=0.0)
             if np.isfinite(val) and (
-                ref_losses is None or significantly_better(last_losses, ref_losses)[0]
+                ref_losses is None or rule.improves(last_losses, ref_losses, at - improved_at)
             ):
-                ref_losses, improved_at = last_losses, len(history["val_loss"]) - 1 - first_val
+                ref_losses, improved_at = last_losses, at
         bar.set_postfix(post)
         if not show and progress:
             # no terminal (a log file, a notebook's captured output): one line per epoch

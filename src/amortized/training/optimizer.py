@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-#: Decay of the parameters' moving average (:func:`track_average`) in the default optimizer;
-#: 0: none. Off by default for now: 0.999 (about the last 1,000 steps) gave better posteriors
-#: on the scenario suite and two_moons but longer runs, and on a short run (225 steps) the
-#: average lagged behind a still-improving network (BENCHMARKS.md, LOG session 27).
-AVERAGE_DECAY = 0.0
+#: Decay of the parameters' moving average (:func:`track_average`) in the default optimizer
+#: (0: none). 0.999 averages about the last 1,000 steps (a few epochs at batch 32): it gave
+#: better posteriors on the scenario suite and two_moons at equal epochs; the stop's
+#: smallest counted gain (:data:`~amortized.training.stopping.MIN_GAIN`) keeps the runs
+#: from growing longer for it (BENCHMARKS.md, LOG sessions 27-28).
+AVERAGE_DECAY = 0.999
 
 #: At most this many warm-up steps: 5% of a long cap on epochs (early stopping) would warm
 #: up for dozens of epochs that the run may never reach.

@@ -145,10 +145,10 @@ class BasicWorkflow:
         Peak learning rate of the default AdamW warmup-cosine schedule.
     optimizer : optax.GradientTransformation, optional
         Replaces the default optimizer (:func:`~amortized.training.default_optimizer`:
-        AdamW, warmup-cosine, clipping). An optimizer whose chain ends with
-        :func:`~amortized.training.optimizer.track_average` (or
-        ``default_optimizer(..., average_decay=0.999)``) makes training validate and return
-        the moving average of the weights.
+        AdamW, warmup-cosine, clipping, and the moving average of the weights as the
+        networks validated and returned). A user's optimizer whose chain ends with
+        :func:`~amortized.training.optimizer.track_average` gets the average too;
+        ``default_optimizer(..., average_decay=0)`` is the default without it.
     inference_variables, inference_conditions, summary_variables : str or list of str
         Simulator output names for the default adapter.
     summary_mask : str, optional
