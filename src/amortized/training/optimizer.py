@@ -19,9 +19,10 @@ import optax
 
 #: Decay of the parameters' moving average (:func:`track_average`) in the default optimizer
 #: (0: none). 0.999 averages about the last 1,000 steps (a few epochs at batch 32): it gave
-#: better posteriors on the scenario suite and two_moons at equal epochs; the stop's
-#: smallest counted gain (:data:`~amortized.training.stopping.MIN_GAIN`) keeps the runs
-#: from growing longer for it (BENCHMARKS.md, LOG sessions 27-28).
+#: better posteriors on the scenario suite and two_moons at equal epochs, though worse on
+#: one universe of the multiverse benchmark; the stop's smallest counted gain
+#: (:data:`~amortized.training.stopping.MIN_GAIN`) keeps most runs about as long as
+#: without it (BENCHMARKS.md, LOG sessions 27-28).
 AVERAGE_DECAY = 0.999
 
 #: At most this many warm-up steps: 5% of a long cap on epochs (early stopping) would warm
