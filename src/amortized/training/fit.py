@@ -392,6 +392,9 @@ def fit(
     ref_losses, improved_at = None, None
     scale, last_reduction = 1.0, None
     can_scale = early_stopping is not None and has_learning_rate_scale(opt_state)
+    # what counts as an improvement for `last_improvement`: the stop's own rule, or any
+    # gain beyond chance when nothing stops early
+    counts = early_stopping or PlateauRule(min_gain=0.0)
     if early_stopping is not None:
         history.setdefault("lr_scale", [])
         history.setdefault("lr_reductions", [])
@@ -486,9 +489,8 @@ def fit(
                 best, best_val, best_epoch = evaluated, val, first_epoch + epoch + 1
                 best_losses = last_losses
             at = len(history["val_loss"]) - 1 - first_val
-            rule = early_stopping or PlateauRule(min_gain=0.0)
             if np.isfinite(val) and (
-                ref_losses is None or rule.improves(last_losses, ref_losses, at - improved_at)
+                ref_losses is None or counts.improves(last_losses, ref_losses, at - improved_at)
             ):
                 ref_losses, improved_at = last_losses, at
         bar.set_postfix(post)
