@@ -47,9 +47,9 @@ SMALL = {
     "time_series_network_no_recurrence": TimeSeriesNetwork(
         summary_dim=4, filters=[8, 8], recurrent_dim=0
     ),
-    # summary_dim 44 > the 43 explicit statistics of 3 features: they pass through unmixed
+    # summary_dim 47 > the 46 explicit statistics of 3 features: they pass through unmixed
     "time_series_network_passthrough": TimeSeriesNetwork(
-        summary_dim=44, filters=[8], recurrent_dim=8
+        summary_dim=47, filters=[8], recurrent_dim=8
     ),
 }
 SERIES = [
@@ -284,6 +284,8 @@ def test_time_series_network_passes_explicit_statistics_through():
     ref = [
         y.mean(),
         np.log(sd),
+        # the scale about zero, the level kept
+        0.5 * np.log(np.mean(y**2)),
         np.mean(z[1:] * z[:-1]),
         np.mean(z[2:] * z[:-2]),
         # the level kept: least-squares coefficients of y_t on y_{t-k}, not centered
@@ -294,15 +296,15 @@ def test_time_series_network_passes_explicit_statistics_through():
         np.log(40),
     ]
     assert out.shape == (12,)
-    np.testing.assert_allclose(out[:9], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[:10], ref, rtol=1e-4, atol=1e-5)
     # padded at both ends, the statistics are the same
     padded = jnp.concatenate([-7.0 * jnp.ones((3, 1)), x, 9.0 * jnp.ones((8, 1))])
     mask = jnp.asarray((np.arange(51) >= 3) & (np.arange(51) < 43), jnp.float32)
-    np.testing.assert_allclose(np.asarray(net(padded, mask=mask))[:9], ref, rtol=1e-4, atol=1e-5)
-    # with no room beside them (summary_dim <= 9), the statistics only feed the head
-    small = TimeSeriesNetwork(summary_dim=9, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
+    np.testing.assert_allclose(np.asarray(net(padded, mask=mask))[:10], ref, rtol=1e-4, atol=1e-5)
+    # with no room beside them (summary_dim <= 10), the statistics only feed the head
+    small = TimeSeriesNetwork(summary_dim=10, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
     small = small.build((40, 1), jax.random.key(0))
-    assert small.head.out_features == 9
+    assert small.head.out_features == 10
 
 
 @pytest.mark.parametrize("cls", [SetTransformer, DeepSet])

@@ -6,9 +6,9 @@ which join the summary). Tokens h_t = (W * x)_t + E(t): a 1-D convolution over t
 ``kernel_size`` steps ending at t (causal, zeros before the start), plus a sinusoidal
 embedding E of the step index t (or of an explicit time column, ``time_axis``). Blocks
 H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, the explicit statistics of
-:func:`summary_base.series_statistics` (mean, log sd, autocorrelations and lag regression
-coefficients about zero at lags 1..``autocorrelation_lags``, first and last step, log
-number of observed steps)]).
+:func:`summary_base.series_statistics` (mean, log sd, log root mean square about zero,
+autocorrelations and lag regression coefficients about zero at lags
+1..``autocorrelation_lags``, first and last step, log number of observed steps)]).
 
 Why the window: with one step per token, lagged products x_t x_{t-k} (what identifies
 autoregressive structure) must come from attention learning relative offsets through the
