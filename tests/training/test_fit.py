@@ -264,6 +264,8 @@ def test_progress_slower_than_min_gain_does_not_count():
     assert history["last_improvement"] == 3 and history["stopped_epoch"] == 6
     with pytest.raises(ValueError, match="min_gain must be >= 0, got -1"):
         PlateauRule(min_gain=-1.0)
+    with pytest.raises(TypeError, match="min_gain must be a number >= 0.*'x'"):
+        PlateauRule(min_gain="x")
 
 
 def test_a_flat_plateau_lowers_the_rate_to_its_floor_before_it_stops():

@@ -14,6 +14,8 @@ from scipy import stats
 import amortized as bf
 from amortized.simulators.multiverse import CONTEXT
 
+from .context_training import train_defaults, train_small
+
 N_OBS = 20
 CHOICES = {"prior_sd": {"narrow": 0.3, "wide": 3.0}, "noise_sd": {"low": 1.0, "high": 3.0}}
 
@@ -148,10 +150,7 @@ def test_selecting_universes_and_bad_input():
 @pytest.fixture(scope="module")
 def trained_defaults():
     mv = make()
-    # the library's defaults (network, early stopping) on 2 x 10^4 simulations
-    wf = bf.BasicWorkflow(simulator=mv.simulator, adapter=mv.default_adapter())
-    wf.fit_offline(mv.simulator.sample(20000, seed=4), seed=5, progress=False)
-    return wf, mv
+    return train_defaults(mv, sim_seed=4, fit_seed=5), mv
 
 
 @pytest.fixture(scope="module")
@@ -159,12 +158,7 @@ def trained():
     # a small network trained briefly: the report, saving and the context signature, not
     # accuracy (that is test_one_network_learns_every_universe, slow, and the benchmark)
     mv = make()
-    net = bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [32, 32]})
-    wf = bf.BasicWorkflow(simulator=mv.simulator, adapter=mv.default_adapter(),
-                          inference_network=net)  # fmt: skip
-    wf.fit_offline(mv.simulator.sample(2000, seed=4), epochs=5, batch_size=64, seed=5,
-                   progress=False, early_stopping=False)  # fmt: skip
-    return wf, mv
+    return train_small(mv, sim_seed=4, fit_seed=5), mv
 
 
 @pytest.mark.slow
@@ -210,9 +204,9 @@ def test_saved_model_keeps_its_universes_in_a_fresh_process(trained, tmp_path):
     here = res = bf.sensitivity.multiverse_analysis(wf, mv, {"y": y}, num_samples=500, seed=31)
     code = f"""
 import sys, numpy as np
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 import amortized as bf
-from test_multiverse import make
+from tests.workflow.test_multiverse import make
 mv = make()
 wf = bf.load({str(path)!r})
 res = bf.sensitivity.multiverse_analysis(wf, mv, {{"y": np.load({str(tmp_path / "y.npy")!r})}},

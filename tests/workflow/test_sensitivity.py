@@ -12,6 +12,8 @@ import amortized as bf
 from amortized.approximators.condition_checks import OutOfDistributionWarning
 from amortized.simulators.power_scaled import CONTEXT
 
+from .context_training import train_defaults, train_small
+
 N_OBS, S = 20, 2.0
 
 
@@ -180,11 +182,9 @@ def test_bad_input_is_named():
 
 @pytest.fixture(scope="module")
 def trained_defaults():
+    # the library's defaults, as benchmarks/sensitivity.py
     ps = bf.sensitivity.power_scaling(make_model(0.5), gamma=(0.5, 2.0))
-    # the library's defaults (network, early stopping), as benchmarks/sensitivity.py
-    wf = bf.BasicWorkflow(simulator=ps.simulator, adapter=ps.default_adapter())
-    wf.fit_offline(ps.simulator.sample(20000, seed=5), seed=6, progress=False)
-    return wf, ps
+    return train_defaults(ps, sim_seed=5, fit_seed=6), ps
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +192,7 @@ def trained():
     # a small network trained briefly: the report and the context signature, not accuracy
     # (that is test_trained_network_follows_the_prior_power, slow, and the benchmark)
     ps = bf.sensitivity.power_scaling(make_model(0.5), gamma=(0.5, 2.0))
-    net = bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [32, 32]})
-    wf = bf.BasicWorkflow(simulator=ps.simulator, adapter=ps.default_adapter(),
-                          inference_network=net)  # fmt: skip
-    wf.fit_offline(ps.simulator.sample(2000, seed=5), epochs=5, batch_size=64, seed=6,
-                   progress=False, early_stopping=False)  # fmt: skip
-    return wf, ps
+    return train_small(ps, sim_seed=5, fit_seed=6), ps
 
 
 @pytest.mark.slow

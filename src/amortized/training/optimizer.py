@@ -76,8 +76,10 @@ def track_average(decay: float) -> optax.GradientTransformation:
     gradients; their average over about ``1 / (1 - decay)`` steps is closer to the minimum
     the noise circles, so a network returned (and validated) as the average usually
     estimates the posterior more accurately per training step (Polyak averaging; the same
-    reason diffusion models sample from averaged weights); early stopping may then run
-    longer because the averaged loss keeps improving. Training itself continues from the
+    reason diffusion models sample from averaged weights). The averaged loss falls smoothly
+    and keeps improving by small amounts, which is why the stop counts only gains of at
+    least :data:`~amortized.training.stopping.MIN_GAIN` nats per epoch (else averaged runs
+    went on for tens of epochs at negligible gains). Training itself continues from the
     unaveraged weights. :func:`averaged_params` reads the average.
 
     >>> import jax.numpy as jnp

@@ -123,8 +123,13 @@ class PlateauRule:
     def __post_init__(self):
         if self.min_gain is None:
             object.__setattr__(self, "min_gain", MIN_GAIN)
+        if isinstance(self.min_gain, bool) or not isinstance(self.min_gain, int | float):
+            raise TypeError(
+                f"PlateauRule: min_gain must be a number >= 0 (nats per epoch), got "
+                f"{self.min_gain!r}"
+            )
         if not self.min_gain >= 0:
-            raise ValueError(f"min_gain must be >= 0, got {self.min_gain}")
+            raise ValueError(f"PlateauRule: min_gain must be >= 0, got {self.min_gain}")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int):
             raise TypeError(f"patience must be a positive int, got {self.patience!r}")
         if self.patience < 1:
