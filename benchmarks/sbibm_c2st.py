@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/sbibm_c2st.py --budget 10000 [--tasks two_moons slcp ...]
         [--network default|coupling_spline|coupling_affine|coupling_affine_spline|
-                   flow_matching|diffusion_model|consistency_model|stable_consistency_model]
+                   coupling_affine_final_spline|flow_matching|diffusion_model|
+                   consistency_model|stable_consistency_model]
         [--observations 1 2 ...]
         [--jobs 2] [--classifier sklearn|jax] [--ensemble K] [--members-dir DIR] [--write-md]
 
@@ -84,7 +85,7 @@ def network(
     sub = {} if widths is None else {"subnet_kwargs": {"widths": list(widths)}}
     if name == "coupling_affine":
         return bf.networks.CouplingFlow(**sub)
-    if name in ("coupling_spline", "coupling_affine_spline"):
+    if name in ("coupling_spline", "coupling_affine_spline", "coupling_affine_final_spline"):
         tk = {} if bins is None else {"transform_kwargs": {"bins": bins}}
         return bf.networks.CouplingFlow(transform=name.removeprefix("coupling_"), **sub, **tk)
     if name == "flow_matching":
@@ -440,6 +441,7 @@ def main() -> None:
             "coupling_affine",
             "coupling_spline",
             "coupling_affine_spline",
+            "coupling_affine_final_spline",
             "flow_matching",
             "diffusion_model",
             "consistency_model",
@@ -518,7 +520,12 @@ def main() -> None:
         bf.set_cpu_devices(a.cpu_devices)  # before anything runs on JAX
     if a.jobs == 0 and a.classifier != "jax":
         p.error("--jobs 0 (one vmapped C2ST run) needs --classifier jax")
-    with_spline = ("coupling_spline", "coupling_affine_spline", "auto")
+    with_spline = (
+        "coupling_spline",
+        "coupling_affine_spline",
+        "coupling_affine_final_spline",
+        "auto",
+    )
     if a.bins is not None and a.network not in with_spline:
         p.error(f"--bins sets the spline flow's bins; --network {a.network} has no spline")
     if a.jobs < 0 or a.ensemble < 1:

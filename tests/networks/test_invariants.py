@@ -46,6 +46,12 @@ REGISTRY = {
         1,
     ),
     "coupling_dim1_uncond": (CouplingFlow(depth=2, subnet_kwargs={"widths": [8]}), 1, 0),
+    # affine layers, the last a spline
+    "coupling_final_spline": (
+        CouplingFlow(depth=3, transform="affine_final_spline", subnet_kwargs={"widths": [16]}),
+        3,
+        2,
+    ),
     "flow_matching": (
         FlowMatching(subnet_kwargs={"widths": [16, 16]}, integrate_kwargs={"steps": 32}),
         2,
@@ -285,6 +291,17 @@ def test_gradients_reach_every_parameter(name):
         jax.tree_util.keystr(path) for path, g in flat if g.size and not np.any(np.asarray(g) != 0)
     ]
     assert not dead, f"parameters without gradient: {dead}"
+
+
+def test_coupling_transforms_put_splines_where_named():
+    def kinds(transform, depth):
+        net = CouplingFlow(depth=depth, transform=transform, subnet_kwargs={"widths": [8]})
+        return [layer.transform for layer in net.build(3, 1, jax.random.key(0)).layers]
+
+    assert kinds("affine_final_spline", 4) == ["affine", "affine", "affine", "spline"]
+    assert kinds("affine_final_spline", 1) == ["spline"]
+    assert kinds("affine_spline", 3) == ["affine", "spline", "affine"]
+    assert kinds("affine", 2) == ["affine", "affine"]
 
 
 def test_unknown_options_list_accepted():

@@ -26,17 +26,20 @@ from .base import InferenceNetwork, encode_config
 from .distributions import BASE_DISTRIBUTIONS, base_log_prob, base_sample
 from .mlp import MLP, split_dropout_key
 
-TRANSFORMS = ("affine", "spline", "affine_spline")
+TRANSFORMS = ("affine", "spline", "affine_spline", "affine_final_spline")
 PERMUTATIONS = ("random", "swap", None)
 SPLINE_OPTIONS = ("bins", "bound")
 MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
 
 
-def layer_transform(transform: str, i: int) -> str:
-    """The elementwise map of coupling layer ``i``: ``"affine_spline"`` alternates affine
-    (even layers) and spline (odd layers) couplings."""
+def layer_transform(transform: str, i: int, depth: int) -> str:
+    """The elementwise map of coupling layer ``i`` of ``depth``: ``"affine_spline"``
+    alternates affine (even layers) and spline (odd layers) couplings;
+    ``"affine_final_spline"`` makes the last layer a spline and the others affine."""
     if transform == "affine_spline":
         return "affine" if i % 2 == 0 else "spline"
+    if transform == "affine_final_spline":
+        return "spline" if i == depth - 1 else "affine"
     return transform
 
 
@@ -125,11 +128,15 @@ class CouplingFlow(InferenceNetwork):
     ----------
     depth : int, default 6
         Number of coupling layers; increase for more complex posteriors.
-    transform : {"affine", "spline", "affine_spline"}, default "affine"
+    transform : {"affine", "spline", "affine_spline", "affine_final_spline"}, default "affine"
         Affine couplings, monotone rational-quadratic splines (``transform_kwargs``:
         ``bins`` default 16, ``bound`` default 5.0; identity outside ``[-bound, bound]``),
-        or both in turn (even layers affine, odd layers spline: the affine layers carry
-        location and scale, the splines the shape, at about half a spline flow's cost).
+        both in turn (even layers affine, odd layers spline: the affine layers carry
+        location and scale, the splines the shape, at about half a spline flow's cost), or
+        affine couplings with a spline as the last layer (``"affine_final_spline"``: one
+        spline gives each coordinate a skewed or truncated shape, e.g. a posterior cut by
+        a prior's box, which affine couplings of nearly independent coordinates cannot;
+        measured in BENCHMARKS.md).
     permutation : {"random", "swap", None}, default "random"
         Fixed permutation before each layer.
     use_actnorm : bool, default True
@@ -213,7 +220,7 @@ class CouplingFlow(InferenceNetwork):
             _Coupling(
                 self.dim,
                 self.cond_dim,
-                layer_transform(transform, i),
+                layer_transform(transform, i, int(depth)),
                 sub,
                 tk["bins"],
                 tk["bound"],

@@ -237,8 +237,8 @@ def series_statistics(x: jax.Array, mask: jax.Array | None, lags: int):
     The root mean square about zero, sqrt(sum y_t^2 / T), is the scale that goes with the lag
     regression coefficients about zero: for an AR(1) series started at zero, (sum y_t^2 / T,
     b_1, T) are its sufficient statistics up to the last step, while the centered sd mixes
-    the level in (on 20 steps, the first AR(1) scenario dataset's C2ST went from 0.615 to
-    0.583 with it, benchmarks/LOG.md session 29)."""
+    the level in; short series, whose level is far from their mean, gain most
+    (BENCHMARKS.md, the AR(1) scenario)."""
     scaled, loc, log_scale = own_scale(x, mask)
     explicit = jnp.concatenate(
         [
