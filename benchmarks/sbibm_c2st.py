@@ -42,6 +42,9 @@ RESULTS = HERE / "results"
 # statistics; same reference posteriors (V^T y is sufficient)
 TASKS = [*SBIBM_TASKS, "bernoulli_glm_raw"]
 REFERENCE = {"bernoulli_glm_raw": ("bernoulli_glm", "observation_raw.csv")}
+#: the --network names of coupling flows with spline layers (the CouplingFlow transform
+#: after "coupling_"); --bins applies to these
+SPLINE_NETWORKS = ("coupling_spline", "coupling_affine_spline", "coupling_affine_final_spline")
 NPE_10K = {
     "two_moons": 0.606,
     "gaussian_linear": 0.552,
@@ -85,7 +88,7 @@ def network(
     sub = {} if widths is None else {"subnet_kwargs": {"widths": list(widths)}}
     if name == "coupling_affine":
         return bf.networks.CouplingFlow(**sub)
-    if name in ("coupling_spline", "coupling_affine_spline", "coupling_affine_final_spline"):
+    if name in SPLINE_NETWORKS:
         tk = {} if bins is None else {"transform_kwargs": {"bins": bins}}
         return bf.networks.CouplingFlow(transform=name.removeprefix("coupling_"), **sub, **tk)
     if name == "flow_matching":
@@ -439,9 +442,7 @@ def main() -> None:
             "default",
             "auto",
             "coupling_affine",
-            "coupling_spline",
-            "coupling_affine_spline",
-            "coupling_affine_final_spline",
+            *SPLINE_NETWORKS,
             "flow_matching",
             "diffusion_model",
             "consistency_model",
@@ -520,12 +521,7 @@ def main() -> None:
         bf.set_cpu_devices(a.cpu_devices)  # before anything runs on JAX
     if a.jobs == 0 and a.classifier != "jax":
         p.error("--jobs 0 (one vmapped C2ST run) needs --classifier jax")
-    with_spline = (
-        "coupling_spline",
-        "coupling_affine_spline",
-        "coupling_affine_final_spline",
-        "auto",
-    )
+    with_spline = (*SPLINE_NETWORKS, "auto")
     if a.bins is not None and a.network not in with_spline:
         p.error(f"--bins sets the spline flow's bins; --network {a.network} has no spline")
     if a.jobs < 0 or a.ensemble < 1:

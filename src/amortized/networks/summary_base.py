@@ -190,17 +190,18 @@ def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Arr
     )
 
 
-def level_products(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Array:
+def level_products(x: jax.Array, mask: jax.Array | None, lags: int, rms: jax.Array) -> jax.Array:
     """Lag-k regression coefficients of a raw series ``(T, features)`` about zero,
     ``(lags * features,)``: ``b_k = sum_t y_t y_{t-k} / sum_t y_{t-k}^2`` over pairs of
     observed steps (0 for a lag beyond the series): the autocorrelations with the series'
     level kept instead of its mean taken out, normalized as least squares would. For a
     process anchored at zero (an AR series started at y_0 = 0, a random walk) the mean is
     part of the signal: on 20 steps of AR(1) with phi = 0.84 the centered lag-1
-    autocorrelation was -0.04 and b_1 (the least-squares estimate of phi) 0.55."""
+    autocorrelation was -0.04 and b_1 (the least-squares estimate of phi) 0.55. ``rms``
+    ``(features,)``: the series' :func:`root_mean_square`, which the caller also reports."""
     # on the series' own root-mean-square scale, so that the sums stay in float32's range
     return _per_lag(
-        x / root_mean_square(x, mask)[None, :],
+        x / rms[None, :],
         mask,
         lags,
         lambda a, b, pair: (
@@ -240,13 +241,14 @@ def series_statistics(x: jax.Array, mask: jax.Array | None, lags: int):
     the level in; short series, whose level is far from their mean, gain most
     (BENCHMARKS.md, the AR(1) scenario)."""
     scaled, loc, log_scale = own_scale(x, mask)
+    rms = root_mean_square(x, mask)
     explicit = jnp.concatenate(
         [
             loc,
             log_scale,
-            jnp.log(root_mean_square(x, mask)),
+            jnp.log(rms),
             autocorrelations(scaled, mask, lags),
-            level_products(x, mask, lags),
+            level_products(x, mask, lags, rms),
             series_ends(scaled, mask),
             log_length(x, mask),
         ]
