@@ -276,11 +276,18 @@ def test_time_series_network_passes_explicit_statistics_through():
     rng = np.random.default_rng(4)
     y = np.cumsum(rng.normal(size=40)) + 3.0
     x = jnp.asarray(y[:, None], jnp.float32)
-    net = TimeSeriesNetwork(summary_dim=12, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
+    net = TimeSeriesNetwork(summary_dim=14, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
     net = net.build((40, 1), jax.random.key(0))
     out = np.asarray(net(x))
     sd = np.sqrt(y.var() + 1e-6)
     z = (y - y.mean()) / sd
+
+    def regression(k):
+        # the level kept: least squares of y_t on y_{t-k}, not centered, and the log of
+        # its residual root mean square (the innovation scale it implies)
+        b = np.sum(y[k:] * y[:-k]) / np.sum(y[:-k] ** 2)
+        return [b, 0.5 * np.log(np.mean((y[k:] - b * y[:-k]) ** 2))]
+
     ref = [
         y.mean(),
         np.log(sd),
@@ -288,23 +295,22 @@ def test_time_series_network_passes_explicit_statistics_through():
         0.5 * np.log(np.mean(y**2)),
         np.mean(z[1:] * z[:-1]),
         np.mean(z[2:] * z[:-2]),
-        # the level kept: least-squares coefficients of y_t on y_{t-k}, not centered
-        np.sum(y[1:] * y[:-1]) / np.sum(y[:-1] ** 2),
-        np.sum(y[2:] * y[:-2]) / np.sum(y[:-2] ** 2),
+        *regression(1),
+        *regression(2),
         z[0],
         z[-1],
         np.log(40),
     ]
-    assert out.shape == (12,)
-    np.testing.assert_allclose(out[:10], ref, rtol=1e-4, atol=1e-5)
+    assert out.shape == (14,)
+    np.testing.assert_allclose(out[:12], ref, rtol=1e-4, atol=1e-5)
     # padded at both ends, the statistics are the same
     padded = jnp.concatenate([-7.0 * jnp.ones((3, 1)), x, 9.0 * jnp.ones((8, 1))])
     mask = jnp.asarray((np.arange(51) >= 3) & (np.arange(51) < 43), jnp.float32)
-    np.testing.assert_allclose(np.asarray(net(padded, mask=mask))[:10], ref, rtol=1e-4, atol=1e-5)
-    # with no room beside them (summary_dim <= 10), the statistics only feed the head
-    small = TimeSeriesNetwork(summary_dim=10, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
+    np.testing.assert_allclose(np.asarray(net(padded, mask=mask))[:12], ref, rtol=1e-4, atol=1e-5)
+    # with no room beside them (summary_dim <= 12), the statistics only feed the head
+    small = TimeSeriesNetwork(summary_dim=12, filters=[8], recurrent_dim=8, autocorrelation_lags=2)
     small = small.build((40, 1), jax.random.key(0))
-    assert small.head.out_features == 10
+    assert small.head.out_features == 12
 
 
 @pytest.mark.parametrize("cls", [SetTransformer, DeepSet])

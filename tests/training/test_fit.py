@@ -266,6 +266,13 @@ def test_progress_slower_than_min_gain_does_not_count():
         PlateauRule(min_gain=-1.0)
     with pytest.raises(TypeError, match="min_gain must be a number >= 0.*'x'"):
         PlateauRule(min_gain="x")
+    # each setting's error names the rule and the setting
+    with pytest.raises(TypeError, match="PlateauRule: patience must be a positive int, got 2.5"):
+        PlateauRule(patience=2.5)
+    with pytest.raises(ValueError, match="PlateauRule: patience must be a positive int, got 0"):
+        PlateauRule(patience=0)
+    with pytest.raises(ValueError, match=r"PlateauRule: factor must lie in \(0, 1\), got 1.5"):
+        PlateauRule(factor=1.5)
 
 
 def test_a_flat_plateau_lowers_the_rate_to_its_floor_before_it_stops():

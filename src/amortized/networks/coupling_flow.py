@@ -29,6 +29,7 @@ from .mlp import MLP, split_dropout_key
 TRANSFORMS = ("affine", "spline", "affine_spline", "affine_final_spline")
 PERMUTATIONS = ("random", "swap", None)
 SPLINE_OPTIONS = ("bins", "bound")
+SPLINE_DEFAULTS = {"bins": 16, "bound": 5.0}
 MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
 
 
@@ -191,9 +192,21 @@ class CouplingFlow(InferenceNetwork):
             subnet_kwargs,
             MLP_OPTIONS,
         )
-        tk = {"bins": 16, "bound": 5.0} | strict_kwargs(
+        tk = SPLINE_DEFAULTS | strict_kwargs(
             "CouplingFlow(transform_kwargs)", transform_kwargs, SPLINE_OPTIONS
         )
+        # options that would configure nothing raise rather than pass unnoticed; the
+        # defaults themselves are accepted, as every saved configuration carries them
+        if transform == "affine" and tk != SPLINE_DEFAULTS:
+            raise ValueError(
+                f"CouplingFlow: transform_kwargs {dict(transform_kwargs or {})} set a spline, "
+                f"but transform='affine' has none; use transform in {TRANSFORMS[1:]}"
+            )
+        if base_distribution != "student_t" and float(df) != 5.0:
+            raise ValueError(
+                f"CouplingFlow: df={df!r} is the Student-t base's degrees of freedom, but "
+                f"base_distribution={base_distribution!r}; use base_distribution='student_t'"
+            )
         sub["widths"] = list(sub["widths"])
         self.config_json = encode_config(
             subnet=subnet,

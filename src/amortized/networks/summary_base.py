@@ -160,16 +160,16 @@ def with_moments(
     return jnp.concatenate([explicit[:passed], head(jnp.concatenate([z, explicit]), key)])
 
 
-def _per_lag(x: jax.Array, mask: jax.Array | None, lags: int, stat) -> jax.Array:
-    """``stat(later, earlier, pair)`` at lags 1..``lags`` of a series ``(T, features)``,
-    concatenated, ``(lags * features,)``: ``later = x[k:]``, ``earlier = x[:-k]`` and
-    ``pair`` ``(T - k, 1)`` is 1 where both steps are observed; 0 for a lag beyond the
-    series."""
+def _per_lag(x: jax.Array, mask: jax.Array | None, lags: int, stat, width: int = 1) -> jax.Array:
+    """``stat(later, earlier, pair)`` ``(width * features,)`` at lags 1..``lags`` of a
+    series ``(T, features)``, concatenated, ``(lags * width * features,)``: ``later =
+    x[k:]``, ``earlier = x[:-k]`` and ``pair`` ``(T - k, 1)`` is 1 where both steps are
+    observed; 0 for a lag beyond the series."""
     m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
     out = []
     for k in range(1, int(lags) + 1):
         if k >= x.shape[0]:
-            out.append(jnp.zeros(x.shape[1:], x.dtype))
+            out.append(jnp.zeros((width * x.shape[1],), x.dtype))
             continue
         out.append(stat(x[k:], x[:-k], (m[k:] * m[:-k])[:, None]))
     return jnp.concatenate(out) if out else jnp.zeros((0,), x.dtype)
@@ -190,24 +190,30 @@ def autocorrelations(x: jax.Array, mask: jax.Array | None, lags: int) -> jax.Arr
     )
 
 
-def level_products(x: jax.Array, mask: jax.Array | None, lags: int, rms: jax.Array) -> jax.Array:
-    """Lag-k regression coefficients of a raw series ``(T, features)`` about zero,
-    ``(lags * features,)``: ``b_k = sum_t y_t y_{t-k} / sum_t y_{t-k}^2`` over pairs of
-    observed steps (0 for a lag beyond the series): the autocorrelations with the series'
-    level kept instead of its mean taken out, normalized as least squares would. For a
-    process anchored at zero (an AR series started at y_0 = 0, a random walk) the mean is
-    part of the signal: on 20 steps of AR(1) with phi = 0.84 the centered lag-1
-    autocorrelation was -0.04 and b_1 (the least-squares estimate of phi) 0.55. ``rms``
-    ``(features,)``: the series' :func:`root_mean_square`, which the caller also reports."""
+def lag_regressions(x: jax.Array, mask: jax.Array | None, lags: int, rms: jax.Array) -> jax.Array:
+    """Least-squares regressions of a raw series ``(T, features)`` on its own lag k about
+    zero, ``(2 * lags * features,)``: per lag ``[b_k, log s_k]`` with the coefficient
+    ``b_k = sum_t y_t y_{t-k} / sum_t y_{t-k}^2`` and the residual scale
+    ``s_k = sqrt(mean_t (y_t - b_k y_{t-k})^2)`` over pairs of observed steps (0 for a lag
+    beyond the series). The coefficients are the autocorrelations with the series' level
+    kept instead of its mean taken out: for a process anchored at zero (an AR series
+    started at y_0 = 0, a random walk) the mean is part of the signal; on 20 steps of AR(1)
+    with phi = 0.84 the centered lag-1 autocorrelation was -0.04 and b_1 (the least-squares
+    estimate of phi) 0.55. The residual scale is the innovation scale such a fit implies,
+    ``s_k^2 = mean y_t^2 - b_k^2 mean y_{t-k}^2``: near a unit root (``|b_k|`` near 1) a
+    difference of nearly equal numbers, which a network learns badly from the rms and
+    ``b_k`` alone where simulations are sparse. ``rms`` ``(features,)``: the series'
+    :func:`root_mean_square`, which the caller also reports."""
+
+    def fit(a, b, pair):
+        coef = jnp.sum(a * b * pair, axis=0) / jnp.maximum(jnp.sum(b**2 * pair, axis=0), 1e-6)
+        resid = jnp.sum((a - coef[None, :] * b) ** 2 * pair, axis=0)
+        resid = resid / jnp.maximum(jnp.sum(pair), 1.0)
+        # on the series' own scale; the floor keeps an exactly fitted series finite
+        return jnp.concatenate([coef, 0.5 * jnp.log(resid + 1e-12) + jnp.log(rms)])
+
     # on the series' own root-mean-square scale, so that the sums stay in float32's range
-    return _per_lag(
-        x / rms[None, :],
-        mask,
-        lags,
-        lambda a, b, pair: (
-            jnp.sum(a * b * pair, axis=0) / jnp.maximum(jnp.sum(b**2 * pair, axis=0), 1e-6)
-        ),
-    )
+    return _per_lag(x / rms[None, :], mask, lags, fit, width=2)
 
 
 def series_ends(x: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -225,13 +231,14 @@ def series_ends(x: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 def num_series_statistics(features: int, lags: int) -> int:
     """How many numbers :func:`series_statistics` returns for ``features`` and ``lags``."""
-    return (5 + 2 * int(lags)) * int(features) + 1
+    return (5 + 3 * int(lags)) * int(features) + 1
 
 
 def series_statistics(x: jax.Array, mask: jax.Array | None, lags: int):
     """A series ``(T, features)`` on its own scale and its explicit statistics:
-    ``[mean, log sd, log rms (about zero), autocorrelations (centered), level products
-    (about zero), first and last step (own scale), log T]``,
+    ``[mean, log sd, log rms (about zero), autocorrelations (centered), lag regressions
+    (about zero: coefficient and log residual scale), first and last step (own scale),
+    log T]``,
     ``(num_series_statistics(features, lags),)``, over observed steps only (padding-invariant).
     Exact second-order structure beside the learned features, which approximate products of
     lagged values only roughly; the scale and length go in because own-scaling removes them.
@@ -248,7 +255,7 @@ def series_statistics(x: jax.Array, mask: jax.Array | None, lags: int):
             log_scale,
             jnp.log(rms),
             autocorrelations(scaled, mask, lags),
-            level_products(x, mask, lags, rms),
+            lag_regressions(x, mask, lags, rms),
             series_ends(scaled, mask),
             log_length(x, mask),
         ]

@@ -4,13 +4,13 @@
 Each series is first put on its own scale, x <- (x - mean) / sd (per feature, observed
 steps only); explicit statistics join the summary (:func:`summary_base.series_statistics`):
 the mean, the log sd, the log root mean square about zero, the autocorrelations at lags
-1..``autocorrelation_lags``, the lag regression coefficients of the raw series about zero
-at the same lags (the level kept: for a process anchored at zero the centered
-autocorrelation loses it), the first and last observed steps and the log of the number of
-observed steps. Then h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same"
+1..``autocorrelation_lags``, the lag regressions of the raw series about zero at the same
+lags, coefficient and log residual scale (the level kept: for a process anchored at zero
+the centered autocorrelation loses it), the first and last observed steps and the log of
+the number of observed steps. Then h = conv_L(... act(conv_1(x))) (kernel ``kernel_size``, "same"
 padding, over time); a forward GRU over the steps, or over the means of windows of
 ``recurrent_window`` steps (and a backward GRU, ``bidirectional``; none with
-``recurrent_dim=0``); with e the explicit statistics ((5 + 2 lags) * features + 1 numbers),
+``recurrent_dim=0``); with e the explicit statistics ((5 + 3 lags) * features + 1 numbers),
 summary = [e, Linear([final states, mean over time of h, e])] when ``summary_dim`` > len(e),
 else Linear([final states, mean over time of h, e]). The explicit statistics pass through
 unmixed because mixed into a linear head with ~200 learned features they were blurred (on
@@ -95,10 +95,10 @@ class TimeSeriesNetwork(SummaryNetwork):
     Parameters
     ----------
     summary_dim : int, default 24
-        Output size. The first (5 + 2 ``autocorrelation_lags``) * features + 1 numbers are
+        Output size. The first (5 + 3 ``autocorrelation_lags``) * features + 1 numbers are
         the explicit statistics (mean, log sd, log root mean square about zero,
-        autocorrelations, lag regression coefficients about zero, first and last step, log
-        length) when that leaves at least one learned number; otherwise all
+        autocorrelations, lag regression coefficients and log residual scales about zero,
+        first and last step, log length) when that leaves at least one learned number; otherwise all
         ``summary_dim`` are learned from them and the other features.
     filters : sequence of int, default (32, 32)
         Channels of each 1-D convolution over time.

@@ -7,7 +7,7 @@ which join the summary). Tokens h_t = (W * x)_t + E(t): a 1-D convolution over t
 embedding E of the step index t (or of an explicit time column, ``time_axis``). Blocks
 H <- MAB(H, H); summary = Linear([PMA(H), masked mean of H, the explicit statistics of
 :func:`summary_base.series_statistics` (mean, log sd, log root mean square about zero,
-autocorrelations and lag regression coefficients about zero at lags
+autocorrelations and lag regressions (coefficient, log residual scale) about zero at lags
 1..``autocorrelation_lags``, first and last step, log number of observed steps)]).
 
 Why the window: with one step per token, lagged products x_t x_{t-k} (what identifies
@@ -65,8 +65,9 @@ class TimeSeriesTransformer(SummaryNetwork):
         Steps per token (the current one and ``kernel_size - 1`` before it); 1 embeds each
         step alone.
     autocorrelation_lags : int, default 5
-        Sample autocorrelations of the (own-scaled) series and lag regression coefficients
-        about zero (:func:`summary_base.series_statistics`) join the summary (0: none).
+        Sample autocorrelations of the (own-scaled) series and lag regressions (coefficient,
+        log residual scale) about zero (:func:`summary_base.series_statistics`) join the
+        summary (0: none).
     dropout : float, default 0.05
 
     >>> net = TimeSeriesTransformer(summary_dim=12)

@@ -131,13 +131,13 @@ class PlateauRule:
         if not self.min_gain >= 0:
             raise ValueError(f"PlateauRule: min_gain must be >= 0, got {self.min_gain}")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int):
-            raise TypeError(f"patience must be a positive int, got {self.patience!r}")
+            raise TypeError(f"PlateauRule: patience must be a positive int, got {self.patience!r}")
         if self.patience < 1:
-            raise ValueError(f"patience must be a positive int, got {self.patience}")
+            raise ValueError(f"PlateauRule: patience must be a positive int, got {self.patience}")
         if self.reduce_after is None:
             object.__setattr__(self, "reduce_after", max(1, self.patience // 3))
         if not 0 < self.factor < 1:
-            raise ValueError(f"factor must lie in (0, 1), got {self.factor}")
+            raise ValueError(f"PlateauRule: factor must lie in (0, 1), got {self.factor}")
 
     def improves(self, last_losses, ref_losses, epochs_apart: int) -> bool:
         """Whether the last epoch's per-example held-out losses beat the reference
