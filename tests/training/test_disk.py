@@ -116,3 +116,49 @@ def test_a_zarr_bank_holds_the_chunked_draws_and_trains_like_memory(tmp_path):
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
     with pytest.raises(ValueError, match="not a simulation bank written by sample_to_disk"):
         _workflow().fit_disk(tmp_path / "other.zarr")
+
+
+def test_the_cache_reads_each_file_once_and_trains_the_same(tmp_path):
+    wf = _workflow()
+    data = wf.simulate(400, seed=0)
+    _write_bank(tmp_path / "bank", data)
+    val = wf.simulate(200, seed=1)
+    reads = []
+
+    def counting_load(path):
+        reads.append(path)
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+
+    hists = {}
+    for cache in (True, False):
+        reads.clear()
+        hists[cache] = _workflow().fit_disk(
+            tmp_path / "bank", epochs=3, batch_size=32, validation_data=val, seed=2,
+            load_fn=counting_load, cache=cache, progress=False, early_stopping=False,
+            chunk_rows=128,
+        )  # fmt: skip
+        n_reads = len(reads)
+        if cache:
+            # the first file (to learn the keys and shapes), then each file once
+            assert n_reads == 1 + 400
+        else:
+            # the first file, the first chunk (standardization), then 3 epochs of the
+            # 384 rows that fill batches of 32
+            assert n_reads == 1 + 128 + 3 * 384
+    # the same values in the same order: the same training, to the last bit
+    assert hists[True]["loss"] == hists[False]["loss"]
+    assert hists[True]["val_loss"] == hists[False]["val_loss"]
+
+
+def test_cache_settings_are_checked(tmp_path):
+    wf = _workflow()
+    root = tmp_path / "bank"
+    root.mkdir()
+    for i in range(40):
+        with open(root / f"sim_{i:03d}.pkl", "wb") as fh:
+            pickle.dump({"theta": np.zeros(2), "x": np.zeros(2), "tag": "a"}, fh)
+    with pytest.raises(ValueError, match=r"cache=True.*not fixed-size arrays.*'tag': '<U1'"):
+        wf.fit_disk(root, cache=True, epochs=1, batch_size=8, progress=False)
+    with pytest.raises(TypeError, match="cache must be None, True, False or a folder, got 3"):
+        wf.fit_disk(root, cache=3, epochs=1, batch_size=8, progress=False)

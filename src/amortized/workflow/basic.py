@@ -416,6 +416,7 @@ class BasicWorkflow:
         checkpoint_every: int = 1,
         resume: bool = False,
         self_consistency: SelfConsistency | None = None,
+        cache: bool | str | os.PathLike | None = None,
     ) -> dict[str, list]:
         """Train on a bank of simulations on disk: the files in ``root`` matching
         ``pattern``, one simulation each (a dict of arrays without a batch axis, pickled
@@ -427,7 +428,11 @@ class BasicWorkflow:
         each epoch, the next chunk in the background while the current one trains, so
         memory stays flat in the size of the bank (:class:`~amortized.training.disk.
         DiskBank`; every file is checked against the first and one that differs is
-        named). Standardization is learned from the first chunk. Early stopping,
+        named). A bank of files is read from its files in the first epoch and from a
+        cache of what was read in later ones (``cache``: see :class:`~amortized.training.
+        disk.DiskBank`; on by default with the default unpickler), the same values in the
+        same random order at a fraction of the cost. Standardization is learned from the
+        first chunk. Early stopping,
         ``validation_data`` (else 5% of the files held out), ``epochs`` and checkpoints as
         in :meth:`fit_offline`.
         """
@@ -436,25 +441,34 @@ class BasicWorkflow:
 
         chunk_rows = check_positive_int("fit_disk", "chunk_rows", chunk_rows)
         if is_zarr_store(root):
+            if cache:
+                raise ValueError(
+                    f"fit_disk: cache={cache!r} is for a bank of files; {str(root)!r} is a "
+                    "zarr store, read a stored chunk at a time"
+                )
             bank = ZarrBank(root, chunk_rows=chunk_rows)
         else:
-            bank = DiskBank(root, pattern, load_fn, chunk_rows=chunk_rows)
-        return self._fit_fixed_set(
-            "fit_disk",
-            dict(disk=bank),
-            validation_data,
-            seed,
-            epochs,
-            early_stopping,
-            patience,
-            batch_size=batch_size,
-            restore_best=restore_best,
-            progress=progress,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            self_consistency=self_consistency,
-        )
+            bank = DiskBank(root, pattern, load_fn, chunk_rows=chunk_rows, cache=cache)
+        try:
+            return self._fit_fixed_set(
+                "fit_disk",
+                dict(disk=bank),
+                validation_data,
+                seed,
+                epochs,
+                early_stopping,
+                patience,
+                batch_size=batch_size,
+                restore_best=restore_best,
+                progress=progress,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                self_consistency=self_consistency,
+            )
+        finally:
+            if isinstance(bank, DiskBank):
+                bank.close()
 
     @strict
     def fit_online(
