@@ -1,10 +1,28 @@
 """Shared fixtures. JAX runs strictly (rank promotion raises, float32 stays the default):
 the repository's root conftest.py sets that for the tests and the doctests alike."""
 
+import gc
+
+import jax
 import numpy as np
 import pytest
 
+from amortized._mappings import process_mappings
 from amortized.simulators.benchmarks import SBIBM_ENV, SBIBM_HOW, sbibm_root
+
+
+@pytest.fixture(autouse=True)
+def _room_for_compiled_programs():
+    """After each test, clear JAX's caches once a worker holds 30% of the system's memory
+    mappings: a worker compiles thousands of programs, about a dozen mappings each, and at
+    the limit (vm.max_map_count) XLA's compiler crashed the worker with a segmentation fault
+    (amortized._mappings; the library's own check in ``fit`` clears at 50%, with a warning,
+    which a test would see)."""
+    yield
+    held = process_mappings()
+    if held is not None and held[0] > 0.3 * held[1]:
+        jax.clear_caches()
+        gc.collect()
 
 
 @pytest.fixture

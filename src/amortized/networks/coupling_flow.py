@@ -30,6 +30,7 @@ TRANSFORMS = ("affine", "spline", "affine_spline", "affine_final_spline")
 PERMUTATIONS = ("random", "swap", None)
 SPLINE_OPTIONS = ("bins", "bound")
 SPLINE_DEFAULTS = {"bins": 16, "bound": 5.0}
+DEFAULT_DF = 5.0  # the Student-t base's degrees of freedom
 MLP_OPTIONS = ("widths", "activation", "dropout", "residual")
 
 
@@ -173,7 +174,7 @@ class CouplingFlow(InferenceNetwork):
         permutation: str | None = "random",
         use_actnorm: bool = True,
         base_distribution: str = "normal",
-        df: float = 5.0,
+        df: float = DEFAULT_DF,
         subnet_kwargs: Mapping[str, Any] | None = None,
         transform_kwargs: Mapping[str, Any] | None = None,
         dim: int = 0,
@@ -202,7 +203,7 @@ class CouplingFlow(InferenceNetwork):
                 f"CouplingFlow: transform_kwargs {dict(transform_kwargs or {})} set a spline, "
                 f"but transform='affine' has none; use transform in {TRANSFORMS[1:]}"
             )
-        if base_distribution != "student_t" and float(df) != 5.0:
+        if base_distribution != "student_t" and float(df) != DEFAULT_DF:
             raise ValueError(
                 f"CouplingFlow: df={df!r} is the Student-t base's degrees of freedom, but "
                 f"base_distribution={base_distribution!r}; use base_distribution='student_t'"

@@ -197,9 +197,10 @@ def lag_regressions(x: jax.Array, mask: jax.Array | None, lags: int, rms: jax.Ar
     ``s_k = sqrt(mean_t (y_t - b_k y_{t-k})^2)`` over pairs of observed steps (0 for a lag
     beyond the series). The coefficients are the autocorrelations with the series' level
     kept instead of its mean taken out: for a process anchored at zero (an AR series
-    started at y_0 = 0, a random walk) the mean is part of the signal; on 20 steps of AR(1)
-    with phi = 0.84 the centered lag-1 autocorrelation was -0.04 and b_1 (the least-squares
-    estimate of phi) 0.55. The residual scale is the innovation scale such a fit implies,
+    started at y_0 = 0, a random walk) the mean is part of the signal, and on a short series
+    the sample mean absorbs much of a persistent excursion, pulling the centered
+    autocorrelation towards zero or below, while ``b_1`` is the least-squares estimate of
+    an AR(1)'s coefficient. The residual scale is the innovation scale such a fit implies,
     ``s_k^2 = mean y_t^2 - b_k^2 mean y_{t-k}^2``: near a unit root (``|b_k|`` near 1) a
     difference of nearly equal numbers, which a network learns badly from the rms and
     ``b_k`` alone where simulations are sparse. ``rms`` ``(features,)``: the series'

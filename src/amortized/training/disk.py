@@ -56,8 +56,9 @@ class DiskBank:
     them from there the next time (``None``: with the default ``load_fn`` only, as another
     ``load_fn`` may draw something new each call; ``True``: also with a ``load_fn``;
     ``False``: read the files each time; a folder: the cache's file goes there instead of
-    the system's temporary folder). Without room for it, a warning says so and the files
-    are read each time.
+    the system's temporary folder; where that folder is held in memory, as a ``tmpfs``
+    often is, the cache takes memory outside the process: give a folder on disk). Without
+    room for it, a warning says so and the files are read each time.
 
     >>> import tempfile, pickle
     >>> root = tempfile.mkdtemp()

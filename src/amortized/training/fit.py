@@ -27,6 +27,7 @@ from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 from .. import _random
+from .._mappings import relieve_mappings
 from . import parallel
 from .checkpoint import Checkpoints, Saved
 from .optimizer import averaged_params, has_learning_rate_scale, set_learning_rate_scale
@@ -376,6 +377,9 @@ def fit(
     """
     if early_stopping is not None and validation_data is None:
         raise ValueError("fit: early stopping needs validation_data")
+    # a fit compiles a few programs; a process that has compiled thousands before
+    # (a long session) makes room first rather than crash in the compiler
+    relieve_mappings("fit")
     restore_best = restore_best or early_stopping is not None
     history = history if history is not None else {"loss": [], "val_loss": []}
     step = steps_done(history)
