@@ -22,7 +22,7 @@ of several sizes.
   (400 x 400 over the data's range, jitter within a cell). Also reported: the share of draws
   with mu1 > mu2 (exactly 0.5 for the true posterior).
 
-    python benchmarks/scenarios.py [--only location_scale ...] [--per-size 3] [--write-md]
+    python benchmarks/scenarios.py [--only location_scale ...] [--per-size 8] [--write-md]
     python benchmarks/scenarios.py --inference-network FlowMatching --write-md
 
 ``--inference-network`` trains another of the library's inference networks, with its own
@@ -413,7 +413,7 @@ def run(name: str, sc: Scenario, per_size: int, seed: int, overrides: dict) -> d
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--only", nargs="*", default=None)
-    p.add_argument("--per-size", type=int, default=3)
+    p.add_argument("--per-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tag", default="")
     p.add_argument(

@@ -68,7 +68,10 @@ def test_constrained_density_normalizes_and_matches_lognormal():
     wf = bf.BasicWorkflow(
         simulator=bf.make_simulator([prior, lik]),
         adapter=adapter,
-        inference_network=bf.networks.CouplingFlow(depth=4),
+        # affine couplings: exact family for this normal posterior in log lam, so the check
+        # is of the adapter's Jacobian; the default's final spline, fitted to 4,000
+        # simulations, wiggles by up to 0.4 nats in the bulk (a normalized density still)
+        inference_network=bf.networks.CouplingFlow(depth=4, transform="affine"),
     )
     wf.fit_offline(wf.simulate(4000, seed=0), epochs=30, batch_size=128, seed=1, progress=False)
     x = 0.3

@@ -314,11 +314,12 @@ def test_unknown_options_list_accepted():
     # options the chosen transform or base has no use for raise (they would configure
     # nothing); the defaults pass, as saved configurations carry them
     with pytest.raises(ValueError, match=r"transform_kwargs \{'bins': 8\}.*transform='affine'"):
-        CouplingFlow(transform_kwargs={"bins": 8})
+        CouplingFlow(transform="affine", transform_kwargs={"bins": 8})
     with pytest.raises(ValueError, match=r"df=3.*base_distribution='normal'"):
         CouplingFlow(df=3)
-    CouplingFlow(transform_kwargs={"bins": 16, "bound": 5.0}, df=5.0)
+    CouplingFlow(transform="affine", transform_kwargs={"bins": 16, "bound": 5.0}, df=5.0)
     CouplingFlow(transform="spline", transform_kwargs={"bins": 8})
+    CouplingFlow(transform_kwargs={"bins": 8})  # the default's final spline takes them
     CouplingFlow(base_distribution="student_t", df=3)
     with pytest.raises(TypeError, match=r"integrate_kwargs.*\['step'\]"):
         FlowMatching(integrate_kwargs={"step": 3})

@@ -19,7 +19,12 @@ def _workflow():
     return bf.BasicWorkflow(
         simulator=bf.make_simulator([prior, likelihood]),
         adapter=bf.Adapter.create_default("theta", "x"),
-        inference_network=bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [32]}),
+        # affine couplings: with depth 2 the default's final spline is half the flow, and on
+        # this normal posterior it left the draws 7% too wide after 20 epochs (the affine
+        # flow: 2.6%); the checks here are of the bank, against memory and the exact answer
+        inference_network=bf.networks.CouplingFlow(
+            depth=2, transform="affine", subnet_kwargs={"widths": [32]}
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from jax.flatten_util import ravel_pytree
 import amortized as bf
 from amortized.approximators import core
 from amortized.training.optimizer import default_optimizer
+from amortized.training.stopping import selection_z
 
 fit_module = importlib.import_module("amortized.training.fit")
 
@@ -320,7 +321,10 @@ def test_fit_offline_stops_early_on_a_held_out_share():
     assert history["last_improvement"] + 10 <= history["stopped_epoch"] < 100
     assert history["last_improvement"] <= history["best_epoch"]
     check = history["best_vs_last"]
-    restore = check["loss_difference"] > 2 * check["standard_error"]
+    # the rule of fit: beyond selection_z standard errors, corrected for having picked the
+    # lowest of the epochs' held-out losses
+    z = selection_z(len(history["val_loss"]))
+    restore = check["loss_difference"] > z * check["standard_error"]
     assert history["restored_epoch"] == (history["best_epoch"] if restore else None)
     kept = min(history["val_loss"]) if restore else history["val_loss"][-1]
     ap = wf.approximator

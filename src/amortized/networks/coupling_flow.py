@@ -130,15 +130,19 @@ class CouplingFlow(InferenceNetwork):
     ----------
     depth : int, default 6
         Number of coupling layers; increase for more complex posteriors.
-    transform : {"affine", "spline", "affine_spline", "affine_final_spline"}, default "affine"
-        Affine couplings, monotone rational-quadratic splines (``transform_kwargs``:
-        ``bins`` default 16, ``bound`` default 5.0; identity outside ``[-bound, bound]``),
-        both in turn (even layers affine, odd layers spline: the affine layers carry
-        location and scale, the splines the shape, at about half a spline flow's cost), or
-        affine couplings with a spline as the last layer (``"affine_final_spline"``: one
-        spline gives each coordinate a skewed or truncated shape, e.g. a posterior cut by
-        a prior's box, which affine couplings of nearly independent coordinates cannot;
-        measured in BENCHMARKS.md).
+    transform : {"affine_final_spline", "affine", "spline", "affine_spline"}
+        Default ``"affine_final_spline"``: affine couplings with a spline as the last
+        layer (the affine layers carry location, scale and dependence; the one spline
+        gives each coordinate a skewed or truncated shape, e.g. a posterior cut by a
+        prior's box, which affine couplings of nearly independent coordinates cannot, at
+        little more than an affine flow's cost; the comparison is in BENCHMARKS.md). It is
+        chosen for flows of the default depth: in a shallow flow (depth 2) the spline is
+        half the flow and fits near-normal posteriors worse than affine couplings do.
+        ``"affine"``: affine couplings only (for one parameter a Gaussian family, exact
+        for conjugate normal posteriors). ``"spline"``: monotone rational-quadratic
+        splines in every layer (``transform_kwargs``: ``bins`` default 16, ``bound``
+        default 5.0; identity outside ``[-bound, bound]``, for every spline layer).
+        ``"affine_spline"``: both in turn (even layers affine, odd layers spline).
     permutation : {"random", "swap", None}, default "random"
         Fixed permutation before each layer.
     use_actnorm : bool, default True
@@ -170,7 +174,7 @@ class CouplingFlow(InferenceNetwork):
         self,
         subnet: str = "mlp",
         depth: int = 6,
-        transform: str = "affine",
+        transform: str = "affine_final_spline",
         permutation: str | None = "random",
         use_actnorm: bool = True,
         base_distribution: str = "normal",
