@@ -150,7 +150,9 @@ def disk_inputs(
     epoch, so a resumed run reads what the interrupted one would have); with ``hold_out``,
     a random :func:`~amortized.training.holdout.holdout_size` of the files is held out and
     loaded as the validation set. The rows that do not fill a last batch are left out of
-    that epoch (other ones each epoch)."""
+    that epoch (other ones each epoch); the epoch is split into equal chunks, the last
+    filled with rows from the start of the epoch's order (fewer batches than chunks), so
+    that every chunk trains through one compiled program."""
     k_split, k_order = jax.random.split(key)
     # the bank's own random order (a zarr store: whole stored chunks), so that the held-out
     # set and the first chunk are read from few stored chunks
@@ -168,9 +170,19 @@ def disk_inputs(
     first = to_arrays(raw, "training data")
     val = to_arrays(bank.load(val_idx), "validation data") if held else None
     usable = len(train_idx) // batch_size * batch_size
+    # every chunk the same length, so that one compiled program trains them all: a shorter
+    # last chunk compiled a second program of the whole training step (seconds, and its
+    # memory). The epoch's batches are split into as few equal chunks of at most `chunk`
+    # rows as cover them, and the last is filled with rows from the start of the epoch's
+    # order: fewer batches than there are chunks (other rows each epoch) are seen twice
+    batches = usable // batch_size
+    num_chunks = -(-batches // (chunk // batch_size))
+    chunk = -(-batches // num_chunks) * batch_size
+    per_epoch = num_chunks * chunk
 
     def epoch_data(epoch: int):
         order = bank.epoch_order(train_idx, jax.random.fold_in(k_order, epoch))[:usable]
+        order = np.concatenate([order, order[: per_epoch - usable]])
         return bank.chunks(order, chunk, lambda d: to_arrays(d, "training data"))
 
-    return TrainingInputs(first, epoch_data, usable // batch_size, val, held, keys)
+    return TrainingInputs(first, epoch_data, per_epoch // batch_size, val, held, keys)
