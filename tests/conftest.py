@@ -1,13 +1,10 @@
 """Shared fixtures. JAX runs strictly (rank promotion raises, float32 stays the default):
 the repository's root conftest.py sets that for the tests and the doctests alike."""
 
-import gc
-
-import jax
 import numpy as np
 import pytest
 
-from amortized._mappings import process_mappings
+from amortized._mappings import clear_if_crowded
 from amortized.simulators.benchmarks import SBIBM_ENV, SBIBM_HOW, sbibm_root
 
 
@@ -17,12 +14,9 @@ def _room_for_compiled_programs():
     mappings: a worker compiles thousands of programs, about a dozen mappings each, and at
     the limit (vm.max_map_count) XLA's compiler crashed the worker with a segmentation fault
     (amortized._mappings; the library's own check in ``fit`` clears at 50%, with a warning,
-    which a test would see)."""
+    which a test would see; this one clears silently)."""
     yield
-    held = process_mappings()
-    if held is not None and held[0] > 0.3 * held[1]:
-        jax.clear_caches()
-        gc.collect()
+    clear_if_crowded(0.3)
 
 
 @pytest.fixture

@@ -38,12 +38,12 @@ def process_mappings() -> tuple[int, int] | None:
     return held, limit
 
 
-def relieve_mappings(where: str, clear_at: float = CLEAR_AT) -> bool:
+def clear_if_crowded(clear_at: float) -> tuple[int, int, int | None] | None:
     """Clear JAX's caches when this process holds more than ``clear_at`` of the system's
-    memory mappings; returns whether it did (and then warns, naming ``where``)."""
+    memory mappings: ``(held before, the limit, held after)`` when it did, else ``None``."""
     held = process_mappings()
     if held is None or held[0] <= clear_at * held[1]:
-        return False
+        return None
     import gc
 
     import jax
@@ -51,10 +51,20 @@ def relieve_mappings(where: str, clear_at: float = CLEAR_AT) -> bool:
     jax.clear_caches()
     gc.collect()
     after = process_mappings()
-    now = f"{after[0]:,}" if after else "fewer"
+    return held[0], held[1], None if after is None else after[0]
+
+
+def relieve_mappings(where: str, clear_at: float = CLEAR_AT) -> bool:
+    """:func:`clear_if_crowded`, with a warning naming ``where`` when it cleared; returns
+    whether it did."""
+    cleared = clear_if_crowded(clear_at)
+    if cleared is None:
+        return False
+    before, limit, after = cleared
+    now = "fewer" if after is None else f"{after:,}"
     warnings.warn(
-        f"{where}: this process held {held[0]:,} memory mappings of the system's limit of "
-        f"{held[1]:,} (vm.max_map_count), most of them JAX's compiled programs; past the "
+        f"{where}: this process held {before:,} memory mappings of the system's limit of "
+        f"{limit:,} (vm.max_map_count), most of them JAX's compiled programs; past the "
         f"limit the next compilation crashes. JAX's caches were cleared ({now} mappings "
         f"now): what runs next compiles again.",
         RuntimeWarning,
