@@ -437,3 +437,64 @@ def test_a_negative_or_doubled_parameter_average_is_refused():
     twice = optax.chain(track_average(0.9), track_average(0.5))
     with pytest.raises(ValueError, match="keeps 2 parameter averages"):
         averaged_params(twice.init(jnp.zeros(2)))
+
+
+def _flow_matching_workflow():
+    sim = bf.simulators.benchmarks.get_task("gaussian_linear")
+    net = bf.networks.FlowMatching(subnet_kwargs={"widths": (32, 32)})
+    wf = bf.BasicWorkflow(
+        simulator=sim, inference_network=net, inference_variables="theta",
+        inference_conditions="x",
+    )  # fmt: skip
+    return sim, wf
+
+
+def test_a_random_draw_loss_is_validated_as_the_mean_of_its_draws():
+    # flow matching draws a time and a noise vector per example: its per-example validation
+    # loss is the mean of RandomDrawLoss.validation_draws = 16 draws, so the differences
+    # between two validation keys spread 4x less than single draws' (sqrt(16)). Tolerance:
+    # the sd of 400 differences of these skewed losses is within about 10% of its value, so
+    # the ratio of two such sds lies in [3, 5.3] (excluding 8 draws, 2.8, and 32, 5.7)
+    from amortized.networks.base import RandomDrawLoss
+
+    assert bf.networks.FlowMatching.validation_draws == RandomDrawLoss.validation_draws == 16
+    sim, wf = _flow_matching_workflow()
+    data = sim.sample(400, seed=0)
+    wf.fit_offline(data, epochs=1, early_stopping=False, seed=1, progress=False)
+    ap = wf.approximator
+    rows = ap.to_network_arrays(data, where="test")
+    ka, kb = jax.random.split(jax.random.key(3))
+    mean16 = [fit_module._eval_losses(ap.nets, ap.stats, rows, k, core.loss, 50) for k in (ka, kb)]
+
+    def single(key):
+        keys = jax.random.split(key, 400)
+        one = jax.tree.map(lambda a: a[:, None], rows)
+        return jax.vmap(lambda r, k: core.loss(ap.nets, ap.stats, r, k, False))(one, keys)
+
+    sd16 = float(np.std(mean16[0] - mean16[1]))
+    sd1 = float(np.std(single(ka) - single(kb)))
+    assert 3.0 < sd1 / sd16 < 5.3, (sd1, sd16)
+
+
+def test_each_network_brings_its_early_stopping_defaults(monkeypatch):
+    # flow matching's loss is not in nats and is mostly noise: patience 50 and any gain
+    # beyond chance counts; a coupling flow keeps patience 10 and MIN_GAIN; a patience
+    # given by the user wins
+    from amortized.approximators import base as approximator_base
+    from amortized.training.stopping import MIN_GAIN, PlateauRule
+
+    rules = []
+
+    def recorded(**kwargs):
+        rules.append(PlateauRule(**kwargs))
+        return rules[-1]
+
+    monkeypatch.setattr(approximator_base, "PlateauRule", recorded)
+    sim, wf = _flow_matching_workflow()
+    data = sim.sample(200, seed=0)
+    wf.fit_offline(data, epochs=1, seed=1, progress=False)
+    wf.fit_offline(data, epochs=1, seed=1, progress=False, patience=4)
+    _, flow = _overfitting_workflow()
+    flow.fit_offline(data, epochs=1, seed=1, progress=False)
+    got = [(r.patience, r.min_gain) for r in rules]
+    assert got == [(50, 0.0), (4, 0.0), (10, MIN_GAIN)]

@@ -305,7 +305,9 @@ class Approximator:
             progress=progress,
             history=copy.deepcopy(self.history),  # kept only when the fit completes
             flat_params=flat,
-            early_stopping=None if patience is None else PlateauRule(patience=patience),
+            early_stopping=None
+            if patience is None
+            else PlateauRule(patience=patience, min_gain=self.inference_network.stopping_min_gain),
             warn_overfitting=self.inference_network.validation_loss_ranks_epochs,
             checkpoints=ckpt,
             resume=saved,

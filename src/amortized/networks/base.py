@@ -41,6 +41,18 @@ class InferenceNetwork(eqx.Module):
     #: loss measures the consistency of the map, which a constant map satisfies, and it
     #: rises while the map learns the posterior.
     validation_loss_ranks_epochs = True
+    #: How many draws of the loss's own randomness (noise levels, times, noise vectors)
+    #: each validation example's loss averages. 1 for exact losses (a negative log
+    #: density); more for regression losses with one random draw per example (flow
+    #: matching, diffusion), whose per-example validation losses are otherwise so noisy
+    #: that the paired comparison of epochs (early stopping) misses steady progress.
+    validation_draws = 1
+    #: Early stopping's defaults for this network's loss: ``fit_offline``'s ``patience``
+    #: and the smallest gain per epoch that counts as progress (None:
+    #: :data:`~amortized.training.stopping.MIN_GAIN`, in nats per example; a loss in other
+    #: units sets its own).
+    default_patience = 10
+    stopping_min_gain: float | None = None
 
     @property
     def log_prob_caveat(self) -> str | None:
@@ -110,6 +122,28 @@ class InferenceNetwork(eqx.Module):
         outside what this network was configured for. Networks with a schedule fixed at
         construction (:class:`~amortized.networks.ConsistencyModel`'s ``total_steps``)
         override this; the approximator calls it before training."""
+
+
+class RandomDrawLoss:
+    """Early stopping's settings for a network trained on a regression loss with one random
+    draw per example (flow matching's time and noise, a diffusion model's noise level and
+    noise): a mixin, listed before :class:`InferenceNetwork`.
+
+    Such a loss is mostly irreducible noise, and the progress that sharpens a posterior is
+    a small fraction of it per epoch: the rule made for negative log densities stopped flow
+    matching on sbibm's two_moons while its held-out loss was still falling steadily, and
+    the epochs it cut off were the ones that resolve the posterior's thin crescents
+    (benchmarks/LOG.md, session 32). So each
+    validation example averages 16 draws (the paired comparison of epochs then sees that
+    progress), any gain beyond chance counts (the loss is not in nats, so
+    :data:`~amortized.training.stopping.MIN_GAIN` does not apply), and patience is 50
+    epochs (the learning rate is lowered after 16 without a new minimum, not 3): with 30
+    the rate reached its floor while the loss still fell, and the posteriors were worse.
+    """
+
+    validation_draws = 16
+    default_patience = 50
+    stopping_min_gain = 0.0
 
 
 def encode_config(**options: Any) -> str:

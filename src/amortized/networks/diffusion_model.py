@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_choice, strict
-from .base import InferenceNetwork, encode_config
+from .base import InferenceNetwork, RandomDrawLoss, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
 from .image_field import check_layout, subnet_config
 from .integrate import (
@@ -107,7 +107,7 @@ def flow_term(kind: str, out, z, alpha, sigma):
     return alpha * (out - alpha * z) / sigma  # x
 
 
-class DiffusionModel(InferenceNetwork):
+class DiffusionModel(RandomDrawLoss, InferenceNetwork):
     """Score-based diffusion model with a time-conditioned MLP (see the module docstring).
 
     Parameters

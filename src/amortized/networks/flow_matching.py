@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import strict
-from .base import InferenceNetwork, encode_config
+from .base import InferenceNetwork, RandomDrawLoss, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
 from .image_field import check_layout, subnet_config
 from .integrate import ODE_SOLVERS, integrate_options, ode_log_prob, solve_ode
@@ -64,7 +64,7 @@ def sinkhorn_pairing(key, x0, x1, reg=0.1, iters=50):
     return jax.random.categorical(key, log_plan, axis=1)
 
 
-class FlowMatching(InferenceNetwork):
+class FlowMatching(RandomDrawLoss, InferenceNetwork):
     """Optimal-transport flow matching with a time-conditioned MLP velocity field.
 
     Parameters
@@ -76,8 +76,11 @@ class FlowMatching(InferenceNetwork):
         ``activation``, ``dropout`` default 0.05, ``residual``, ``time_embedding_dim``).
     use_optimal_transport : bool, default False
         Pair noise and data within a batch by an entropic OT plan.
-    time_power_law_alpha : float, default 0.0
-        Training times t = u^(1/(1+alpha)).
+    time_power_law_alpha : float, default 1.0
+        Training times t = u^(1/(1+alpha)): with 1, density 2t, so times near the data end,
+        where the field of a narrow posterior changes fastest, are drawn more often than
+        near the noise end (better posteriors on sbibm's two_moons than uniform times under
+        the same fit; benchmarks/LOG.md, session 32).
     integrate_kwargs : dict, optional
         ``method`` (euler, heun, midpoint, ralston, bosh3, tsit5, dopri5; default midpoint),
         ``steps`` (int, default 16, or "adaptive" with ``rtol``/``atol``), ``max_steps``.
@@ -114,7 +117,7 @@ class FlowMatching(InferenceNetwork):
         subnet: str = "time_mlp",
         subnet_kwargs: Mapping[str, Any] | None = None,
         use_optimal_transport: bool = False,
-        time_power_law_alpha: float = 0.0,
+        time_power_law_alpha: float = 1.0,
         integrate_kwargs: Mapping[str, Any] | None = None,
         drop_cond_prob: float = 0.0,
         guidance_scale: float = 0.0,

@@ -237,9 +237,11 @@ def _eval_group_losses(nets, stats, data, key, loss_fn, group: int, step):
 @eqx.filter_jit
 def _eval_losses(nets, stats, data, key, loss_fn, chunk, step=0):
     """Each validation example's loss ``(n,)`` (dropout off), in chunks of ``chunk`` rows
-    (each row a batch of one, with its own key); a remainder is evaluated as one extra
-    chunk so no validation example is left out. The mean is the validation loss; the
-    per-example values let the early-stopping rule compare two epochs on the same examples
+    (each row a batch of one, with its own key; of ``validation_draws`` copies of the
+    example for a network whose loss draws noise, so that its loss is their mean); a
+    remainder is evaluated as one extra chunk so no validation example is left out. The
+    mean is the validation loss; the per-example values let the early-stopping rule
+    compare two epochs on the same examples
     (:func:`~amortized.training.stopping.significantly_better`). ``step``: the optimizer steps
     taken so far, at which a scheduled loss is evaluated."""
     n = _num_rows(data)
@@ -247,10 +249,12 @@ def _eval_losses(nets, stats, data, key, loss_fn, chunk, step=0):
     if group > 1:
         return _eval_group_losses(nets, stats, data, key, loss_fn, group, step)
     full = n // chunk
+    # a batch of the example repeated: the loss's mean over that many of its random draws
+    draws = int(getattr(getattr(nets, "inference", None), "validation_draws", 1))
 
     def rows(batch, k):
         def one(row, kr):
-            row = jax.tree.map(lambda a: a[None], row)
+            row = jax.tree.map(lambda a: jnp.repeat(a[None], draws, axis=0), row)
             return loss_fn(nets, stats, row, kr, False, jnp.asarray(step, jnp.int32))
 
         return jax.vmap(one)(batch, jax.random.split(k, _num_rows(batch)))

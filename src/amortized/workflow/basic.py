@@ -236,6 +236,11 @@ class BasicWorkflow:
         """Whether early stopping applies by default (see :meth:`fit_offline`)."""
         return self.inference_network.validation_loss_ranks_epochs
 
+    @property
+    def _default_patience(self) -> int:
+        """Early stopping's patience when the user gives none (the network's own)."""
+        return self.inference_network.default_patience
+
     # -- simulation --------------------------------------------------------------------
     def _require_simulator(self, what: str) -> Simulator:
         if self.simulator is None:
@@ -311,7 +316,7 @@ class BasicWorkflow:
         progress: bool = True,
         mask_rate: float = 0.0,
         early_stopping: bool | None = None,
-        patience: int = 10,
+        patience: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
@@ -334,8 +339,11 @@ class BasicWorkflow:
         the networks, so the stopping rule ends training, not ``epochs``: when the
         validation loss has not reached a new minimum for a third of ``patience`` epochs
         the learning rate is lowered (by 5x, at most three times), after ``patience``
-        epochs (default 10) without an improvement beyond chance (by more than two
-        standard errors of the per-example differences) training stops once the loss is
+        epochs (default: the network's ``default_patience``, 10; 50 for flow matching and
+        diffusion models, whose losses are mostly noise and whose validation losses
+        average 16 draws per example: :class:`~amortized.networks.base.RandomDrawLoss`)
+        without an improvement beyond chance (by more than two standard errors of the
+        per-example differences) training stops once the loss is
         rising or the rate is at its floor (a plateau above it lowers the rate first),
         and the best epoch's networks are kept when they beat the last epoch's on the
         held-out examples by more than two standard errors, Bonferroni-corrected for the
@@ -388,6 +396,8 @@ class BasicWorkflow:
             early_stopping = self._validation_loss_ranks_epochs
         if epochs is None:
             epochs = DEFAULT_MAX_EPOCHS if early_stopping else DEFAULT_EPOCHS
+        if patience is None:
+            patience = self._default_patience
         return self._fit(
             source,
             validation_data,
@@ -410,7 +420,7 @@ class BasicWorkflow:
         restore_best: bool = False,
         progress: bool = True,
         early_stopping: bool | None = None,
-        patience: int = 10,
+        patience: int | None = None,
         chunk_rows: int = 4096,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,

@@ -208,6 +208,10 @@ class EnsembleWorkflow(BasicWorkflow):
     def _validation_loss_ranks_epochs(self) -> bool:
         return self.approximator.validation_loss_ranks_epochs
 
+    @property
+    def _default_patience(self) -> int:
+        return max(m.inference_network.default_patience for m in self.approximator.members)
+
     def _fit(self, source, validation_data, seed, **settings) -> dict[str, dict[str, list]]:
         """Every member's fit on the same data (see :meth:`EnsembleApproximator.fit`);
         returns member name -> history."""
