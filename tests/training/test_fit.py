@@ -498,3 +498,9 @@ def test_each_network_brings_its_early_stopping_defaults(monkeypatch):
     flow.fit_offline(data, epochs=1, seed=1, progress=False)
     got = [(r.patience, r.min_gain) for r in rules]
     assert got == [(50, 0.0), (4, 0.0), (10, MIN_GAIN)]
+    # settings of the class, not fields of the network's pytree (nor of its saved file)
+    import dataclasses
+
+    settings = {"validation_draws", "default_patience", "stopping_min_gain"}
+    for net in (bf.networks.FlowMatching, bf.networks.CouplingFlow):
+        assert not settings & {f.name for f in dataclasses.fields(net)}

@@ -18,7 +18,7 @@ Batched methods (the approximator's interface), with ``B`` examples:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -50,9 +50,10 @@ class InferenceNetwork(eqx.Module):
     #: Early stopping's defaults for this network's loss: ``fit_offline``'s ``patience``
     #: and the smallest gain per epoch that counts as progress (None:
     #: :data:`~amortized.training.stopping.MIN_GAIN`, in nats per example; a loss in other
-    #: units sets its own).
+    #: units sets its own). Class-level settings (ClassVar), not fields: they are not
+    #: part of a network's pytree or its saved file.
     default_patience = 10
-    stopping_min_gain: float | None = None
+    stopping_min_gain: ClassVar[float | None] = None
 
     @property
     def log_prob_caveat(self) -> str | None:
