@@ -111,12 +111,15 @@ def default_batch_size() -> int:
     return inspect.signature(bf.BasicWorkflow.fit_offline).parameters["batch_size"].default
 
 
-def stopped_label(epochs_run: list[int]) -> str:
-    """The epochs the stopping rule ran, for the table (a range over ensemble members)."""
+def stopped_label(epochs_run: list[int], stops: bool = True) -> str:
+    """The epochs the stopping rule ran, for the table (a range over ensemble members);
+    ``stops=False``: a network whose validation loss does not rank epochs (the consistency
+    models), which the default fit trains for a fixed number of epochs."""
     if not epochs_run:
         return "loaded"
     lo, hi = min(epochs_run), max(epochs_run)
-    return f"{lo} (stopped)" if lo == hi else f"{lo}-{hi} (stopped)"
+    how = "stopped" if stops else "fixed"
+    return f"{lo} ({how})" if lo == hi else f"{lo}-{hi} ({how})"
 
 
 def size_label(widths: list[int] | None, bins: int | None, learning_rate: float | None) -> str:
@@ -353,11 +356,15 @@ def run_task(
         net_name = f"{net_name} x{ensemble} ensemble"
     if as_set:
         net_name = f"{net_name} + {SET_TASKS[task][2]} (x as a set)"
+    # an ensemble answers for its members; a single approximator through its network
+    ranks_epochs = getattr(approximator, "validation_loss_ranks_epochs", None)
+    if ranks_epochs is None:
+        ranks_epochs = approximator.inference_network.validation_loss_ranks_epochs
     return {
         "task": task,
         "budget": budget,
         "network": net_name,
-        "epochs": epochs if epochs is not None else stopped_label(epochs_run),
+        "epochs": epochs if epochs is not None else stopped_label(epochs_run, ranks_epochs),
         "batch_size": batch_size if batch_size is not None else default_batch_size(),
         "seed": seed,
         "observations": observations,

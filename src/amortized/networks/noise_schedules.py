@@ -17,9 +17,9 @@ A schedule decides two things: where the sampler's fixed steps in ``t`` fall (th
   near the data's scale. A posterior, standardized by the prior's scale, is often 10-100
   times narrower, and its shape is decided at ``sigma_VE`` of 0.01-0.1, where EDM's values
   put 18% of the training draws and these 34%; a weakly informed posterior (sd near 1)
-  needs the levels 0.3-3 (EDM 47%, these 28%). A lower mean (-3) sharpened narrow
-  posteriors no further and biased wide ones in the tails of the prior predictive
-  (benchmarks/LOG.md, session 33).
+  needs the levels 0.3-3 (EDM 47%, these 28%). A lower mean (-3) gained little on narrow
+  posteriors and biased wide ones in the tails of the prior predictive (benchmarks/LOG.md,
+  session 33).
 - ``"cosine"`` (Nichol & Dhariwal 2021): ``lambda(t) = -2 log tan(pi u / 2)`` with ``u``
   spanning ``[u(lambda_max), u(lambda_min)]`` linearly in ``t``; training draws ``t``
   uniformly. Defaults: ``log_snr_min=-15, log_snr_max=15``.
