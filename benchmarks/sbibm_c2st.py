@@ -356,15 +356,13 @@ def run_task(
         net_name = f"{net_name} x{ensemble} ensemble"
     if as_set:
         net_name = f"{net_name} + {SET_TASKS[task][2]} (x as a set)"
-    # an ensemble answers for its members; a single approximator through its network
-    ranks_epochs = getattr(approximator, "validation_loss_ranks_epochs", None)
-    if ranks_epochs is None:
-        ranks_epochs = approximator.inference_network.validation_loss_ranks_epochs
     return {
         "task": task,
         "budget": budget,
         "network": net_name,
-        "epochs": epochs if epochs is not None else stopped_label(epochs_run, ranks_epochs),
+        "epochs": epochs
+        if epochs is not None
+        else stopped_label(epochs_run, approximator.validation_loss_ranks_epochs),
         "batch_size": batch_size if batch_size is not None else default_batch_size(),
         "seed": seed,
         "observations": observations,

@@ -66,6 +66,12 @@ class ContinuousApproximator(Approximator):
         net = self.nets.inference if self.is_trained else self.inference_network
         return bool(getattr(net, "one_pass_log_prob", False))
 
+    @property
+    def validation_loss_ranks_epochs(self) -> bool:
+        """Whether the held-out loss ranks epochs, so that early stopping applies (False
+        for the consistency models); an ensemble answers for all its members."""
+        return self.inference_network.validation_loss_ranks_epochs
+
     def _require_density(self, what: str) -> None:
         self._require_trained(what)
         if not getattr(self.inference_network, "has_log_prob", False):

@@ -234,7 +234,7 @@ class BasicWorkflow:
     @property
     def _validation_loss_ranks_epochs(self) -> bool:
         """Whether early stopping applies by default (see :meth:`fit_offline`)."""
-        return self.inference_network.validation_loss_ranks_epochs
+        return self.approximator.validation_loss_ranks_epochs
 
     @property
     def _default_patience(self) -> int:
