@@ -54,7 +54,9 @@ def _rebuild(entry: dict[str, Any], registry: dict[str, type]):
     """(unbuilt network, built skeleton) from a manifest entry."""
     if entry["class"] not in registry:
         raise ModelFileError(f"load: unknown network {entry['class']!r}; known: {sorted(registry)}")
-    net = registry[entry["class"]](**entry["config"])
+    cls = registry[entry["class"]]
+    # options added since the file was written, at the values that reproduce it
+    net = cls(**{**getattr(cls, "legacy_config", {}), **entry["config"]})
     key = jax.random.key(0)
     if "input_shape" in entry:
         return net, net.build(tuple(entry["input_shape"]), key)

@@ -39,6 +39,11 @@ eps^2) z_n, t_n)``; ``sampling_steps = 1`` is one network evaluation per draw.
 
 A consistency model has no tractable density: ``log_prob`` raises, and the amortized
 Bayesian workflow cannot importance-weight its draws (:attr:`log_prob_caveat`).
+
+With ``conditional_standardization=True`` (the default) all of the above applies to the
+residual ``r = (x - m(c)) / s(c)`` of a learned Gaussian fit of the posterior, and draws
+are ``m(c) + s(c) r`` (:mod:`~amortized.networks.conditional_standardization`): the loss
+then weighs errors relative to the posterior's width, not the prior's.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_positive_int, strict
+from . import conditional_standardization as cs
 from .base import InferenceNetwork, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
 from .image_field import check_layout, subnet_config
@@ -155,6 +161,10 @@ class ConsistencyModel(InferenceNetwork):
     guidance_scale : float, default 0.0
         Guidance at sampling, applied to ``F``; needs ``drop_cond_prob > 0``. Guided draws
         are sharper than the posterior (images, not calibrated inference).
+    conditional_standardization : bool, default True
+        Model the residual of a learned Gaussian fit of the posterior
+        (:mod:`~amortized.networks.conditional_standardization`), so that the loss weights
+        errors relative to the posterior's width, not the prior's.
 
     Examples
     --------
@@ -173,9 +183,11 @@ class ConsistencyModel(InferenceNetwork):
     sampling_steps: int = eqx.field(static=True)
     drop_cond_prob: float = eqx.field(static=True)
     guidance_scale: float = eqx.field(static=True)
+    standardizer: eqx.Module | None = None
 
     has_log_prob = False
     validation_loss_ranks_epochs = False
+    legacy_config = cs.LEGACY_CONFIG
 
     @strict
     def __init__(
@@ -191,6 +203,7 @@ class ConsistencyModel(InferenceNetwork):
         sampling_steps: int = 10,
         drop_cond_prob: float = 0.0,
         guidance_scale: float = 0.0,
+        conditional_standardization: bool = True,
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
@@ -221,6 +234,7 @@ class ConsistencyModel(InferenceNetwork):
             sampling_steps=sampling_steps,
             drop_cond_prob=float(drop_cond_prob),
             guidance_scale=float(guidance_scale),
+            conditional_standardization=bool(conditional_standardization),
         )
         self.total_steps, self.s0, self.s1 = total_steps, s0, s1
         self.max_time, self.sigma2, self.eps = float(max_time), float(sigma2), float(eps)
@@ -229,6 +243,9 @@ class ConsistencyModel(InferenceNetwork):
         self.guidance_scale = float(guidance_scale)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
         self.layout = check_layout(type(self).__name__, layout, self.dim, self.cond_dim)
+        self.standardizer = cs.build_head(
+            conditional_standardization, self.dim, self.cond_dim, cs.head_key(key), self.layout
+        )
         if self.dim == 0:
             self.field = None
             return
@@ -289,6 +306,7 @@ class ConsistencyModel(InferenceNetwork):
                 "ConsistencyModel.loss: needs the optimizer step (step=...), which the "
                 "training loop passes; its discretization depends on it"
             )
+        x, head_loss = cs.residual_for_training(self.standardizer, x, cond)
         ki, kz, kc, kd = jax.random.split(key, 4)
         n = x.shape[0]
         step = jnp.minimum(jnp.asarray(step), self.total_steps - 1)
@@ -308,7 +326,7 @@ class ConsistencyModel(InferenceNetwork):
 
         teacher = jax.lax.stop_gradient(f(t_lo))
         distance = pseudo_huber(f(t_hi) - teacher, 0.00054 * math.sqrt(self.dim))
-        return jnp.mean(distance / (t_hi - t_lo))
+        return jnp.mean(distance / (t_hi - t_lo)) + head_loss
 
     def sample(self, key, cond):
         self._require_built("sample")
@@ -321,7 +339,8 @@ class ConsistencyModel(InferenceNetwork):
         def renoise(x, t, noise):
             return x + jnp.sqrt(t**2 - self.eps**2) * noise
 
-        return multistep_sample(consistency, start, self.sampling_times(), renoise, ks)
+        r = multistep_sample(consistency, start, self.sampling_times(), renoise, ks)
+        return cs.from_residual(self.standardizer, r, cond)
 
     def log_prob(self, x, cond):
         raise NotImplementedError(self.log_prob_caveat)

@@ -28,6 +28,11 @@ Sampling is multistep consistency sampling (as for
 time ``t_n``, ``x = f(cos(t_n) x + sin(t_n) s z_n, t_n)``; the times are ``arctan(sigma_n /
 s)`` for a Karras grid of noise levels ``sigma_n`` between 80 and 0.002 (the first replaced
 by ``pi / 2``, pure noise). No tractable density (:attr:`log_prob_caveat`).
+
+With ``conditional_standardization=True`` (the default) all of the above applies to the
+residual ``r = (x - m(c)) / s(c)`` of a learned Gaussian fit of the posterior, and draws
+are ``m(c) + s(c) r`` (:mod:`~amortized.networks.conditional_standardization`): the loss
+then weighs errors relative to the posterior's width, not the prior's.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_positive_int, strict, strict_kwargs
+from . import conditional_standardization as cs
 from .base import InferenceNetwork, encode_config
 from .consistency_model import multistep_sample, no_density_caveat
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
@@ -91,6 +97,10 @@ class StableConsistencyModel(InferenceNetwork):
         Classifier-free guidance training (:mod:`~amortized.networks.guidance`).
     guidance_scale : float, default 0.0
         Guidance at sampling, applied to ``F``; needs ``drop_cond_prob > 0``.
+    conditional_standardization : bool, default True
+        Model the residual of a learned Gaussian fit of the posterior
+        (:mod:`~amortized.networks.conditional_standardization`), so that the loss weights
+        errors relative to the posterior's width, not the prior's.
 
     Examples
     --------
@@ -105,9 +115,11 @@ class StableConsistencyModel(InferenceNetwork):
     sampling_steps: int = eqx.field(static=True)
     drop_cond_prob: float = eqx.field(static=True)
     guidance_scale: float = eqx.field(static=True)
+    standardizer: eqx.Module | None = None
 
     has_log_prob = False
     validation_loss_ranks_epochs = False
+    legacy_config = cs.LEGACY_CONFIG
 
     @strict
     def __init__(
@@ -119,6 +131,7 @@ class StableConsistencyModel(InferenceNetwork):
         sampling_steps: int = 10,
         drop_cond_prob: float = 0.0,
         guidance_scale: float = 0.0,
+        conditional_standardization: bool = True,
         dim: int = 0,
         cond_dim: int = 0,
         key: jax.Array | None = None,
@@ -142,6 +155,7 @@ class StableConsistencyModel(InferenceNetwork):
             sampling_steps=sampling_steps,
             drop_cond_prob=float(drop_cond_prob),
             guidance_scale=float(guidance_scale),
+            conditional_standardization=bool(conditional_standardization),
         )
         self.sigma = float(sigma)
         self.sampling_steps = sampling_steps
@@ -149,6 +163,9 @@ class StableConsistencyModel(InferenceNetwork):
         self.guidance_scale = float(guidance_scale)
         self.dim, self.cond_dim = int(dim), int(cond_dim)
         self.layout = check_layout(type(self).__name__, layout, self.dim, self.cond_dim)
+        self.standardizer = cs.build_head(
+            conditional_standardization, self.dim, self.cond_dim, cs.head_key(key), self.layout
+        )
         if self.dim == 0:
             self.field = self.weight = None
             return
@@ -210,6 +227,7 @@ class StableConsistencyModel(InferenceNetwork):
         return jax.lax.stop_gradient((x_t, F_minus, g))
 
     def loss(self, x, cond, key, train=True, step=None):
+        x, head_loss = cs.residual_for_training(self.standardizer, x, cond)
         kt, kz, kc, kd = jax.random.split(key, 4)
         n = x.shape[0]
         tau = SCM_P_MEAN + SCM_P_STD * jax.random.normal(kt, (n,))
@@ -227,9 +245,9 @@ class StableConsistencyModel(InferenceNetwork):
         if not train:
             # the learned weights change over training; the unweighted residual (the
             # normalized consistency violation) compares epochs on one objective
-            return jnp.mean(residual)
+            return jnp.mean(residual) + head_loss
         w = jax.vmap(self.log_weight)(t)
-        return jnp.mean(jnp.exp(-w) * residual + w)
+        return jnp.mean(jnp.exp(-w) * residual + w) + head_loss
 
     def sample(self, key, cond):
         self._require_built("sample")
@@ -242,7 +260,8 @@ class StableConsistencyModel(InferenceNetwork):
         def renoise(x, t, noise):
             return jnp.cos(t) * x + jnp.sin(t) * self.sigma * noise
 
-        return multistep_sample(consistency, start, self.sampling_times(), renoise, ks)
+        r = multistep_sample(consistency, start, self.sampling_times(), renoise, ks)
+        return cs.from_residual(self.standardizer, r, cond)
 
     def log_prob(self, x, cond):
         raise NotImplementedError(self.log_prob_caveat)
