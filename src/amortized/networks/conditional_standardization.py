@@ -60,6 +60,10 @@ HEAD_WIDTHS = (256, 256)
 LOG_SCALE_MIN, LOG_SCALE_MAX = -10.0, 5.0
 #: the constructor option of the networks that use it
 OPTION = "conditional_standardization"
+#: models saved before the option existed were trained without the head: their stored
+#: configurations lack the option, and loading reads it as False (a network's
+#: ``legacy_config``, applied by the loader under the stored configuration)
+LEGACY_CONFIG = {OPTION: False}
 
 
 def build_head(
@@ -72,6 +76,12 @@ def build_head(
     if key is None:
         raise ValueError("conditional standardization: building the head needs a PRNG key")
     return MLP(cond_dim, 2 * dim, widths=HEAD_WIDTHS, dropout=0.0, zero_output=True, key=key)
+
+
+def head_key(key: jax.Array | None) -> jax.Array | None:
+    """The head's key, derived from the network's build key without consuming it (so that
+    the rest of the network is built as without the head)."""
+    return None if key is None else jax.random.fold_in(key, 0x5EAD)
 
 
 def location_scale(
@@ -121,15 +131,3 @@ def from_residual(head: MLP | None, r: jax.Array, cond: jax.Array) -> jax.Array:
         return r
     m, log_s = location_scale(head, cond)
     return m + jnp.exp(log_s) * r
-
-
-#: models saved before the option existed were trained without the head: their stored
-#: configurations lack the option, and loading reads it as False (a network's
-#: ``legacy_config``, applied by the loader under the stored configuration)
-LEGACY_CONFIG = {OPTION: False}
-
-
-def head_key(key: jax.Array | None) -> jax.Array | None:
-    """The head's key, derived from the network's build key without consuming it (so that
-    the rest of the network is built as without the head)."""
-    return None if key is None else jax.random.fold_in(key, 0x5EAD)
