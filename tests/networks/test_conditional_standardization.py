@@ -7,6 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 import amortized as bf
@@ -84,6 +85,8 @@ def test_the_head_starts_as_the_identity_and_is_left_out_where_it_does_not_apply
         assert net.build(3, 2, jax.random.key(0)).standardizer is not None
         off = type(net)(**{**net.config, cs.OPTION: False}).build(3, 2, jax.random.key(0))
         assert off.standardizer is None
+        with pytest.raises(ValueError, match=r"conditional_standardization must be one of"):
+            type(net)(**{**net.config, cs.OPTION: "no"})  # truthy, but not a yes
 
 
 def test_models_saved_before_the_option_load_without_the_head():

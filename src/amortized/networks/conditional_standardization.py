@@ -51,6 +51,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from .._validation import check_choice
 from .mlp import MLP
 
 #: the head's hidden widths: a regression of two numbers per dimension on the condition
@@ -64,6 +65,13 @@ OPTION = "conditional_standardization"
 #: configurations lack the option, and loading reads it as False (a network's
 #: ``legacy_config``, applied by the loader under the stored configuration)
 LEGACY_CONFIG = {OPTION: False}
+
+
+def check_option(owner: str, value: object) -> bool:
+    """The option as a bool; anything but True or False (a string, None) is refused by
+    name rather than read by its truthiness."""
+    check_choice(owner, OPTION, value, (True, False))
+    return bool(value)
 
 
 def build_head(

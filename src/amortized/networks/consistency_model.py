@@ -234,7 +234,7 @@ class ConsistencyModel(InferenceNetwork):
             sampling_steps=sampling_steps,
             drop_cond_prob=float(drop_cond_prob),
             guidance_scale=float(guidance_scale),
-            conditional_standardization=bool(conditional_standardization),
+            conditional_standardization=cs.check_option(owner, conditional_standardization),
         )
         self.total_steps, self.s0, self.s1 = total_steps, s0, s1
         self.max_time, self.sigma2, self.eps = float(max_time), float(sigma2), float(eps)

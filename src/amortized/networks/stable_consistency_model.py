@@ -155,7 +155,7 @@ class StableConsistencyModel(InferenceNetwork):
             sampling_steps=sampling_steps,
             drop_cond_prob=float(drop_cond_prob),
             guidance_scale=float(guidance_scale),
-            conditional_standardization=bool(conditional_standardization),
+            conditional_standardization=cs.check_option(owner, conditional_standardization),
         )
         self.sigma = float(sigma)
         self.sampling_steps = sampling_steps
