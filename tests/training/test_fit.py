@@ -480,7 +480,7 @@ def test_each_network_brings_its_early_stopping_defaults(monkeypatch):
     # flow matching's loss is not in nats and is mostly noise: patience 50 and any gain
     # beyond chance counts; a coupling flow keeps patience 10 and MIN_GAIN; a patience
     # given by the user wins
-    from amortized.approximators import base as approximator_base
+    from amortized.approximators import fitting as approximator_fitting
     from amortized.training.stopping import MIN_GAIN, PlateauRule
 
     rules = []
@@ -489,7 +489,7 @@ def test_each_network_brings_its_early_stopping_defaults(monkeypatch):
         rules.append(PlateauRule(**kwargs))
         return rules[-1]
 
-    monkeypatch.setattr(approximator_base, "PlateauRule", recorded)
+    monkeypatch.setattr(approximator_fitting, "PlateauRule", recorded)
     sim, wf = _flow_matching_workflow()
     data = sim.sample(200, seed=0)
     wf.fit_offline(data, epochs=1, seed=1, progress=False)

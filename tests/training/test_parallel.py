@@ -83,7 +83,7 @@ CHILD = textwrap.dedent(
             return fit_fn(*a[:7], epoch_data, *a[8:], **kw)
         return wrapped
 
-    import amortized.approximators.base as cont
+    import amortized.approximators.fitting as cont
     cont.fit = counting(cont.fit)
     hist = wf.fit_offline(data, epochs=25, batch_size=128, seed=2, progress=False)
     out["history_devices"] = hist["devices"]

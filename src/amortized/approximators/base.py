@@ -1,17 +1,15 @@
 """The shared part of every approximator: parts, trained state, boundary, training.
 
 The work is done by pure functions (:mod:`.parts` checks and builds the networks,
-:mod:`.inputs` turns user dicts into checked network arrays, :mod:`.training_inputs`
-prepares what one ``fit`` trains on, :mod:`amortized.training` runs the compiled loop,
+:mod:`.inputs` turns user dicts into checked network arrays, :mod:`.fitting` runs one
+``fit`` (:mod:`.training_inputs` prepares what it trains on, :mod:`amortized.training`
+runs the compiled loop),
 :mod:`.chunked` evaluates trained networks over any number of datasets); this class holds
 the trained state and sequences them.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -19,21 +17,15 @@ from typing import Any
 
 import jax
 
-from .._validation import as_key, strict
+from .._validation import strict
 from ..adapters import Adapter
 from ..networks.base import InferenceNetwork
-from ..training import checkpoint, default_optimizer, fit
-from ..training.fit import steps_done
-from ..training.stopping import PlateauRule
-from . import condition_checks, core, inputs
+from . import condition_checks, inputs
 from .core import IC, SV, Networks
-from .parts import build_networks, standardize_keys
-from .self_consistency import check_network, with_self_consistency
+from .fitting import run_fit
+from .parts import adjustment_option, build_networks, standardize_keys
 from .standardization import Stats
 from .trained import Trained
-from .training_inputs import check_fit_options, disk_inputs, offline_inputs, online_inputs
-
-RANGE_ROWS = 4096  # training datasets whose conditions set the saved ranges
 
 
 class Approximator:
@@ -52,9 +44,15 @@ class Approximator:
         summary_network: Any = None,
         adapter: Adapter | None = None,
         standardize: str | Sequence[str] | None = "all",
+        regression_adjustment: bool | None = None,
     ):
         self.standardize_keys = standardize_keys(
             inference_network, summary_network, adapter, standardize
+        )
+        #: whether training fits the linear regression adjustment of the targets on the
+        #: direct conditions (:mod:`~amortized.approximators.regression_adjustment`)
+        self.regression_adjustment = adjustment_option(
+            type(self).__name__, regression_adjustment, self.default_regression_adjustment
         )
         self.inference_network = inference_network
         self.summary_network = summary_network
@@ -63,11 +61,15 @@ class Approximator:
         self.state: Trained | None = None
         self.history: dict[str, list] = {"loss": [], "val_loss": []}
 
+    #: the class's ``regression_adjustment`` when the constructor is given None
+    default_regression_adjustment = False
+
     # -- saving ------------------------------------------------------------------------
     def saved_state(self) -> dict[str, Any]:
         """What a model file keeps of this approximator besides networks, adapter,
-        statistics and history (JSON; nothing for this class)."""
-        return {}
+        statistics and history (JSON): whether a new training fits the regression
+        adjustment (a trained model's fit travels in its statistics)."""
+        return {"regression_adjustment": self.regression_adjustment}
 
     @classmethod
     def from_parts(cls, network, summary_network, adapter, standardize, state):
@@ -79,6 +81,7 @@ class Approximator:
             summary_network=summary_network,
             adapter=adapter,
             standardize=standardize,
+            regression_adjustment=state.get("regression_adjustment"),
         )
 
     # -- trained state (read-only views of ``state``) ----------------------------------
@@ -165,7 +168,12 @@ class Approximator:
 
     def _untrained(self, arrays: Mapping[str, jax.Array], key: jax.Array) -> Trained:
         nets, stats = build_networks(
-            self.inference_network, self.summary_network, arrays, self.standardize_keys, key
+            self.inference_network,
+            self.summary_network,
+            arrays,
+            self.standardize_keys,
+            key,
+            self.regression_adjustment,
         )
         return Trained(nets, stats, inputs.row_shapes(arrays))
 
@@ -226,97 +234,26 @@ class Approximator:
         training loss (a workflow builds it from ``bf.SelfConsistency``). Returns the history
         ``{"loss": [...], "val_loss": [...]}`` (per-epoch means).
         """
-        epochs, batch_size, patience = check_fit_options(
-            self.inference_network,
-            has_summary=self.summary_network is not None,
+        self.state, self.history = run_fit(
+            self,
             epochs=epochs,
             batch_size=batch_size,
-            patience=patience,
-            restore_best=restore_best,
-            mask_rate=mask_rate,
-            offline=(dataset is not None) + (disk is not None) == 1,
-            online=simulate is not None,
-            has_validation=validation_data is not None,
-        )
-        ckpt, saved, root = checkpoint.start(checkpoint_dir, checkpoint_every, resume, seed)
-        k_hold, k_build, k_fit = jax.random.split(root, 3)
-        k_sim = jax.random.fold_in(k_build, 1)  # apart from the build key
-        if data_seed is not None:
-            k_hold, k_sim = jax.random.split(as_key(data_seed))
-
-        def to_arrays(raw: Mapping[str, Any], where: str) -> dict:
-            return self.to_network_arrays(raw, where=where)
-
-        hold_out = patience is not None and validation_data is None
-        if dataset is not None or disk is not None:
-            inputs_of, source = (offline_inputs, dataset) if disk is None else (disk_inputs, disk)
-            data = inputs_of(
-                source, to_arrays, self._check_training_keys, batch_size, hold_out, k_hold
-            )
-        else:
-            data = online_inputs(
-                simulate,
-                to_arrays,
-                self._check_training_keys,
-                num_batches_per_epoch,
-                batch_size,
-                key=k_sim,
-            )
-        val = data.validation
-        if validation_data is not None:
-            val = self.to_network_arrays(validation_data, where="validation data")
-        self.inference_network.check_training_steps(
-            steps_done(self.history) + epochs * data.steps_per_epoch
-        )
-        state = self.state if self.is_trained else self._untrained(data.first, k_build)
-        if self_consistency is not None:
-            check_network(state.nets.inference)
-        if ckpt is not None:
-            settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
-                            learning_rate=learning_rate, mask_rate=mask_rate,
-                            online=simulate is not None, steps=data.steps_per_epoch)  # fmt: skip
-            if data_seed is not None:
-                settings["data_seed"] = data_seed
-            if self_consistency is not None:
-                settings["self_consistency"] = self_consistency.config.settings()
-            settings["optimizer"] = checkpoint.optimizer_signature(optimizer, state.nets)
-            fp = checkpoint.fingerprint(self, inputs.row_shapes(data.first), settings)
-            ckpt = dataclasses.replace(ckpt, fingerprint=fp)
-            if saved is not None:
-                ckpt.check(saved)
-        flat = optimizer is None  # a user's optimizer may depend on the parameter tree
-        if flat:
-            optimizer = default_optimizer(learning_rate, epochs * data.steps_per_epoch)
-        loss_fn = core.loss if mask_rate == 0 else functools.partial(core.loss, mask_rate=mask_rate)
-        if self_consistency is not None:
-            loss_fn = with_self_consistency(loss_fn, self_consistency, data.steps_per_epoch)
-        nets, history = fit(
-            state.nets,
-            state.stats,
-            loss_fn,
-            optimizer,
-            epochs,
-            batch_size,
-            k_fit,
-            data.epoch_data,
-            val,
+            seed=seed,
+            data_seed=data_seed,
+            dataset=dataset,
+            simulate=simulate,
+            disk=disk,
+            num_batches_per_epoch=num_batches_per_epoch,
+            validation_data=validation_data,
             learning_rate=learning_rate,
+            optimizer=optimizer,
             restore_best=restore_best,
             progress=progress,
-            history=copy.deepcopy(self.history),  # kept only when the fit completes
-            flat_params=flat,
-            early_stopping=None
-            if patience is None
-            else PlateauRule(patience=patience, min_gain=self.inference_network.stopping_min_gain),
-            warn_overfitting=self.inference_network.validation_loss_ranks_epochs,
-            checkpoints=ckpt,
-            resume=saved,
-            run_meta=checkpoint.run_meta(root),
+            mask_rate=mask_rate,
+            patience=patience,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            self_consistency=self_consistency,
         )
-        if data.held_out:
-            history["held_out"] = data.held_out
-        ranges = condition_checks.widen_ranges(state.condition_ranges, data.first, RANGE_ROWS)
-        # one assignment: a fit that fails on the way leaves the approximator as it was
-        self.state = Trained(nets, state.stats, state.shapes, ranges, data.condition_keys)
-        self.history = history
         return self.history

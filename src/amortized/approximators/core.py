@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from ..networks.base import InferenceNetwork
 from ..networks.mlp import split_dropout_key
+from . import regression_adjustment as ra
 from .standardization import Stats, log_det, standardize, unstandardize
 
 IV, IC, SV = "inference_variables", "inference_conditions", "summary_variables"
@@ -121,25 +122,36 @@ def loss(
     k_sum, k_inf = jax.random.split(key)
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)
-    return nets.inference.loss(_network_x(stats, x), cond, k_inf, train, step)
+    return nets.inference.loss(_network_x(stats, x, cond), cond, k_inf, train, step)
 
 
-def _network_x(stats: Stats, x: jax.Array) -> jax.Array:
-    """Inference variables ``(B, *event_shape)`` standardized and flattened, ``(B, dim)``."""
-    return standardize(stats, IV, x).reshape(x.shape[0], -1)
+def _network_x(stats: Stats, x: jax.Array, cond: jax.Array) -> jax.Array:
+    """Inference variables ``(B, *event_shape)`` standardized and flattened, ``(B, dim)``,
+    as the residual of the regression adjustment where the model has one."""
+    z = standardize(stats, IV, x).reshape(x.shape[0], -1)
+    if ra.KEY in stats:
+        z = ra.to_residual(stats[ra.KEY], z, cond)
+    return z
 
 
 def _log_det(stats: Stats, event_shape: tuple[int, ...]) -> jax.Array:
-    """log |d standardize / dx| of one draw: per-channel statistics apply at every pixel."""
+    """log |d network_x / dx| of one draw: per-channel statistics apply at every pixel;
+    the regression adjustment's scale (vector targets only) once."""
     positions = 1
     for size in event_shape[:-1]:
         positions *= int(size)
-    return positions * log_det(stats, IV)
+    adjust = ra.log_det(stats[ra.KEY]) if ra.KEY in stats else 0.0
+    return positions * log_det(stats, IV) + adjust
 
 
-def _from_network(stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...]):
-    """Network draws ``(prod(lead), dim)`` back to ``(*lead, *event_shape)``, unstandardized."""
+def _from_network(
+    stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...], cond: jax.Array
+):
+    """Network draws ``(prod(lead), dim)`` given their conditions ``(prod(lead),
+    cond_dim)`` back to ``(*lead, *event_shape)``, unstandardized."""
     event = nets.inference.event_shape
+    if ra.KEY in stats:
+        z = ra.from_residual(stats[ra.KEY], z, cond)
     return unstandardize(stats, IV, z.reshape(-1, *event)).reshape(*lead, *event)
 
 
@@ -147,7 +159,7 @@ def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:
     """log q(inference_variables | conditions) in adapter space, ``(B,)``."""
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0])
-    lp = nets.inference.log_prob(_network_x(stats, x), cond)
+    lp = nets.inference.log_prob(_network_x(stats, x, cond), cond)
     return lp + _log_det(stats, x.shape[1:])
 
 
@@ -157,7 +169,7 @@ def log_prob_draws(nets: Networks, stats: Stats, cond_batch, x: jax.Array) -> ja
     once, however many draws it has."""
     n, s = x.shape[:2]
     cond = jnp.repeat(conditions(nets, stats, cond_batch, n), s, axis=0)
-    lp = nets.inference.log_prob(_network_x(stats, x.reshape(n * s, *x.shape[2:])), cond)
+    lp = nets.inference.log_prob(_network_x(stats, x.reshape(n * s, *x.shape[2:]), cond), cond)
     return (lp + _log_det(stats, x.shape[2:])).reshape(n, s)
 
 
@@ -169,7 +181,7 @@ def sample(
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z = nets.inference.sample(key, cond)
-    return _from_network(stats, nets, z, (num_datasets, num_samples))
+    return _from_network(stats, nets, z, (num_datasets, num_samples), cond)
 
 
 def sample_and_log_prob(
@@ -180,6 +192,6 @@ def sample_and_log_prob(
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z, lp = nets.inference.sample_and_log_prob(key, cond)
-    x = _from_network(stats, nets, z, (num_datasets, num_samples))
+    x = _from_network(stats, nets, z, (num_datasets, num_samples), cond)
     lp = lp + _log_det(stats, nets.inference.event_shape)
     return x, lp.reshape(num_datasets, num_samples)

@@ -16,7 +16,6 @@ problem there; each member stays available in ``members``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,13 +23,10 @@ from typing import Any
 
 import jax
 import numpy as np
-from scipy.special import logsumexp
 
 from .._validation import as_key, strict
+from . import ensemble_file, mixture
 from .continuous import ContinuousApproximator
-
-FORMAT = "amortized-ensemble"
-FORMAT_VERSION = 2  # 2: checksums.json covers every entry
 
 
 class EnsembleApproximator:
@@ -65,41 +61,7 @@ class EnsembleApproximator:
         approximators: Sequence[ContinuousApproximator],
         weights: Sequence[float] | None = None,
     ):
-        if isinstance(approximators, ContinuousApproximator | Mapping) or not isinstance(
-            approximators, Sequence
-        ):
-            raise TypeError(
-                f"EnsembleApproximator: approximators must be a list of ContinuousApproximator, "
-                f"got {type(approximators).__name__}"
-            )
-        members = list(approximators)
-        if not members:
-            raise ValueError("EnsembleApproximator: approximators is empty; give at least one")
-        for i, m in enumerate(members):
-            if not isinstance(m, ContinuousApproximator):
-                raise TypeError(
-                    f"EnsembleApproximator: approximators[{i}] must be a ContinuousApproximator, "
-                    f"got {type(m).__name__}"
-                )
-        if len({id(m) for m in members}) != len(members):
-            raise ValueError(
-                "EnsembleApproximator: the same approximator object appears twice; each member "
-                "must be its own instance (they are trained separately)"
-            )
-        if weights is None:
-            w = np.full(len(members), 1.0 / len(members))
-        else:
-            w = np.asarray(weights, np.float64)
-            if w.shape != (len(members),) or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError(
-                    f"EnsembleApproximator: weights must be {len(members)} finite non-negative "
-                    f"numbers (one per member), got {weights!r}"
-                )
-            if w.sum() <= 0:
-                raise ValueError("EnsembleApproximator: weights sum to 0")
-            w = w / w.sum()
-        self.members = members
-        self.weights = w
+        self.members, self.weights = mixture.check_members(approximators, weights)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -126,12 +88,6 @@ class EnsembleApproximator:
         """False: the mixture's log q needs every member's density of every draw, a second
         pass (:meth:`sample_and_log_prob`)."""
         return False
-
-    def _member_seeds(self, seed: int | None) -> list[int]:
-        """One independent seed per member from the ensemble's seed, and last the seed of
-        the training data the members share."""
-        seq = np.random.SeedSequence(seed)
-        return [int(s.generate_state(1)[0]) for s in seq.spawn(len(self.members) + 1)]
 
     @property
     def histories(self) -> list[dict[str, list]]:
@@ -161,7 +117,7 @@ class EnsembleApproximator:
                 "EnsembleApproximator.fit: data_seed is derived from seed (one for all "
                 "members); pass seed only"
             )
-        *seeds, data_seed = self._member_seeds(seed)
+        *seeds, data_seed = mixture.member_seeds(seed, len(self.members))
         out = []
         for i, (m, s) in enumerate(zip(self.members, seeds, strict=True)):
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"member_{i}"
@@ -175,37 +131,6 @@ class EnsembleApproximator:
             m.sample(num_samples=num_samples, conditions=conditions, seed=k, progress=progress)
             for m, k in zip(self.members, keys, strict=True)
         ]
-
-    def _mixture(self, per_member: list[dict], key) -> dict[str, np.ndarray]:
-        """Each place's draw from member k with probability w_k (a categorical draw with
-        ``key`` per dataset and draw)."""
-        first = per_member[0]
-        for i, d in enumerate(per_member[1:], start=1):
-            got = {k: np.shape(v) for k, v in d.items()}
-            want = {k: np.shape(v) for k, v in first.items()}
-            if got != want:
-                raise ValueError(
-                    f"EnsembleApproximator.sample: member {i} drew {got}, member 0 drew "
-                    f"{want}; members must share their variables and shapes"
-                )
-        n, s = np.shape(next(iter(first.values())))[:2]
-        pick = np.asarray(jax.random.choice(key, len(self.members), shape=(n, s), p=self.weights))
-        rows, cols = np.arange(n)[:, None], np.arange(s)[None, :]
-        return {name: np.stack([d[name] for d in per_member])[pick, rows, cols] for name in first}
-
-    @staticmethod
-    def _stacked(per_member: list[dict]) -> dict[str, np.ndarray]:
-        """``{name: (num_members, num_datasets, num_samples, dim)}``, flattened per
-        variable."""
-        from ..diagnostics._arrays import as_draws
-
-        return {
-            name: np.stack(
-                [as_draws("member_draws", {name: d[name]}, require_targets=False).estimates
-                 for d in per_member]
-            )
-            for name in per_member[0]
-        }  # fmt: skip
 
     @strict
     def sample(
@@ -225,7 +150,7 @@ class EnsembleApproximator:
         """The mixture draws and each member's draws they were picked from."""
         keys, pick = self._keys(seed)
         per_member = self._member_samples(num_samples, conditions, keys, progress)
-        return self._mixture(per_member, pick), per_member
+        return mixture.pick(per_member, self.weights, pick), per_member
 
     def _keys(self, seed):
         """Each member's key and the mixture's: the same ``seed`` gives the same member
@@ -276,7 +201,7 @@ class EnsembleApproximator:
         member draws they were picked from, ``{name: (num_members, num_datasets,
         num_samples, dim)}`` (None for a single member)."""
         draws, per_member = self._draw(num_samples, conditions, seed, progress)
-        return draws, (self._stacked(per_member) if len(self.members) > 1 else None)
+        return draws, (mixture.stacked(per_member) if len(self.members) > 1 else None)
 
     @strict
     def member_draws(
@@ -291,7 +216,7 @@ class EnsembleApproximator:
         (flattened per variable), each member with its own key split from ``seed`` (the
         member draws :meth:`sample` picks from for the same ``seed``)."""
         keys, _ = self._keys(seed)
-        return self._stacked(self._member_samples(num_samples, conditions, keys, progress))
+        return mixture.stacked(self._member_samples(num_samples, conditions, keys, progress))
 
     @strict
     def disagreement(
@@ -313,7 +238,7 @@ class EnsembleApproximator:
     @strict
     def log_prob(self, data: Mapping[str, Any]) -> np.ndarray:
         """log sum_k w_k q_k(theta | x) in the original parameter space, ``(num_datasets,)``."""
-        return self._mix(np.stack([m.log_prob(data) for m in self.members]))
+        return mixture.log_density(self.weights, np.stack([m.log_prob(data) for m in self.members]))
 
     @strict
     def log_prob_of_draws(
@@ -322,10 +247,11 @@ class EnsembleApproximator:
         """The mixture's log density of many draws per dataset,
         ``(num_datasets, num_samples)``; arguments as in
         :meth:`ContinuousApproximator.log_prob_of_draws`."""
-        return self._mix(
+        return mixture.log_density(
+            self.weights,
             np.stack(
                 [m.log_prob_of_draws(draws=draws, conditions=conditions) for m in self.members]
-            )
+            ),
         )
 
     @strict
@@ -351,36 +277,12 @@ class EnsembleApproximator:
         checks in it hold for the whole mixture."""
         return np.concatenate([m.embed(data) for m in self.members], axis=1)
 
-    def _mix(self, member_log_q: np.ndarray) -> np.ndarray:
-        """logsumexp_k (log w_k + log q_k) over the leading member axis."""
-        with np.errstate(divide="ignore"):
-            log_w = np.log(self.weights)
-        log_w = log_w.reshape((-1,) + (1,) * (member_log_q.ndim - 1))
-        return logsumexp(member_log_q + log_w, axis=0)
-
     # -- saving ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
         """Write the trained ensemble to one zip file (the members' model files inside),
         atomically as :func:`save_approximator` writes; ``extra``: JSON-serializable
         settings kept beside it (a workflow's). Read it back with :meth:`load`."""
-        from .model_file import write_zip_atomically, zip_bytes
-        from .serialization import approximator_entries
-
-        for i, m in enumerate(self.members):
-            if not m.is_trained:
-                raise RuntimeError(f"save: ensemble member {i} is not trained; call fit first")
-        names = [f"member_{i}.amz" for i in range(len(self.members))]
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "weights": self.weights.tolist(),
-            "members": names,
-            "extra": dict(extra or {}),
-        }
-        entries = {"ensemble.json": json.dumps(manifest, indent=1).encode()}
-        for name, m in zip(names, self.members, strict=True):
-            entries[name] = zip_bytes(approximator_entries(m))
-        return write_zip_atomically(path, entries)
+        return ensemble_file.save(self.members, self.weights, path, extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EnsembleApproximator:
@@ -390,24 +292,5 @@ class EnsembleApproximator:
     @classmethod
     def load_with_extra(cls, path: str | os.PathLike) -> tuple[EnsembleApproximator, dict]:
         """Read an ensemble written by :meth:`save`, and the ``extra`` saved with it."""
-        from .model_file import ModelFileError, check_format, read_checked_zip
-        from .serialization import load_approximator
-
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"load: no saved ensemble at {str(path)!r}")
-        entries = read_checked_zip(path, newest=FORMAT_VERSION)
-        try:
-            manifest = json.loads(entries["ensemble.json"])
-            blobs = [entries[name] for name in manifest["members"]]
-        except (KeyError, json.JSONDecodeError, TypeError) as e:
-            raise ModelFileError(
-                f"load: {str(path)!r} is not a readable amortized ensemble file "
-                f"({type(e).__name__}: {e}); it may be corrupted or truncated"
-            ) from e
-        check_format(manifest, path, FORMAT, FORMAT_VERSION)
-        members = [
-            load_approximator(f"{path}:{name}", data=blob)[0]
-            for name, blob in zip(manifest["members"], blobs, strict=True)
-        ]
-        return cls(members, weights=manifest["weights"]), dict(manifest.get("extra", {}))
+        members, weights, extra = ensemble_file.load(path)
+        return cls(members, weights=weights), extra

@@ -88,6 +88,8 @@ class ModelComparisonApproximator(WithoutDraws, ScoringRuleApproximator):
     """
 
     _categorical_targets = True
+    #: one-hot labels are not regressed on the conditions
+    default_regression_adjustment = False
     no_draws_reason = (
         "a model comparison approximator estimates posterior model probabilities and Bayes "
         "factors (estimate, predict); it has no posterior of parameters to draw from or "
@@ -212,7 +214,7 @@ class ModelComparisonApproximator(WithoutDraws, ScoringRuleApproximator):
         - ``"logits"``: the classifier's raw output.
 
         With several scoring rules, ``{rule name: the above}``."""
-        raw = self._raw_estimates(conditions)
+        raw, _ = self._raw_estimates(conditions)
         log_prior = np.log(self._prior(model_prior))
         out = {
             name: model_probabilities(

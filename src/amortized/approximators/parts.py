@@ -2,7 +2,8 @@
 
 Pure functions: :func:`standardize_keys` checks the parts a user passes and resolves
 ``standardize``; :func:`build_networks` creates the networks' parameters and the
-standardization statistics from a first batch of network arrays and a PRNG key.
+standardization statistics (and the regression adjustment) from a first batch of network
+arrays and a PRNG key.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..adapters import NETWORK_KEYS, Adapter
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
+from . import regression_adjustment as ra
 from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
+from .standardization import standardize as standardize_array
 
 STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
+#: training rows per coefficient below which the regression adjustment is left out
+ROWS_PER_COEFFICIENT = 10
 
 
 def standardize_keys(
@@ -64,12 +70,21 @@ def build_networks(
     arrays: Mapping[str, jax.Array],
     standardize: Sequence[str],
     key: jax.Array,
+    regression_adjustment: bool = False,
 ) -> tuple[Networks, Stats]:
     """Parameters of both networks and the standardization statistics of the keys
     ``standardize``, from a first batch of network arrays (an image target ``(B, H, W,
-    C)`` gives the inference network its layout, with the channels of a condition map)."""
+    C)`` gives the inference network its layout, with the channels of a condition map);
+    with ``regression_adjustment``, the linear fit of
+    :mod:`~amortized.approximators.regression_adjustment` joins the statistics where
+    :func:`adjustable` says it applies."""
     k_inf, k_sum = jax.random.split(key)
     stats = compute_stats(arrays, list(standardize), row_masks={SV: SM})
+    if regression_adjustment and adjustable(arrays):
+        z = standardize_array(stats, IV, arrays[IV])
+        c = standardize_array(stats, IC, arrays[IC])
+        coef, scale = ra.fit(np.asarray(z), np.asarray(c).reshape(c.shape[0], -1))
+        stats[ra.KEY] = (jnp.asarray(coef, jnp.float32), jnp.asarray(scale, jnp.float32))
     summary = None
     summary_dim = 0
     if summary_network is not None:
@@ -90,3 +105,27 @@ def build_networks(
     dim = int(np.prod(x.shape[1:]))
     inference = inference_network.build(dim, cond_dim, k_inf, layout)
     return Networks(inference, summary), stats
+
+
+def adjustable(arrays: Mapping[str, jax.Array]) -> bool:
+    """Whether the regression adjustment applies to a first batch of network arrays:
+    vector targets ``(B, dim)``, direct conditions, and at least
+    :data:`ROWS_PER_COEFFICIENT` rows per coefficient (with fewer, the fit would explain
+    the training rows' noise)."""
+    if IV not in arrays or IC not in arrays or arrays[IV].ndim != 2:
+        return False
+    k = int(np.prod(arrays[IC].shape[1:])) + 1
+    return arrays[IV].shape[0] >= ROWS_PER_COEFFICIENT * k
+
+
+def adjustment_option(where: str, value: Any, default: bool) -> bool:
+    """``regression_adjustment``: True, False, or None for ``default``; anything else
+    raises (a string such as ``"no"`` is not read by its truthiness)."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{where}: regression_adjustment must be True, False or None (the default, "
+            f"{default}), got {value!r}"
+        )
+    return value

@@ -30,7 +30,7 @@ from .core import IV
 def _log_ratio(nets, stats, batch) -> jax.Array:
     x = batch[IV]
     cond = core.conditions(nets, stats, batch, x.shape[0])
-    return nets.inference.log_ratio(core._network_x(stats, x), cond)
+    return nets.inference.log_ratio(core._network_x(stats, x, cond), cond)
 
 
 _log_ratio_jit = jax.jit(_log_ratio)
@@ -52,6 +52,8 @@ class RatioApproximator(WithoutDraws, ContinuousApproximator):
     K : int, default 5
         As in :class:`~amortized.networks.RatioNetwork`.
     standardize : default "all"
+    regression_adjustment : bool, optional
+        As in :class:`ContinuousApproximator` (off by default).
 
     Examples
     --------
@@ -79,6 +81,7 @@ class RatioApproximator(WithoutDraws, ContinuousApproximator):
         gamma: float = 1.0,
         K: int = 5,  # noqa: N803 (BayesFlow's name)
         standardize: str | Sequence[str] | None = "all",
+        regression_adjustment: bool | None = None,
     ):
         check_classifier_options("RatioApproximator", classifier_network)
         super().__init__(
@@ -86,6 +89,7 @@ class RatioApproximator(WithoutDraws, ContinuousApproximator):
             summary_network=summary_network,
             adapter=adapter,
             standardize=standardize,
+            regression_adjustment=regression_adjustment,
         )
 
     @classmethod
@@ -98,6 +102,7 @@ class RatioApproximator(WithoutDraws, ContinuousApproximator):
             gamma=cfg["gamma"],
             K=cfg["K"],
             standardize=standardize,
+            regression_adjustment=state.get("regression_adjustment"),
         )
 
     @strict

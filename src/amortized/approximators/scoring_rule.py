@@ -23,6 +23,7 @@ import numpy as np
 
 from .._validation import strict
 from ..networks.scoring_rule_network import ScoringRuleNetwork
+from . import regression_adjustment as ra
 from .chunked import embed as _embed
 from .continuous import ContinuousApproximator
 from .core import _from_network
@@ -61,6 +62,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
         summary_network: Any = None,
         adapter: Any = None,
         standardize: Any = "all",
+        regression_adjustment: bool | None = None,
     ):
         if not isinstance(inference_network, ScoringRuleNetwork):
             raise TypeError(
@@ -80,10 +82,15 @@ class ScoringRuleApproximator(ContinuousApproximator):
             summary_network=summary_network,
             adapter=adapter,
             standardize=standardize,
+            regression_adjustment=regression_adjustment,
         )
 
     #: whether the targets are one-hot model indices (ModelComparisonApproximator)
     _categorical_targets = False
+    #: a point estimate is a regression of the targets on the conditions: its linear part
+    #: fitted in closed form extrapolates to the tails of the prior predictive, where a
+    #: network fitted to noisy targets alone is least accurate
+    default_regression_adjustment = True
 
     @strict
     def estimate(self, conditions: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -96,7 +103,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
 
         Raises ValueError for a mean-type statistic of a variable that the adapter
         transforms nonlinearly (see the module docstring)."""
-        raw = self._raw_estimates(conditions)
+        raw, cond = self._raw_estimates(conditions)
         dim = self.nets.inference.dim
         affine = self._affine_variables(dim)
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -110,7 +117,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
                 elif kind == "covariance":
                     per_var = self._covariances(np.asarray(value), dim)
                 else:
-                    per_var = self._locations(np.asarray(value), dim)
+                    per_var = self._locations(np.asarray(value), cond)
                 for var, v in per_var.items():
                     if kind != "invariant" and rule.equivariance == "affine" and not affine[var]:
                         what = getattr(rule, "label", stat) if stat == "value" else stat
@@ -124,8 +131,11 @@ class ScoringRuleApproximator(ContinuousApproximator):
                     out.setdefault(var, {}).setdefault(rule_name, {})[stat] = v
         return out
 
-    def _raw_estimates(self, conditions: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Every rule's statistics for ``conditions``, in the network's space."""
+    def _raw_estimates(
+        self, conditions: Mapping[str, Any]
+    ) -> tuple[dict[str, dict[str, Any]], np.ndarray]:
+        """Every rule's statistics for ``conditions``, in the network's space, and what the
+        network was conditioned on ``(num_datasets, cond_dim)``."""
         self._require_trained("estimate")
         routes = self._check_condition_keys(conditions, "estimate")
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
@@ -133,19 +143,25 @@ class ScoringRuleApproximator(ContinuousApproximator):
         self._warn_out_of_range(arrays, routes, "estimate")
         n = next(iter(arrays.values())).shape[0] if arrays else 1
         cond = np.asarray(_embed(self.nets, self.stats, arrays)) if arrays else np.zeros((n, 0))
-        return _estimate(self.nets.inference, cond)
+        return _estimate(self.nets.inference, cond), cond
 
     # -- mapping statistics to the original space -----------------------------------------
-    def _user(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        """Standardized-space values ``(n, S, dim)`` -> ``{variable: (n, S, *shape)}``."""
+    def _user(self, z: np.ndarray, cond: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Network-space values ``(n, S, dim)`` given each dataset's conditions ``(n,
+        cond_dim)`` -> ``{variable: (n, S, *shape)}``. Without conditions, the map's
+        value at conditions 0 (enough for its linear part, which no condition changes)."""
         n, s, dim = z.shape
-        adapter_space = _from_network(self.stats, self.nets, z.reshape(n * s, dim), (n, s))
+        if cond is None:
+            width = self.stats[ra.KEY][0].shape[0] - 1 if ra.KEY in self.stats else 0
+            cond = np.zeros((n, width), np.float32)
+        cond = np.repeat(np.asarray(cond), s, axis=0)
+        adapter_space = _from_network(self.stats, self.nets, z.reshape(n * s, dim), (n, s), cond)
         return self._to_user_space(np.asarray(adapter_space))
 
-    def _locations(self, value: np.ndarray, dim: int) -> dict[str, np.ndarray]:
+    def _locations(self, value: np.ndarray, cond: np.ndarray) -> dict[str, np.ndarray]:
         if value.ndim == 2:  # (n, dim): one value per dataset
-            return {k: v[:, 0] for k, v in self._user(value[:, None, :]).items()}
-        return self._user(value)  # (n, levels or components, dim)
+            return {k: v[:, 0] for k, v in self._user(value[:, None, :], cond).items()}
+        return self._user(value, cond)  # (n, levels or components, dim)
 
     def _affine_variables(self, dim: int) -> dict[str, bool]:
         """Whether the map from the network's space to each variable is affine: it maps

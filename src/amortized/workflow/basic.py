@@ -157,6 +157,9 @@ class BasicWorkflow:
         summary network and by the standardization statistics.
     standardize : "all", None or network key(s), default "all"
         Learned standardization of network inputs (see ContinuousApproximator).
+    regression_adjustment : bool, optional
+        Regress the targets linearly on the direct conditions before training (see
+        ContinuousApproximator); default: the approximator's (on for point estimators).
     """
 
     @strict
@@ -173,6 +176,7 @@ class BasicWorkflow:
         summary_variables: str | Sequence[str] | None = None,
         summary_mask: str | None = None,
         standardize: str | Sequence[str] | None = "all",
+        regression_adjustment: bool | None = None,
     ):
         #: the model with a likelihood the workflow was built from (None for a simulator)
         self.model, simulator, adapter = resolve_model(
@@ -193,7 +197,8 @@ class BasicWorkflow:
             kind = ScoringRuleApproximator
         elif isinstance(network, RatioNetwork):
             kind = RatioApproximator
-        self.approximator = kind.from_parts(network, summary_network, adapter, standardize, {})
+        state = {"regression_adjustment": regression_adjustment}
+        self.approximator = kind.from_parts(network, summary_network, adapter, standardize, state)
 
     def _set_up(self, simulator, initial_learning_rate: float, optimizer) -> None:
         """The workflow's own state: simulator, training settings, metadata."""
