@@ -206,6 +206,7 @@ def run_task(
     widths: list[int] | None = None,
     bins: int | None = None,
     learning_rate: float | None = None,
+    regression_adjustment: bool | None = None,
 ) -> dict:
     import amortized as bf
     from amortized.simulators.benchmarks import PRIOR_BOUNDS
@@ -242,6 +243,7 @@ def run_task(
             simulator=simulator,
             **({} if net is None else {"inference_network": net}),
             **({} if learning_rate is None else {"initial_learning_rate": learning_rate}),
+            regression_adjustment=regression_adjustment,
             **({} if "adapter" in routing else {"inference_variables": "theta"}),
             **routing,
         )
@@ -352,6 +354,8 @@ def run_task(
         net_name = f"{net_name} ({size})"
     if epochs is None and not net_name.startswith("default"):
         net_name = f"{net_name}, default fit"
+    if regression_adjustment:
+        net_name = f"{net_name}, regression adjustment"
     if ensemble > 1:
         net_name = f"{net_name} x{ensemble} ensemble"
     if as_set:
@@ -501,6 +505,12 @@ def main() -> None:
     )
     p.add_argument("--bins", type=int, default=None, help="bins of the spline flow")
     p.add_argument("--learning-rate", type=float, default=None, help="default: 5e-4")
+    p.add_argument(
+        "--regression-adjustment",
+        action="store_true",
+        help="regress the parameters linearly on the data before training (the approximator "
+        "option; off by default for posterior networks)",
+    )
     p.add_argument("--write-md", action="store_true")
     p.add_argument("--flat", action="store_true", help="route every task's data as a flat vector")
     p.add_argument("--tag", default="", help="suffix of the results file")
@@ -569,6 +579,7 @@ def main() -> None:
             a.widths,
             a.bins,
             a.learning_rate,
+            a.regression_adjustment or None,
         )
         print(
             f"{task}: C2ST {r['c2st_mean']:.3f} {np.round(r['c2st'], 3).tolist()} "

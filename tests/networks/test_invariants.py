@@ -327,6 +327,13 @@ def test_unknown_options_list_accepted():
         FlowMatching(integrate_kwargs={"method": "rk99"})
     with pytest.raises(RuntimeError, match="no parameters yet"):
         CouplingFlow().sample(jax.random.key(0), jnp.zeros((2, 1)))
+    # on/off options take True or False, not a string read by its truthiness
+    with pytest.raises(ValueError, match="use_actnorm must be one of"):
+        CouplingFlow(use_actnorm="no")
+    with pytest.raises(ValueError, match="use_optimal_transport must be one of"):
+        FlowMatching(use_optimal_transport="yes")
+    with pytest.raises(ValueError, match="residual must be one of"):
+        FlowMatching(subnet_kwargs={"residual": "no"}).build(2, 1, jax.random.key(0))
 
 
 def test_flow_matching_log_prob_is_exact_above_16_dimensions_by_default():

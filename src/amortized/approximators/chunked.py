@@ -82,6 +82,13 @@ def embed(nets, stats, batch):
     return core.conditions(nets, stats, batch, jax.tree.leaves(batch)[0].shape[0])
 
 
+@eqx.filter_jit
+def features(nets, stats, batch):
+    """What the regression adjustment regresses on (compiled
+    :func:`core.adjustment_features`)."""
+    return core.adjustment_features(nets.summary, stats, batch)
+
+
 def draw(
     nets: Networks,
     stats: Stats,

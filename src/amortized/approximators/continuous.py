@@ -37,12 +37,13 @@ class ContinuousApproximator(Approximator):
     standardize : "all", None, or a network key or list of them, default "all"
         Which network inputs get a learned per-feature standardization.
     regression_adjustment : bool or None, default None (the class's choice)
-        Fit a linear regression of the (standardized) targets on the direct conditions
-        before training, so that the network learns the scaled residual
+        Fit a linear regression of the (standardized) targets on what is fixed before
+        training (the direct conditions and the summary network's explicit statistics,
+        e.g. a set's moments) and let the network learn the scaled residual
         (:mod:`~amortized.approximators.regression_adjustment`; an affine map per
-        dataset, so draws and densities stay exact). Applies to vector targets with
-        ``inference_conditions`` and at least 10 training rows per coefficient.
-        ``ContinuousApproximator``: off unless asked; ``ScoringRuleApproximator``: on.
+        dataset, so draws and densities stay exact). Applies to vector targets, with at
+        least 10 training rows per coefficient. ``ContinuousApproximator``: off unless
+        asked; ``ScoringRuleApproximator``: on.
 
     Examples
     --------

@@ -40,9 +40,8 @@ def adapted_inputs(adapter, batch) -> dict[str, jax.Array]:
     return {k: arrays[k] for k in (IV, IC, SV, SM) if k in arrays}
 
 
-def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
-    """Learned summaries ``(B, summary_dim)`` of ``summary_variables``; rows where
-    ``summary_mask`` ``(B, N)`` is 0 are padding the summary network ignores."""
+def _summary_input(stats: Stats, batch):
+    """``summary_variables`` standardized, padded rows zeroed, and the mask (or None)."""
     x = standardize(stats, SV, batch[SV])
     mask = batch.get(SM)
     if mask is not None:
@@ -52,6 +51,13 @@ def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
             x = {n: _zero_padding(a, mask[n]) if n in mask else a for n, a in x.items()}
         else:
             x = _zero_padding(x, mask)
+    return x, mask
+
+
+def summaries(nets: Networks, stats: Stats, batch, key=None) -> jax.Array:
+    """Learned summaries ``(B, summary_dim)`` of ``summary_variables``; rows where
+    ``summary_mask`` ``(B, N)`` is 0 are padding the summary network ignores."""
+    x, mask = _summary_input(stats, batch)
     keys = None if key is None else split_dropout_key(key, jax.tree.leaves(x)[0].shape[0])
     if mask is None:
         if keys is None:
@@ -77,6 +83,32 @@ def conditions(nets: Networks, stats: Stats, batch, batch_size: int, key=None) -
     if not parts:
         return jnp.zeros((batch_size, 0), jnp.float32)
     return jnp.concatenate(parts, axis=-1)
+
+
+def adjustment_features(summary, stats: Stats, batch) -> jax.Array:
+    """What the regression adjustment regresses on, ``(B, k)``: the standardized direct
+    conditions (flattened) and the summary network's explicit statistics of the
+    standardized summary variables (none for a network without them); nothing learned."""
+    parts = []
+    if IC in batch:
+        c = standardize(stats, IC, batch[IC])
+        parts.append(c.reshape(c.shape[0], -1))
+    if summary is not None and SV in batch:
+        x, mask = _summary_input(stats, batch)
+        if mask is None:
+            explicit = jax.vmap(lambda xi: summary.explicit_statistics(xi))(x)
+        else:
+            explicit = jax.vmap(lambda xi, mi: summary.explicit_statistics(xi, mi))(x, mask)
+        if explicit is not None:
+            parts.append(explicit)
+    if not parts:
+        return jnp.zeros((jax.tree.leaves(batch)[0].shape[0], 0), jnp.float32)
+    return jnp.concatenate(parts, axis=-1)
+
+
+def _features(nets: Networks, stats: Stats, batch) -> jax.Array | None:
+    """:func:`adjustment_features` where the model has a regression adjustment, else None."""
+    return adjustment_features(nets.summary, stats, batch) if ra.KEY in stats else None
 
 
 def _hide_rows(sv, mask, key, rate: float):
@@ -122,15 +154,17 @@ def loss(
     k_sum, k_inf = jax.random.split(key)
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)
-    return nets.inference.loss(_network_x(stats, x, cond), cond, k_inf, train, step)
+    z = _network_x(stats, x, _features(nets, stats, batch))
+    return nets.inference.loss(z, cond, k_inf, train, step)
 
 
-def _network_x(stats: Stats, x: jax.Array, cond: jax.Array) -> jax.Array:
+def _network_x(stats: Stats, x: jax.Array, features: jax.Array | None) -> jax.Array:
     """Inference variables ``(B, *event_shape)`` standardized and flattened, ``(B, dim)``,
-    as the residual of the regression adjustment where the model has one."""
+    as the residual of the regression adjustment on ``features`` ``(B, k)``
+    (:func:`adjustment_features`) where the model has one."""
     z = standardize(stats, IV, x).reshape(x.shape[0], -1)
     if ra.KEY in stats:
-        z = ra.to_residual(stats[ra.KEY], z, cond)
+        z = ra.to_residual(stats[ra.KEY], z, features)
     return z
 
 
@@ -145,21 +179,25 @@ def _log_det(stats: Stats, event_shape: tuple[int, ...]) -> jax.Array:
 
 
 def _from_network(
-    stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...], cond: jax.Array
+    stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...], features: jax.Array | None
 ):
-    """Network draws ``(prod(lead), dim)`` given their conditions ``(prod(lead),
-    cond_dim)`` back to ``(*lead, *event_shape)``, unstandardized."""
+    """Network draws ``(prod(lead), dim)`` given their adjustment features ``(prod(lead),
+    k)`` (None without an adjustment) back to ``(*lead, *event_shape)``, unstandardized."""
     event = nets.inference.event_shape
     if ra.KEY in stats:
-        z = ra.from_residual(stats[ra.KEY], z, cond)
+        z = ra.from_residual(stats[ra.KEY], z, features)
     return unstandardize(stats, IV, z.reshape(-1, *event)).reshape(*lead, *event)
+
+
+def _repeat(features: jax.Array | None, times: int) -> jax.Array | None:
+    return None if features is None else jnp.repeat(features, times, axis=0)
 
 
 def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:
     """log q(inference_variables | conditions) in adapter space, ``(B,)``."""
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0])
-    lp = nets.inference.log_prob(_network_x(stats, x, cond), cond)
+    lp = nets.inference.log_prob(_network_x(stats, x, _features(nets, stats, batch)), cond)
     return lp + _log_det(stats, x.shape[1:])
 
 
@@ -169,7 +207,8 @@ def log_prob_draws(nets: Networks, stats: Stats, cond_batch, x: jax.Array) -> ja
     once, however many draws it has."""
     n, s = x.shape[:2]
     cond = jnp.repeat(conditions(nets, stats, cond_batch, n), s, axis=0)
-    lp = nets.inference.log_prob(_network_x(stats, x.reshape(n * s, *x.shape[2:]), cond), cond)
+    feats = _repeat(_features(nets, stats, cond_batch), s)
+    lp = nets.inference.log_prob(_network_x(stats, x.reshape(n * s, *x.shape[2:]), feats), cond)
     return (lp + _log_det(stats, x.shape[2:])).reshape(n, s)
 
 
@@ -181,7 +220,8 @@ def sample(
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z = nets.inference.sample(key, cond)
-    return _from_network(stats, nets, z, (num_datasets, num_samples), cond)
+    feats = _repeat(_features(nets, stats, cond_batch), num_samples)
+    return _from_network(stats, nets, z, (num_datasets, num_samples), feats)
 
 
 def sample_and_log_prob(
@@ -192,6 +232,7 @@ def sample_and_log_prob(
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z, lp = nets.inference.sample_and_log_prob(key, cond)
-    x = _from_network(stats, nets, z, (num_datasets, num_samples), cond)
+    feats = _repeat(_features(nets, stats, cond_batch), num_samples)
+    x = _from_network(stats, nets, z, (num_datasets, num_samples), feats)
     lp = lp + _log_det(stats, nets.inference.event_shape)
     return x, lp.reshape(num_datasets, num_samples)

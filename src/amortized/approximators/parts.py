@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +20,7 @@ from ..adapters import NETWORK_KEYS, Adapter
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
 from . import regression_adjustment as ra
-from .core import IC, IV, SM, SV, Networks
+from .core import IC, IV, SM, SV, Networks, adjustment_features
 from .standardization import Stats, compute_stats
 from .standardization import standardize as standardize_array
 
@@ -76,15 +77,10 @@ def build_networks(
     ``standardize``, from a first batch of network arrays (an image target ``(B, H, W,
     C)`` gives the inference network its layout, with the channels of a condition map);
     with ``regression_adjustment``, the linear fit of
-    :mod:`~amortized.approximators.regression_adjustment` joins the statistics where
-    :func:`adjustable` says it applies."""
+    :mod:`~amortized.approximators.regression_adjustment` joins the statistics (vector
+    targets, where :func:`adjustable` says it applies)."""
     k_inf, k_sum = jax.random.split(key)
     stats = compute_stats(arrays, list(standardize), row_masks={SV: SM})
-    if regression_adjustment and adjustable(arrays):
-        z = standardize_array(stats, IV, arrays[IV])
-        c = standardize_array(stats, IC, arrays[IC])
-        coef, scale = ra.fit(np.asarray(z), np.asarray(c).reshape(c.shape[0], -1))
-        stats[ra.KEY] = (jnp.asarray(coef, jnp.float32), jnp.asarray(scale, jnp.float32))
     summary = None
     summary_dim = 0
     if summary_network is not None:
@@ -104,18 +100,20 @@ def build_networks(
         layout = (*x.shape[1:], map_channels)
     dim = int(np.prod(x.shape[1:]))
     inference = inference_network.build(dim, cond_dim, k_inf, layout)
+    if regression_adjustment and x.ndim == 2:
+        features = np.asarray(eqx.filter_jit(adjustment_features)(summary, stats, arrays))
+        if adjustable(*features.shape):
+            z = np.asarray(standardize_array(stats, IV, arrays[IV]))
+            coef, scale = ra.fit(z, features)
+            stats[ra.KEY] = (jnp.asarray(coef, jnp.float32), jnp.asarray(scale, jnp.float32))
     return Networks(inference, summary), stats
 
 
-def adjustable(arrays: Mapping[str, jax.Array]) -> bool:
-    """Whether the regression adjustment applies to a first batch of network arrays:
-    vector targets ``(B, dim)``, direct conditions, and at least
-    :data:`ROWS_PER_COEFFICIENT` rows per coefficient (with fewer, the fit would explain
-    the training rows' noise)."""
-    if IV not in arrays or IC not in arrays or arrays[IV].ndim != 2:
-        return False
-    k = int(np.prod(arrays[IC].shape[1:])) + 1
-    return arrays[IV].shape[0] >= ROWS_PER_COEFFICIENT * k
+def adjustable(rows: int, num_features: int) -> bool:
+    """Whether the regression adjustment applies: some features, and at least
+    :data:`ROWS_PER_COEFFICIENT` training rows per coefficient (with fewer, the fit would
+    explain the training rows' noise)."""
+    return num_features > 0 and rows >= ROWS_PER_COEFFICIENT * (num_features + 1)
 
 
 def adjustment_option(where: str, value: Any, default: bool) -> bool:

@@ -30,7 +30,8 @@ from .core import IV
 def _log_ratio(nets, stats, batch) -> jax.Array:
     x = batch[IV]
     cond = core.conditions(nets, stats, batch, x.shape[0])
-    return nets.inference.log_ratio(core._network_x(stats, x, cond), cond)
+    z = core._network_x(stats, x, core._features(nets, stats, batch))
+    return nets.inference.log_ratio(z, cond)
 
 
 _log_ratio_jit = jax.jit(_log_ratio)

@@ -1,9 +1,11 @@
 """Linear regression adjustment: the network learns what a linear fit leaves over.
 
 Before training, the standardized inference variables ``z`` ``(B, dim)`` are regressed on
-the standardized direct conditions ``c`` ``(B, k)`` (``inference_conditions``, flattened)
-by ridge least squares over the whole first batch of training data (all of it for
-``fit_offline``):
+features ``c`` ``(B, k)`` that are fixed before training
+(:func:`~amortized.approximators.core.adjustment_features`: the standardized direct
+conditions, flattened, and the summary network's explicit statistics of each dataset, such
+as a set's moments or a series' autocorrelations) by ridge least squares over the whole
+first batch of training data (all of it for ``fit_offline``):
 
 .. math::
 
@@ -20,8 +22,8 @@ and roughly most models near the bulk of their data), the network learns only a
 correction, and the linear part extrapolates to datasets in the tails of the prior
 predictive, where simulations are too sparse to teach a flexible network anything (the
 classical ABC regression adjustment of Beaumont, Zhang and Balding, 2002, made exact by
-keeping the network for the rest). Conditions that only a summary network sees are not
-regressed on (their summaries are learned, not fixed before training).
+keeping the network for the rest). Learned summaries are not regressed on: they change
+while the network trains.
 
 The fitted map is part of the standardization statistics under :data:`KEY`, as a pair
 (coefficients ``(k + 1, dim)``, the intercept last; residual sd ``(dim,)``), so it is saved
@@ -69,13 +71,11 @@ def fit(z: np.ndarray, c: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray,
 
 def _prediction(adjustment, c: jax.Array) -> jax.Array:
     coef, _ = adjustment
-    k = coef.shape[0] - 1
-    return c[:, :k] @ coef[:k] + coef[k][None]
+    return c @ coef[:-1] + coef[-1][None]
 
 
 def to_residual(adjustment, z: jax.Array, c: jax.Array) -> jax.Array:
-    """``(z - c W - b) / s`` for ``z`` ``(B, dim)`` and conditions ``c`` ``(B, >= k)``
-    whose first ``k`` columns are the direct conditions (learned summaries may follow)."""
+    """``(z - c W - b) / s`` for ``z`` ``(B, dim)`` and features ``c`` ``(B, k)``."""
     return (z - _prediction(adjustment, c)) / adjustment[1][None]
 
 

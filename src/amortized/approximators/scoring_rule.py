@@ -23,6 +23,7 @@ import numpy as np
 
 from .._validation import strict
 from ..networks.scoring_rule_network import ScoringRuleNetwork
+from . import chunked
 from . import regression_adjustment as ra
 from .chunked import embed as _embed
 from .continuous import ContinuousApproximator
@@ -103,7 +104,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
 
         Raises ValueError for a mean-type statistic of a variable that the adapter
         transforms nonlinearly (see the module docstring)."""
-        raw, cond = self._raw_estimates(conditions)
+        raw, feats = self._raw_estimates(conditions)
         dim = self.nets.inference.dim
         affine = self._affine_variables(dim)
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -117,7 +118,7 @@ class ScoringRuleApproximator(ContinuousApproximator):
                 elif kind == "covariance":
                     per_var = self._covariances(np.asarray(value), dim)
                 else:
-                    per_var = self._locations(np.asarray(value), cond)
+                    per_var = self._locations(np.asarray(value), feats)
                 for var, v in per_var.items():
                     if kind != "invariant" and rule.equivariance == "affine" and not affine[var]:
                         what = getattr(rule, "label", stat) if stat == "value" else stat
@@ -133,9 +134,9 @@ class ScoringRuleApproximator(ContinuousApproximator):
 
     def _raw_estimates(
         self, conditions: Mapping[str, Any]
-    ) -> tuple[dict[str, dict[str, Any]], np.ndarray]:
-        """Every rule's statistics for ``conditions``, in the network's space, and what the
-        network was conditioned on ``(num_datasets, cond_dim)``."""
+    ) -> tuple[dict[str, dict[str, Any]], np.ndarray | None]:
+        """Every rule's statistics for ``conditions``, in the network's space, and the
+        regression adjustment's features ``(num_datasets, k)`` (None without one)."""
         self._require_trained("estimate")
         routes = self._check_condition_keys(conditions, "estimate")
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
@@ -143,25 +144,28 @@ class ScoringRuleApproximator(ContinuousApproximator):
         self._warn_out_of_range(arrays, routes, "estimate")
         n = next(iter(arrays.values())).shape[0] if arrays else 1
         cond = np.asarray(_embed(self.nets, self.stats, arrays)) if arrays else np.zeros((n, 0))
-        return _estimate(self.nets.inference, cond), cond
+        feats = None
+        if ra.KEY in self.stats and arrays:
+            feats = np.asarray(chunked.features(self.nets, self.stats, arrays))
+        return _estimate(self.nets.inference, cond), feats
 
     # -- mapping statistics to the original space -----------------------------------------
-    def _user(self, z: np.ndarray, cond: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Network-space values ``(n, S, dim)`` given each dataset's conditions ``(n,
-        cond_dim)`` -> ``{variable: (n, S, *shape)}``. Without conditions, the map's
-        value at conditions 0 (enough for its linear part, which no condition changes)."""
+    def _user(self, z: np.ndarray, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Network-space values ``(n, S, dim)`` given each dataset's regression-adjustment
+        features ``(n, k)`` -> ``{variable: (n, S, *shape)}``. Without features, the map
+        at features 0 (enough for its linear part, which no dataset changes)."""
         n, s, dim = z.shape
-        if cond is None:
-            width = self.stats[ra.KEY][0].shape[0] - 1 if ra.KEY in self.stats else 0
-            cond = np.zeros((n, width), np.float32)
-        cond = np.repeat(np.asarray(cond), s, axis=0)
-        adapter_space = _from_network(self.stats, self.nets, z.reshape(n * s, dim), (n, s), cond)
+        if ra.KEY in self.stats:
+            if feats is None:
+                feats = np.zeros((n, self.stats[ra.KEY][0].shape[0] - 1), np.float32)
+            feats = np.repeat(np.asarray(feats), s, axis=0)
+        adapter_space = _from_network(self.stats, self.nets, z.reshape(n * s, dim), (n, s), feats)
         return self._to_user_space(np.asarray(adapter_space))
 
-    def _locations(self, value: np.ndarray, cond: np.ndarray) -> dict[str, np.ndarray]:
+    def _locations(self, value: np.ndarray, feats: np.ndarray | None) -> dict[str, np.ndarray]:
         if value.ndim == 2:  # (n, dim): one value per dataset
-            return {k: v[:, 0] for k, v in self._user(value[:, None, :], cond).items()}
-        return self._user(value, cond)  # (n, levels or components, dim)
+            return {k: v[:, 0] for k, v in self._user(value[:, None, :], feats).items()}
+        return self._user(value, feats)  # (n, levels or components, dim)
 
     def _affine_variables(self, dim: int) -> dict[str, bool]:
         """Whether the map from the network's space to each variable is affine: it maps

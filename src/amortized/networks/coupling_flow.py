@@ -190,6 +190,7 @@ class CouplingFlow(InferenceNetwork):
         check_choice("CouplingFlow", "transform", transform, TRANSFORMS)
         check_choice("CouplingFlow", "permutation", permutation, PERMUTATIONS)
         check_choice("CouplingFlow", "base_distribution", base_distribution, BASE_DISTRIBUTIONS)
+        check_choice("CouplingFlow", "use_actnorm", use_actnorm, (True, False))
         if int(depth) <= 0:
             raise ValueError(f"CouplingFlow: depth must be a positive integer, got {depth!r}")
         sub = {"widths": (128, 128)} | strict_kwargs(

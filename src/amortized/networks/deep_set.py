@@ -24,6 +24,7 @@ from .summary_base import (
     check_set_summary_dim,
     masked_mean,
     set_head_sizes,
+    set_moments,
     with_moments,
 )
 
@@ -84,6 +85,10 @@ class DeepSet(SummaryNetwork):
         self.phi = MLP(self.input_shape[-1], width, widths_equivariant, activation, dropout, key=k1)
         n_in, n_out = set_head_sizes(self.input_shape[-1], summary_dim, bool(moments))
         self.rho = MLP(2 * width + n_in, n_out, widths_invariant, activation, dropout, key=k2)
+
+    def explicit_statistics(self, x, mask=None):
+        """``[log N, mean, log sd, correlations]`` of the set (:func:`set_moments`)."""
+        return set_moments(x, mask, self.config["moments"])
 
     def __call__(self, x, key=None, mask=None):
         k1, k2 = (None, None) if key is None else split_dropout_key(key, 2)

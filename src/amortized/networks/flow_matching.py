@@ -28,7 +28,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import strict
+from .._validation import check_choice, strict
 from .base import InferenceNetwork, RandomDrawLoss, encode_config
 from .guidance import check_guidance, guided, guided_time_field, training_conditions
 from .image_field import check_layout, subnet_config
@@ -151,6 +151,7 @@ class FlowMatching(RandomDrawLoss, InferenceNetwork):
         self.drop_cond_prob = float(drop_cond_prob)
         self.guidance_scale = float(guidance_scale)
         self.integrate = tuple(sorted(opts.items()))
+        check_choice("FlowMatching", "use_optimal_transport", use_optimal_transport, (True, False))
         self.use_ot = bool(use_optimal_transport)
         self.alpha = float(time_power_law_alpha)
         self.exact_max_dim = (

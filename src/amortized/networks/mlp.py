@@ -115,6 +115,7 @@ class MLP(eqx.Module):
         self.out = zero_layer(out) if zero_output else out
         self.activation = activation
         self.dropout = float(dropout)
+        check_choice("MLP", "residual", residual, (True, False))
         self.residual = bool(residual)
 
     def __call__(

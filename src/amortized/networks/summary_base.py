@@ -51,6 +51,13 @@ class SummaryNetwork(eqx.Module):
     ) -> jax.Array:
         raise NotImplementedError  # abstract
 
+    def explicit_statistics(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array | None:
+        """The statistics of one dataset ``x`` that the network computes in closed form
+        (no parameters), ``(num_statistics,)``, or None for a network without them: what a
+        regression adjustment can regress on before training
+        (:mod:`~amortized.approximators.regression_adjustment`)."""
+        return None
+
 
 def masked_mean(h: jax.Array, mask: jax.Array | None) -> jax.Array:
     """Mean over rows of ``h`` ``(N, d)``, counting only rows where ``mask`` is 1."""

@@ -225,6 +225,10 @@ class TimeSeriesNetwork(SummaryNetwork):
         n = self._explicit()
         return n if self.config["summary_dim"] > n else 0
 
+    def explicit_statistics(self, x, mask=None):
+        """The series' explicit statistics (:func:`series_statistics`)."""
+        return series_statistics(x, mask, self.config["autocorrelation_lags"])[1]
+
     def __call__(self, x, key=None, mask=None):
         m = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
         x, explicit = series_statistics(x, mask, self.config["autocorrelation_lags"])
