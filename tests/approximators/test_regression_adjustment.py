@@ -1,5 +1,7 @@
 """The linear regression adjustment of the targets on the direct conditions."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,3 +167,25 @@ def test_a_set_is_adjusted_on_its_moments():
     # off and 23% too narrow); the set network's own error adds to the flow's, so 0.1 (a
     # quarter of the posterior sd) and 10%
     _check_tail_dataset(approx, mean_atol=0.1, sd_rtol=0.1)
+
+
+def test_asking_for_it_where_it_cannot_apply_warns():
+    # 40 rows and 5 conditions: fewer than 10 rows per coefficient. Asked for, it warns and
+    # trains without; left to the class default (a point estimator), it stays quiet
+    data = _conjugate().sample(40, seed=0)
+    asked = bf.ContinuousApproximator(
+        inference_network=bf.networks.CouplingFlow(),
+        adapter=bf.Adapter.create_default("mu", "y"),
+        regression_adjustment=True,
+    )
+    with pytest.warns(UserWarning, match=r"regression_adjustment=True does nothing.*5 feat"):
+        asked.fit(dataset=data, epochs=1, batch_size=20, seed=1, progress=False)
+    assert ra.KEY not in asked.stats
+    point = bf.ScoringRuleApproximator(
+        inference_network=bf.networks.PointNetwork("mean"),
+        adapter=bf.Adapter.create_default("mu", "y"),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="regression_adjustment")
+        point.fit(dataset=data, epochs=1, batch_size=20, seed=1, progress=False)
+    assert ra.KEY not in point.stats

@@ -54,6 +54,7 @@ class Approximator:
         self.regression_adjustment = adjustment_option(
             type(self).__name__, regression_adjustment, self.default_regression_adjustment
         )
+        self._adjustment_asked = regression_adjustment is True
         self.inference_network = inference_network
         self.summary_network = summary_network
         self.adapter = adapter
@@ -174,6 +175,7 @@ class Approximator:
             self.standardize_keys,
             key,
             self.regression_adjustment,
+            warn_unused=self._adjustment_asked,
         )
         return Trained(nets, stats, inputs.row_shapes(arrays))
 

@@ -8,6 +8,7 @@ arrays and a PRNG key.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,13 +73,15 @@ def build_networks(
     standardize: Sequence[str],
     key: jax.Array,
     regression_adjustment: bool = False,
+    warn_unused: bool = False,
 ) -> tuple[Networks, Stats]:
     """Parameters of both networks and the standardization statistics of the keys
     ``standardize``, from a first batch of network arrays (an image target ``(B, H, W,
     C)`` gives the inference network its layout, with the channels of a condition map);
     with ``regression_adjustment``, the linear fit of
     :mod:`~amortized.approximators.regression_adjustment` joins the statistics (vector
-    targets, where :func:`adjustable` says it applies)."""
+    targets, where :func:`adjustable` says it applies; where it does not, ``warn_unused``
+    warns, saying why)."""
     k_inf, k_sum = jax.random.split(key)
     stats = compute_stats(arrays, list(standardize), row_masks={SV: SM})
     summary = None
@@ -100,12 +103,23 @@ def build_networks(
         layout = (*x.shape[1:], map_channels)
     dim = int(np.prod(x.shape[1:]))
     inference = inference_network.build(dim, cond_dim, k_inf, layout)
-    if regression_adjustment and x.ndim == 2:
-        features = np.asarray(eqx.filter_jit(adjustment_features)(summary, stats, arrays))
-        if adjustable(*features.shape):
+    if regression_adjustment:
+        features = np.zeros((x.shape[0], 0))
+        if x.ndim == 2:
+            features = np.asarray(eqx.filter_jit(adjustment_features)(summary, stats, arrays))
+        if x.ndim == 2 and adjustable(*features.shape):
             z = np.asarray(standardize_array(stats, IV, arrays[IV]))
             coef, scale = ra.fit(z, features)
             stats[ra.KEY] = (jnp.asarray(coef, jnp.float32), jnp.asarray(scale, jnp.float32))
+        elif warn_unused:
+            warnings.warn(
+                f"regression_adjustment=True does nothing here: it needs vector targets "
+                f"(got per-dataset shape {tuple(x.shape[1:])}) and at least "
+                f"{ROWS_PER_COEFFICIENT} training rows per coefficient of features fixed "
+                f"before training (direct conditions, a summary network's explicit "
+                f"statistics): {features.shape[1]} feature(s), {x.shape[0]} rows",
+                stacklevel=2,
+            )
     return Networks(inference, summary), stats
 
 
