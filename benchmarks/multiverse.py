@@ -83,19 +83,26 @@ def scored(bf, c2st, wf, mv, per_universe, num_draws, seed) -> tuple[list, list]
     return out, names
 
 
+#: ``regression_adjustment=`` for BasicWorkflow (None: the library's default); set by
+#: ``--regression-adjustment on|off``
+ADJUSTMENT: bool | None = None
+
+
 def train(bf, choices: dict, num_simulations: int, seed: int):
     base = bf.NumPyroModel(model, observed="y")
     mv = bf.sensitivity.Multiverse(base, choices) if choices else base
     data = mv.simulator.sample(num_simulations, seed=seed)
     adapter = mv.default_adapter()
-    wf = bf.BasicWorkflow(simulator=mv.simulator, adapter=adapter)
+    wf = bf.BasicWorkflow(simulator=mv.simulator, adapter=adapter, regression_adjustment=ADJUSTMENT)
     t0 = time.perf_counter()
     history = wf.fit_offline(data, seed=seed + 1, progress=False)
     return wf, mv, time.perf_counter() - t0, len(history["loss"])
 
 
-def part_exact(bf, c2st, per_universe: int, seeds) -> list[dict]:
-    """One training per seed; the held-out datasets are the same for every seed."""
+def part_exact(bf, c2st, per_universe: int, seeds, report: Path | None = None) -> list[dict]:
+    """One training per seed; the held-out datasets are the same for every seed. With
+    ``report``, each seed's multiverse analysis of 4 datasets of the last universe is
+    written to ``report/multiverse_seed<N>``."""
     choices = {k: OPTIONS[k] for k in ("prior_sd", "noise_sd")}
     runs = []
     for seed in seeds:
@@ -105,6 +112,10 @@ def part_exact(bf, c2st, per_universe: int, seeds) -> list[dict]:
         for n, v in by.items():
             print(f"exact, seed {seed}: {n}: C2ST {np.round(v, 3)}", flush=True)
         runs.append({"seed": seed, "train_s": train_s, "epochs": epochs, "c2st": by})
+        if report is not None:
+            y = mv.models[-1].simulator.sample(4, seed=seed + 1000)["y"]
+            res = bf.sensitivity.multiverse_analysis(wf, mv, {"y": y}, seed=seed + 1)
+            res.write_report(report / f"multiverse_seed{seed}", history=wf.history)
     return runs
 
 
@@ -133,19 +144,39 @@ def main() -> None:
     p.add_argument("--per-universe", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 3, 5])
     p.add_argument("--write-md", action="store_true")
+    p.add_argument(
+        "--regression-adjustment",
+        choices=["on", "off"],
+        default=None,
+        help="set BasicWorkflow(regression_adjustment=) instead of the default; results go "
+        "to results/multiverse_adjustment_<on|off>.json",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="write each seed's multiverse report to REPORT/multiverse_seed<N> (for "
+        "scripts/screenshot_report.py)",
+    )
     a = p.parse_args()
+    global ADJUSTMENT
+    if a.regression_adjustment:
+        ADJUSTMENT = a.regression_adjustment == "on"
 
     import amortized as bf
     from amortized.diagnostics import c2st
 
     out = {"machine": machine()}
     if "exact" in a.part:
-        out["exact"] = part_exact(bf, c2st, a.per_universe, a.seeds)
+        out["exact"] = part_exact(bf, c2st, a.per_universe, a.seeds, a.report)
     if "scaling" in a.part:
         out["scaling"] = part_scaling(bf, c2st)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "multiverse.json").write_text(json.dumps(out, indent=2))
-    if a.write_md:
+    name = "multiverse"
+    if a.regression_adjustment:
+        name += f"_adjustment_{a.regression_adjustment}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
+    if a.write_md and not a.regression_adjustment:
         write_md(out, a.per_universe)
 
 

@@ -63,13 +63,20 @@ def main() -> None:
     p.add_argument("--per-gamma", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--write-md", action="store_true")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="write each seed's analysis report to REPORT/sensitivity_seed<N> (for "
+        "scripts/screenshot_report.py)",
+    )
     a = p.parse_args()
 
     import amortized as bf
     from amortized.diagnostics import c2st
 
     ps = bf.sensitivity.power_scaling(bf.NumPyroModel(model, observed="y"), gamma=(0.5, 2.0))
-    runs = [run(bf, c2st, ps, seed, a.per_gamma) for seed in a.seeds]
+    runs = [run(bf, c2st, ps, seed, a.per_gamma, a.report) for seed in a.seeds]
     out = {"machine": machine(), "simulations": NUM_SIMULATIONS, "runs": runs}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sensitivity.json").write_text(json.dumps(out, indent=2))
@@ -78,7 +85,7 @@ def main() -> None:
         write_md(out, a.per_gamma)
 
 
-def run(bf, c2st, ps, seed: int, per_gamma: int) -> dict:
+def run(bf, c2st, ps, seed: int, per_gamma: int, report: Path | None = None) -> dict:
     """Train with the defaults (simulation and training seeds split from ``seed``) and
     score C2ST per power and the analysis against the exact derivatives."""
     seeds = np.random.SeedSequence(seed).generate_state(4)
@@ -109,6 +116,8 @@ def run(bf, c2st, ps, seed: int, per_gamma: int) -> dict:
     t0 = time.perf_counter()
     res = bf.sensitivity.power_scaling_analysis(wf, ps, {"y": y}, seed=int(seeds[3]))
     analysis_s = time.perf_counter() - t0
+    if report is not None:
+        res.write_report(report / f"sensitivity_seed{seed}", history=wf.history)
     ybar = y.mean(axis=1)
     errors = {}
     for side in ("prior", "likelihood"):

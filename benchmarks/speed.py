@@ -146,7 +146,21 @@ def flow_timings(large: bool = False) -> dict:
     )
     res["flow_matching_epoch_s"], wf_fm = training_epoch_seconds(bf.networks.FlowMatching(), data)
     res["diffusion_epoch_s"], wf_dm = training_epoch_seconds(bf.networks.DiffusionModel(), data)
-    for name, w in (("coupling", wf), ("flow_matching", wf_fm), ("diffusion", wf_dm)):
+    # total_steps covers the timing fit's 6 epochs of 40 steps (its schedule does not
+    # change a step's cost)
+    consistency = bf.networks.ConsistencyModel(total_steps=1000)
+    res["consistency_epoch_s"], wf_cm = training_epoch_seconds(consistency, data)
+    res["stable_consistency_epoch_s"], wf_scm = training_epoch_seconds(
+        bf.networks.StableConsistencyModel(), data
+    )
+    trained = (
+        ("coupling", wf),
+        ("flow_matching", wf_fm),
+        ("diffusion", wf_dm),
+        ("consistency", wf_cm),
+        ("stable_consistency", wf_scm),
+    )
+    for name, w in trained:
         res[f"{name}_10k_draws_s"] = _median_time(
             lambda w=w: w.sample(conditions=one, num_samples=10_000, seed=1)
         )
@@ -211,13 +225,17 @@ FLOW_ROWS = [
     ("10,000 draws, FlowMatching (defaults)", "flow_matching_10k_draws_s"),
     ("DiffusionModel epoch (defaults, batch 256)", "diffusion_epoch_s"),
     ("10,000 draws, DiffusionModel (defaults)", "diffusion_10k_draws_s"),
+    ("ConsistencyModel epoch (defaults, batch 256)", "consistency_epoch_s"),
+    ("10,000 draws, ConsistencyModel (defaults)", "consistency_10k_draws_s"),
+    ("StableConsistencyModel epoch (defaults, batch 256)", "stable_consistency_epoch_s"),
+    ("10,000 draws, StableConsistencyModel (defaults)", "stable_consistency_10k_draws_s"),
 ]
 
 
 def write_flows_markdown(res: dict) -> None:
     """The inference networks' epoch and draw times from one run on one machine."""
     lines = [
-        f"Machine: {res['machine']}. Seconds, median after compilation.",
+        f"Machine: {res['machine']}, {res['devices']}. Seconds, median after compilation.",
         "",
         "| measurement | amortized (s) |",
         "|---|---|",
@@ -227,34 +245,19 @@ def write_flows_markdown(res: dict) -> None:
 
 
 def write_accelerator_markdown(res: dict) -> None:
-    cpu_file = RESULTS / "speed.json"
+    # the CPU column: the inference networks' own run (--flows-only), one device
+    cpu_file = RESULTS / "speed_flows.json"
     cpu = json.loads(cpu_file.read_text()) if cpu_file.exists() else {}
-    rows = [
-        (
-            "CouplingFlow epoch (depth 6, affine, 128x128, batch 256, 10^4 sims)",
-            "coupling_epoch_s_b256",
-            "coupling_epoch_s",
-        ),
-        ("same, batch 2048", "coupling_epoch_s_b2048", None),
-        ("10,000 draws, CouplingFlow", "coupling_10k_draws_s", "coupling_10k_draws_s"),
-        ("10^6 draws (10^4 for each of 100 datasets), CouplingFlow", "coupling_1M_draws_s", None),
-        (
-            "CouplingFlow spline epoch (defaults, batch 256)",
-            "coupling_spline_epoch_s",
-            "coupling_spline_epoch_s",
-        ),
-        (
-            "FlowMatching epoch (defaults, batch 256)",
-            "flow_matching_epoch_s",
-            "flow_matching_epoch_s",
-        ),
-        (
-            "10,000 draws, FlowMatching (defaults)",
-            "flow_matching_10k_draws_s",
-            "flow_matching_10k_draws_s",
-        ),
-        ("10^6 draws, FlowMatching", "flow_matching_1M_draws_s", None),
-    ]
+    # the large sizes, which have no CPU counterpart, after their batch-256 / 10^4 rows
+    rows = []
+    for label, key in FLOW_ROWS:
+        rows.append((label, key, key))
+        if key == "coupling_epoch_s":
+            rows.append(("same, batch 2048", "coupling_epoch_s_b2048", None))
+        if key.endswith("_10k_draws_s"):
+            network = label.split(", ")[1]
+            rows.append((f"10^6 draws (10^4 for each of 100 datasets), {network}",
+                         key.replace("_10k_", "_1M_"), None))  # fmt: skip
     lines = [
         f"Machine: {res['machine']}, {res['devices']}. Seconds, median after compilation.",
         "",
@@ -262,6 +265,8 @@ def write_accelerator_markdown(res: dict) -> None:
         "|---|---|---|",
     ]
     for label, key, cpu_key in rows:
+        if key not in res:
+            continue
         other = f"{cpu[cpu_key]:.3f}" if cpu_key and cpu_key in cpu else ""
         lines.append(f"| {label} | {res[key]:.4f} | {other} |")
     replace_block("speed-accelerator", "\n".join(lines))

@@ -12,6 +12,8 @@ import pytest
 from scipy import stats
 
 import amortized as bf
+from amortized.approximators import regression_adjustment as ra
+from amortized.approximators.condition_checks import OutOfDistributionWarning
 from amortized.simulators.multiverse import CONTEXT
 
 from .context_training import train_defaults, train_small
@@ -177,6 +179,35 @@ def test_one_network_learns_every_universe(trained_defaults):
         # the narrow-prior low-noise and the wide-prior high-noise universes)
         np.testing.assert_allclose((got.mean(1) - m) / sd, 0.0, atol=0.3)
         np.testing.assert_allclose(got.std(1) / sd, 1.0, rtol=0.1)
+
+
+def test_universes_are_groups_of_the_regression_adjustment(trained):
+    # a multiverse's workflow fits the adjustment universe by universe (the code's columns
+    # take two values each): in these conjugate universes that fit is the exact posterior's
+    # mean and sd, so even the small network trained briefly gets every universe's width
+    wf, mv = trained
+    assert wf.approximator.regression_adjustment
+    patterns, mask = wf.approximator.stats[ra.GROUPS_KEY]
+    assert patterns.shape == (4, N_OBS + 4)
+    np.testing.assert_array_equal(mask, [0.0] * N_OBS + [1.0] * 4)
+    for u, (s0, s) in enumerate([(0.3, 1.0), (0.3, 3.0), (3.0, 1.0), (3.0, 3.0)]):
+        y = mv.models[u].simulator.sample(200, seed=10 + u)["y"]
+        y = y[np.argsort(np.abs(y.mean(axis=1)))[-3:]]  # the three furthest out
+        got = bf.sensitivity.multiverse_draws(wf, mv, {"y": y}, u, num_samples=4000, seed=7)
+        got = got["mu"][:, 0, :, 0]
+        m, sd = exact(y.mean(axis=1), s0, s)
+        # this network (2 layers of 32 x 32, 5 epochs on 2,000 simulations) put the sds
+        # within 7% and the means within 0.6 posterior sd; without the adjustment the
+        # same fit is 1.05-9.4x too wide and 0.8-6.9 sd off. 4,000 draws: SE 1.1% on the
+        # sd, 0.016 sd on the mean
+        np.testing.assert_allclose(got.std(1) / sd, 1.0, rtol=0.1)
+        np.testing.assert_allclose((got.mean(1) - m) / sd, 0.0, atol=0.75)
+    # a code between two universes is no universe the adjustment was fitted on
+    y = mv.models[0].simulator.sample(2, seed=1)["y"]
+    code = np.tile(mv.encode(0), (2, 1)).astype(np.float32)
+    code[1, :2] = 0.5
+    with pytest.warns(OutOfDistributionWarning, match=r"1 dataset.*dataset 1: inference_c"):
+        wf.sample(conditions={"y": y, CONTEXT: code}, num_samples=10, seed=0)
 
 
 def test_multiverse_report(trained, tmp_path):

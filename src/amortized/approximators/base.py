@@ -16,11 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 from .._validation import strict
 from ..adapters import Adapter
 from ..networks.base import InferenceNetwork
-from . import condition_checks, inputs
+from . import chunked, condition_checks, inputs
+from . import regression_adjustment as ra
 from .core import IC, SV, Networks
 from .fitting import run_fit
 from .parts import adjustment_option, build_networks, standardize_keys
@@ -140,6 +142,13 @@ class Approximator:
         msg = condition_checks.out_of_range_message(self.condition_ranges, arrays, routes, where)
         if msg:
             warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
+        if ra.GROUPS_KEY in self.stats and arrays:
+            # a value between an indicator's two training values (a universe code of 0.5)
+            feats = np.asarray(chunked.features(self.nets, self.stats, arrays))
+            n_ic = int(np.prod(arrays[IC].shape[1:])) if IC in arrays else 0
+            msg = ra.unmatched_message(self.stats[ra.GROUPS_KEY], feats, n_ic, where)
+            if msg:
+                warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
 
     def to_network_arrays(
         self, data: Mapping[str, Any], *, need_variables: bool = True, where: str = "data"

@@ -106,9 +106,18 @@ def adjustment_features(summary, stats: Stats, batch) -> jax.Array:
     return jnp.concatenate(parts, axis=-1)
 
 
-def _features(nets: Networks, stats: Stats, batch) -> jax.Array | None:
-    """:func:`adjustment_features` where the model has a regression adjustment, else None."""
-    return adjustment_features(nets.summary, stats, batch) if ra.KEY in stats else None
+def row_maps(stats: Stats, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each row's regression-adjustment map ``(shift, scale)``, each ``(B, dim)``, from its
+    features ``(B, k)`` (:func:`adjustment_features`)."""
+    return ra.affine(stats[ra.KEY], stats.get(ra.GROUPS_KEY), features)
+
+
+def _adjustment(nets: Networks, stats: Stats, batch):
+    """Each row's regression-adjustment map (:func:`row_maps`) where the model has one,
+    else None."""
+    if ra.KEY not in stats:
+        return None
+    return row_maps(stats, adjustment_features(nets.summary, stats, batch))
 
 
 def _hide_rows(sv, mask, key, rate: float):
@@ -154,51 +163,54 @@ def loss(
     k_sum, k_inf = jax.random.split(key)
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0], k_sum if train else None)
-    z = _network_x(stats, x, _features(nets, stats, batch))
+    z = _network_x(stats, x, _adjustment(nets, stats, batch))
     return nets.inference.loss(z, cond, k_inf, train, step)
 
 
-def _network_x(stats: Stats, x: jax.Array, features: jax.Array | None) -> jax.Array:
+def _network_x(stats: Stats, x: jax.Array, adjustment) -> jax.Array:
     """Inference variables ``(B, *event_shape)`` standardized and flattened, ``(B, dim)``,
-    as the residual of the regression adjustment on ``features`` ``(B, k)``
-    (:func:`adjustment_features`) where the model has one."""
+    as the residual of the regression adjustment where the model has one (``adjustment``:
+    each row's map, :func:`row_maps`; None without)."""
     z = standardize(stats, IV, x).reshape(x.shape[0], -1)
-    if ra.KEY in stats:
-        z = ra.to_residual(stats[ra.KEY], z, features)
+    if adjustment is not None:
+        z = ra.to_residual(adjustment, z)
     return z
 
 
-def _log_det(stats: Stats, event_shape: tuple[int, ...]) -> jax.Array:
-    """log |d network_x / dx| of one draw: per-channel statistics apply at every pixel;
-    the regression adjustment's scale (vector targets only) once."""
+def _log_det(stats: Stats, event_shape: tuple[int, ...], adjustment) -> jax.Array:
+    """log |d network_x / dx|: per-channel statistics apply at every pixel (a scalar); the
+    regression adjustment's scale (vector targets only) once per row, ``(B,)``."""
     positions = 1
     for size in event_shape[:-1]:
         positions *= int(size)
-    adjust = ra.log_det(stats[ra.KEY]) if ra.KEY in stats else 0.0
+    adjust = 0.0 if adjustment is None else ra.log_det(adjustment)
     return positions * log_det(stats, IV) + adjust
 
 
-def _from_network(
-    stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...], features: jax.Array | None
-):
-    """Network draws ``(prod(lead), dim)`` given their adjustment features ``(prod(lead),
-    k)`` (None without an adjustment) back to ``(*lead, *event_shape)``, unstandardized."""
+def _from_network(stats: Stats, nets: Networks, z: jax.Array, lead: tuple[int, ...], adjustment):
+    """Network draws ``(prod(lead), dim)`` given each draw's adjustment map (:func:`row_maps`,
+    ``(prod(lead), dim)`` each; None without an adjustment) back to ``(*lead,
+    *event_shape)``, unstandardized."""
     event = nets.inference.event_shape
-    if ra.KEY in stats:
-        z = ra.from_residual(stats[ra.KEY], z, features)
+    if adjustment is not None:
+        z = ra.from_residual(adjustment, z)
     return unstandardize(stats, IV, z.reshape(-1, *event)).reshape(*lead, *event)
 
 
-def _repeat(features: jax.Array | None, times: int) -> jax.Array | None:
-    return None if features is None else jnp.repeat(features, times, axis=0)
+def _repeat(adjustment, times: int):
+    """Each dataset's adjustment map repeated for its ``times`` draws (None stays None)."""
+    if adjustment is None:
+        return None
+    return jax.tree.map(lambda a: jnp.repeat(a, times, axis=0), adjustment)
 
 
 def log_prob(nets: Networks, stats: Stats, batch) -> jax.Array:
     """log q(inference_variables | conditions) in adapter space, ``(B,)``."""
     x = batch[IV]
     cond = conditions(nets, stats, batch, x.shape[0])
-    lp = nets.inference.log_prob(_network_x(stats, x, _features(nets, stats, batch)), cond)
-    return lp + _log_det(stats, x.shape[1:])
+    adjustment = _adjustment(nets, stats, batch)
+    lp = nets.inference.log_prob(_network_x(stats, x, adjustment), cond)
+    return lp + _log_det(stats, x.shape[1:], adjustment)
 
 
 def log_prob_draws(nets: Networks, stats: Stats, cond_batch, x: jax.Array) -> jax.Array:
@@ -207,9 +219,10 @@ def log_prob_draws(nets: Networks, stats: Stats, cond_batch, x: jax.Array) -> ja
     once, however many draws it has."""
     n, s = x.shape[:2]
     cond = jnp.repeat(conditions(nets, stats, cond_batch, n), s, axis=0)
-    feats = _repeat(_features(nets, stats, cond_batch), s)
-    lp = nets.inference.log_prob(_network_x(stats, x.reshape(n * s, *x.shape[2:]), feats), cond)
-    return (lp + _log_det(stats, x.shape[2:])).reshape(n, s)
+    adjustment = _repeat(_adjustment(nets, stats, cond_batch), s)
+    xs = _network_x(stats, x.reshape(n * s, *x.shape[2:]), adjustment)
+    lp = nets.inference.log_prob(xs, cond)
+    return (lp + _log_det(stats, x.shape[2:], adjustment)).reshape(n, s)
 
 
 def sample(
@@ -220,8 +233,8 @@ def sample(
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z = nets.inference.sample(key, cond)
-    feats = _repeat(_features(nets, stats, cond_batch), num_samples)
-    return _from_network(stats, nets, z, (num_datasets, num_samples), feats)
+    adjustment = _repeat(_adjustment(nets, stats, cond_batch), num_samples)
+    return _from_network(stats, nets, z, (num_datasets, num_samples), adjustment)
 
 
 def sample_and_log_prob(
@@ -232,7 +245,7 @@ def sample_and_log_prob(
     cond = conditions(nets, stats, cond_batch, num_datasets)
     cond = jnp.repeat(cond, num_samples, axis=0)
     z, lp = nets.inference.sample_and_log_prob(key, cond)
-    feats = _repeat(_features(nets, stats, cond_batch), num_samples)
-    x = _from_network(stats, nets, z, (num_datasets, num_samples), feats)
-    lp = lp + _log_det(stats, nets.inference.event_shape)
+    adjustment = _repeat(_adjustment(nets, stats, cond_batch), num_samples)
+    x = _from_network(stats, nets, z, (num_datasets, num_samples), adjustment)
+    lp = lp + _log_det(stats, nets.inference.event_shape, adjustment)
     return x, lp.reshape(num_datasets, num_samples)

@@ -26,8 +26,6 @@ from .standardization import Stats, compute_stats
 from .standardization import standardize as standardize_array
 
 STANDARDIZE_CHOICES = ("all", None) + NETWORK_KEYS
-#: training rows per coefficient below which the regression adjustment is left out
-ROWS_PER_COEFFICIENT = 10
 
 
 def standardize_keys(
@@ -109,13 +107,15 @@ def build_networks(
             features = np.asarray(eqx.filter_jit(adjustment_features)(summary, stats, arrays))
         if x.ndim == 2 and adjustable(*features.shape):
             z = np.asarray(standardize_array(stats, IV, arrays[IV]))
-            coef, scale = ra.fit(z, features)
+            (coef, scale), groups = ra.fit_groups(z, features)
             stats[ra.KEY] = (jnp.asarray(coef, jnp.float32), jnp.asarray(scale, jnp.float32))
+            if groups is not None:
+                stats[ra.GROUPS_KEY] = tuple(jnp.asarray(a, jnp.float32) for a in groups)
         elif warn_unused:
             warnings.warn(
                 f"regression_adjustment=True does nothing here: it needs vector targets "
                 f"(got per-dataset shape {tuple(x.shape[1:])}) and at least "
-                f"{ROWS_PER_COEFFICIENT} training rows per coefficient of features fixed "
+                f"{ra.ROWS_PER_COEFFICIENT} training rows per coefficient of features fixed "
                 f"before training (direct conditions, a summary network's explicit "
                 f"statistics): {features.shape[1]} feature(s), {x.shape[0]} rows",
                 stacklevel=2,
@@ -125,9 +125,9 @@ def build_networks(
 
 def adjustable(rows: int, num_features: int) -> bool:
     """Whether the regression adjustment applies: some features, and at least
-    :data:`ROWS_PER_COEFFICIENT` training rows per coefficient (with fewer, the fit would
-    explain the training rows' noise)."""
-    return num_features > 0 and rows >= ROWS_PER_COEFFICIENT * (num_features + 1)
+    :data:`~.regression_adjustment.ROWS_PER_COEFFICIENT` training rows per coefficient
+    (with fewer, the fit would explain the training rows' noise)."""
+    return num_features > 0 and rows >= ra.ROWS_PER_COEFFICIENT * (num_features + 1)
 
 
 def adjustment_option(where: str, value: Any, default: bool) -> bool:

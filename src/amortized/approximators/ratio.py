@@ -30,7 +30,7 @@ from .core import IV
 def _log_ratio(nets, stats, batch) -> jax.Array:
     x = batch[IV]
     cond = core.conditions(nets, stats, batch, x.shape[0])
-    z = core._network_x(stats, x, core._features(nets, stats, batch))
+    z = core._network_x(stats, x, core._adjustment(nets, stats, batch))
     return nets.inference.log_ratio(z, cond)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 
 from .._validation import strict
@@ -27,7 +28,7 @@ from . import chunked
 from . import regression_adjustment as ra
 from .chunked import embed as _embed
 from .continuous import ContinuousApproximator
-from .core import _from_network
+from .core import _from_network, _repeat, row_maps
 
 # probe points (standardized space) of the midpoint test of the adapter's inverse map
 _PROBES = (-0.7, 0.4)
@@ -155,11 +156,13 @@ class ScoringRuleApproximator(ContinuousApproximator):
         features ``(n, k)`` -> ``{variable: (n, S, *shape)}``. Without features, the map
         at features 0 (enough for its linear part, which no dataset changes)."""
         n, s, dim = z.shape
+        adjustment = None
         if ra.KEY in self.stats:
             if feats is None:
-                feats = np.zeros((n, self.stats[ra.KEY][0].shape[0] - 1), np.float32)
-            feats = np.repeat(np.asarray(feats), s, axis=0)
-        adapter_space = _from_network(self.stats, self.nets, z.reshape(n * s, dim), (n, s), feats)
+                feats = np.zeros((n, self.stats[ra.KEY][0].shape[-2] - 1), np.float32)
+            adjustment = _repeat(row_maps(self.stats, jnp.asarray(feats)), s)
+        flat = z.reshape(n * s, dim)
+        adapter_space = _from_network(self.stats, self.nets, flat, (n, s), adjustment)
         return self._to_user_space(np.asarray(adapter_space))
 
     def _locations(self, value: np.ndarray, feats: np.ndarray | None) -> dict[str, np.ndarray]:

@@ -158,9 +158,9 @@ def log_densities(nets, stats, key, conditions, observed, num_draws: int, log_jo
     cond = jnp.repeat(core.conditions(nets, stats, conditions, n), num_draws, axis=0)
     z = jax.lax.stop_gradient(nets.inference.sample(key, jax.lax.stop_gradient(cond)))
     event = nets.inference.event_shape
-    lq = nets.inference.log_prob(z, cond) + core._log_det(stats, event)
-    feats = core._repeat(core._features(nets, stats, conditions), num_draws)
-    x = jax.lax.stop_gradient(core._from_network(stats, nets, z, (n, num_draws), feats))
+    adjustment = core._repeat(core._adjustment(nets, stats, conditions), num_draws)
+    lq = nets.inference.log_prob(z, cond) + core._log_det(stats, event, adjustment)
+    x = jax.lax.stop_gradient(core._from_network(stats, nets, z, (n, num_draws), adjustment))
     lp = jax.lax.stop_gradient(log_joint(x.reshape(n, num_draws, -1), observed))
     return lp, lq.reshape(n, num_draws)
 

@@ -42,6 +42,7 @@ from ..networks import (
 )
 from ..simulators import Simulator
 from ..simulators._density_model import DensityModel
+from ..simulators.multiverse import CONTEXT as MULTIVERSE
 
 NETWORK_NAMES = {
     "coupling_flow": CouplingFlow,
@@ -159,7 +160,11 @@ class BasicWorkflow:
         Learned standardization of network inputs (see ContinuousApproximator).
     regression_adjustment : bool, optional
         Regress the targets linearly on the direct conditions before training (see
-        ContinuousApproximator); default: the approximator's (on for point estimators).
+        ContinuousApproximator); default: the approximator's (on for point estimators),
+        and on for a :class:`~amortized.sensitivity.Multiverse`'s simulator, whose
+        universes the adjustment fits one by one (the universe code's columns take two
+        values each; in a conjugate universe the fit is then the exact posterior's mean
+        and sd, and the network learns only what is not linear).
     """
 
     @strict
@@ -199,6 +204,10 @@ class BasicWorkflow:
             kind = RatioApproximator
         state = {"regression_adjustment": regression_adjustment}
         self.approximator = kind.from_parts(network, summary_network, adapter, standardize, state)
+        if regression_adjustment is None and MULTIVERSE in (
+            getattr(simulator, "context", None) or {}
+        ):
+            self.approximator.regression_adjustment = True
 
     def _set_up(self, simulator, initial_learning_rate: float, optimizer) -> None:
         """The workflow's own state: simulator, training settings, metadata."""
