@@ -56,15 +56,36 @@ def test_missing_figure_raises(folder):
         write_report(folder, {}, {"loss": None}, None, None)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("playwright") is None
-    or not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="needs playwright and a chromium",
-)
-def test_html_shows_every_figure_in_chromium(folder):
+def _has_qt_webengine() -> bool:
+    try:
+        return importlib.util.find_spec("PyQt6.QtWebEngineWidgets") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+ENGINES = [
+    pytest.param(
+        "playwright",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("playwright") is None
+            or not (shutil.which("chromium") or shutil.which("chromium-browser")),
+            reason="needs playwright and a chromium",
+        ),
+    ),
+    pytest.param(
+        "qt",
+        marks=pytest.mark.skipif(
+            not _has_qt_webengine(), reason="needs PyQt6-WebEngine (its own Chromium)"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_html_shows_every_figure_in_chromium(folder, engine):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from screenshot_report import check
 
-    result = check(folder, folder / "screenshot.png")
+    result = check(folder, folder / "screenshot.png", engine)
     assert result["missing"] == []
     assert (folder / "screenshot.png").stat().st_size > 50_000

@@ -12,10 +12,10 @@ first batch of training data (all of it for ``fit_offline``):
     \\hat z(c) = c W + b, \\qquad s_j = \\operatorname{sd}(z_j - \\hat z_j(c)),
 
 and the inference network sees the scaled residual ``r = (z - c W - b) / s`` in place of
-``z``. It is an affine map of ``z`` for each condition, with the constant log Jacobian
-``-sum(log s)``, so draws (``z = r s + c W + b``) and densities stay exact; it is done
-per variable (``s`` is a vector), so each variable's quantiles, median and mean map back
-through it one to one.
+``z``. It is an affine map of ``z`` for each condition, with the log Jacobian
+``-sum(log s)`` (constant for each condition), so draws (``z = r s + c W + b``) and
+densities stay exact; it is done per variable (``s`` is a vector), so each variable's
+quantiles, median and mean map back through it one to one.
 
 Why: where the posterior mean depends on the data about linearly (every conjugate model,
 and roughly most models near the bulk of their data), the network learns only a
@@ -34,7 +34,8 @@ with them, so a pooled fit would leave a residual no easier than the target. Gro
 used only when there are 2 to :data:`MAX_GROUPS` of them and each has enough rows for its
 own fit (:data:`ROWS_PER_COEFFICIENT` per coefficient); otherwise the fit is pooled. A row
 whose indicator values match no pattern (a value the training data never had there)
-takes the nearest pattern's map; the condition checks warn about such values before.
+takes the nearest pattern's map, and the approximator warns by dataset
+(:func:`unmatched_message`, an ``OutOfDistributionWarning``).
 
 The fitted map is part of the standardization statistics under :data:`KEY`, as a pair
 (coefficients ``(G, k + 1, dim)``, the intercept last; residual sd ``(G, dim)``), and the
