@@ -100,6 +100,22 @@ def test_default_adapter_trains_and_errors(m):
         m.log_prior({"mu": np.zeros(1), "sigma": np.ones(1)})
 
 
+def test_default_adapter_routes_a_plate_as_a_set(m):
+    # the 8 observations along the plate: a set of 8 rows of one feature, for a set network
+    d = m.simulator.sample(6, seed=2)
+    out = m.default_adapter("summary_variables")(d)
+    assert out["summary_variables"].shape == (6, 8, 1)
+    np.testing.assert_array_equal(out["summary_variables"][..., 0], d["y"].astype(np.float32))
+    wf = bf.BasicWorkflow(
+        simulator=m.simulator,
+        adapter=m.default_adapter("summary_variables"),
+        summary_network=bf.networks.DeepSet(summary_dim=4),
+        inference_network=bf.networks.CouplingFlow(depth=2, subnet_kwargs={"widths": [16]}),
+    )
+    wf.fit_online(epochs=1, num_batches_per_epoch=2, batch_size=32, seed=0, progress=False)
+    assert wf.sample(conditions={"y": d["y"]}, num_samples=5, seed=1)["mu"].shape == (6, 5, 1)
+
+
 def _factor_model(y=None):
     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
     numpyro.factor("penalty", -100.0 * mu**2)

@@ -176,8 +176,11 @@ class DensityModel:
     # -- adapter -----------------------------------------------------------------------
     def default_adapter(self, observed_as: str = "inference_conditions"):
         """Latent sites (constrained by their supports) into ``inference_variables``; the
-        observed site(s) into ``observed_as`` (``"inference_conditions"`` or
-        ``"summary_variables"``)."""
+        observed site(s) into ``observed_as``: ``"inference_conditions"`` (flattened side by
+        side) or ``"summary_variables"`` (as a set for a summary network such as
+        ``SetTransformer``: a site of shape ``(batch, N)``, N observations along a plate,
+        becomes ``(batch, N, 1)``, and several sites on the same plate are the columns of
+        one set)."""
         from numpyro.distributions import constraints
 
         from ..adapters import Adapter
@@ -201,6 +204,8 @@ class DensityModel:
                 )
         a = a.concatenate(list(self.latent_sites), into="inference_variables")
         obs = list(self.observed)
+        if observed_as == "summary_variables":
+            a = a.as_set(obs)
         return (
             a.concatenate(obs, into=observed_as)
             if len(obs) > 1 or observed_as == ("inference_conditions")
