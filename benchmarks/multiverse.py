@@ -31,6 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import observed_route  # noqa: E402
 from sbibm_c2st import RESULTS, machine, replace_block  # noqa: E402
 
 N_OBS = 20
@@ -86,21 +87,15 @@ def scored(bf, c2st, wf, mv, per_universe, num_draws, seed) -> tuple[list, list]
 #: ``regression_adjustment=`` for BasicWorkflow (None: the library's default); set by
 #: ``--regression-adjustment on|off``
 ADJUSTMENT: bool | None = None
-#: ``--observed-as set``: the 20 observations as a set (``mv.default_adapter(
-#: "summary_variables")`` and a default ``SetTransformer``) instead of the default adapter's
-#: flat conditions
-AS_SET = False
+#: ``--observed-as``: "flat" (the default adapter) or "set" (observed_route.py)
+OBSERVED_AS = "flat"
 
 
 def train(bf, choices: dict, num_simulations: int, seed: int):
     base = bf.NumPyroModel(model, observed="y")
     mv = bf.sensitivity.Multiverse(base, choices) if choices else base
     data = mv.simulator.sample(num_simulations, seed=seed)
-    if AS_SET:
-        adapter = mv.default_adapter("summary_variables")
-        summary = bf.networks.SetTransformer()
-    else:
-        adapter, summary = mv.default_adapter(), None
+    adapter, summary = observed_route.adapter_and_summary(bf, mv, OBSERVED_AS)
     wf = bf.BasicWorkflow(
         simulator=mv.simulator,
         adapter=adapter,
@@ -171,18 +166,12 @@ def main() -> None:
         help="write each seed's multiverse report to REPORT/multiverse_seed<N> (for "
         "scripts/screenshot_report.py)",
     )
-    p.add_argument(
-        "--observed-as",
-        choices=["flat", "set"],
-        default="flat",
-        help="set: the observations as a set through a default SetTransformer; results go "
-        "to results/multiverse_set.json",
-    )
+    observed_route.add_argument(p, "multiverse")
     a = p.parse_args()
-    global ADJUSTMENT, AS_SET
+    global ADJUSTMENT, OBSERVED_AS
     if a.regression_adjustment:
         ADJUSTMENT = a.regression_adjustment == "on"
-    AS_SET = a.observed_as == "set"
+    OBSERVED_AS = a.observed_as
 
     import amortized as bf
     from amortized.diagnostics import c2st
@@ -193,11 +182,11 @@ def main() -> None:
     if "scaling" in a.part:
         out["scaling"] = part_scaling(bf, c2st)
     RESULTS.mkdir(exist_ok=True)
-    name = "multiverse" + ("_set" if AS_SET else "")
+    name = "multiverse" + ("_set" if OBSERVED_AS == "set" else "")
     if a.regression_adjustment:
         name += f"_adjustment_{a.regression_adjustment}"
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
-    if a.write_md and not a.regression_adjustment and not AS_SET:
+    if a.write_md and not a.regression_adjustment and OBSERVED_AS == "flat":
         write_md(out, a.per_universe)
 
 

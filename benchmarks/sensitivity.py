@@ -27,14 +27,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import observed_route  # noqa: E402
 from sbibm_c2st import RESULTS, machine, replace_block  # noqa: E402
 
 S0, S, N_OBS = 0.5, 2.0, 20
 GAMMAS = (0.5, 1.0, 2.0)
 NUM_SIMULATIONS = 20_000
-#: ``--observed-as set``: the 20 observations as a set (``ps.default_adapter(
-#: "summary_variables")`` and a default ``SetTransformer``) instead of flat conditions
-AS_SET = False
+#: ``--observed-as``: "flat" (the default adapter) or "set" (observed_route.py)
+OBSERVED_AS = "flat"
 NUM_DRAWS = 10_000
 TARGET = 0.55
 
@@ -73,16 +73,10 @@ def main() -> None:
         help="write each seed's analysis report to REPORT/sensitivity_seed<N> (for "
         "scripts/screenshot_report.py)",
     )
-    p.add_argument(
-        "--observed-as",
-        choices=["flat", "set"],
-        default="flat",
-        help="set: the observations as a set through a default SetTransformer; results go "
-        "to results/sensitivity_set.json",
-    )
+    observed_route.add_argument(p, "sensitivity")
     a = p.parse_args()
-    global AS_SET
-    AS_SET = a.observed_as == "set"
+    global OBSERVED_AS
+    OBSERVED_AS = a.observed_as
 
     import amortized as bf
     from amortized.diagnostics import c2st
@@ -91,10 +85,10 @@ def main() -> None:
     runs = [run(bf, c2st, ps, seed, a.per_gamma, a.report) for seed in a.seeds]
     out = {"machine": machine(), "simulations": NUM_SIMULATIONS, "runs": runs}
     RESULTS.mkdir(exist_ok=True)
-    name = "sensitivity_set" if AS_SET else "sensitivity"
+    name = "sensitivity" + ("_set" if OBSERVED_AS == "set" else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
-    if a.write_md and not AS_SET:
+    if a.write_md and OBSERVED_AS == "flat":
         write_md(out, a.per_gamma)
 
 
@@ -105,11 +99,7 @@ def run(bf, c2st, ps, seed: int, per_gamma: int, report: Path | None = None) -> 
     t0 = time.perf_counter()
     data = ps.simulator.sample(NUM_SIMULATIONS, seed=int(seeds[0]))
     simulate_s = time.perf_counter() - t0
-    if AS_SET:
-        adapter = ps.default_adapter("summary_variables")
-        summary = bf.networks.SetTransformer()
-    else:
-        adapter, summary = ps.default_adapter(), None
+    adapter, summary = observed_route.adapter_and_summary(bf, ps, OBSERVED_AS)
     wf = bf.BasicWorkflow(simulator=ps.simulator, adapter=adapter, summary_network=summary)
     t0 = time.perf_counter()
     history = wf.fit_offline(data, seed=int(seeds[1]))

@@ -137,8 +137,10 @@ class Approximator:
             self.adapter, conditions, where, self.is_conditional, self.condition_keys
         )
 
-    def _warn_out_of_range(self, arrays, routes, where: str) -> None:
-        """Warn by dataset when a condition lies far outside the training ranges."""
+    def _warn_out_of_range(self, arrays, routes, where: str):
+        """Warn by dataset when a condition lies far outside the training ranges; the
+        regression adjustment's features ``(n, k)`` where this computed them (a model
+        whose adjustment has groups), else None."""
         msg = condition_checks.out_of_range_message(self.condition_ranges, arrays, routes, where)
         if msg:
             warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
@@ -149,6 +151,8 @@ class Approximator:
             msg = ra.unmatched_message(self.stats[ra.GROUPS_KEY], feats, n_ic, where)
             if msg:
                 warnings.warn(msg, condition_checks.OutOfDistributionWarning, stacklevel=4)
+            return feats
+        return None
 
     def to_network_arrays(
         self, data: Mapping[str, Any], *, need_variables: bool = True, where: str = "data"

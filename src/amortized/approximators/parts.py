@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,8 +19,9 @@ import numpy as np
 from ..adapters import NETWORK_KEYS, Adapter
 from ..networks.base import InferenceNetwork
 from ..networks.summary_base import SummaryNetwork
+from . import chunked
 from . import regression_adjustment as ra
-from .core import IC, IV, SM, SV, Networks, adjustment_features
+from .core import IC, IV, SM, SV, Networks
 from .standardization import Stats, compute_stats
 from .standardization import standardize as standardize_array
 
@@ -104,7 +104,7 @@ def build_networks(
     if regression_adjustment:
         features = np.zeros((x.shape[0], 0))
         if x.ndim == 2:
-            features = np.asarray(eqx.filter_jit(adjustment_features)(summary, stats, arrays))
+            features = np.asarray(chunked.features(Networks(inference, summary), stats, arrays))
         if x.ndim == 2 and adjustable(*features.shape):
             z = np.asarray(standardize_array(stats, IV, arrays[IV]))
             (coef, scale), groups = ra.fit_groups(z, features)

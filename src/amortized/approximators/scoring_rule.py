@@ -142,11 +142,10 @@ class ScoringRuleApproximator(ContinuousApproximator):
         routes = self._check_condition_keys(conditions, "estimate")
         arrays = self.to_network_arrays(conditions, need_variables=False, where="conditions")
         # conditions outside the training range warn by name, as for draws
-        self._warn_out_of_range(arrays, routes, "estimate")
+        feats = self._warn_out_of_range(arrays, routes, "estimate")
         n = next(iter(arrays.values())).shape[0] if arrays else 1
         cond = np.asarray(_embed(self.nets, self.stats, arrays)) if arrays else np.zeros((n, 0))
-        feats = None
-        if ra.KEY in self.stats and arrays:
+        if feats is None and ra.KEY in self.stats and arrays:
             feats = np.asarray(chunked.features(self.nets, self.stats, arrays))
         return _estimate(self.nets.inference, cond), feats
 

@@ -20,16 +20,15 @@ from .._validation import check_choice, strict
 from .base import encode_config
 from .mlp import MLP, split_dropout_key
 from .summary_base import (
-    SummaryNetwork,
+    SetSummaryNetwork,
     check_set_summary_dim,
     masked_mean,
     set_head_sizes,
-    set_moments,
     with_moments,
 )
 
 
-class DeepSet(SummaryNetwork):
+class DeepSet(SetSummaryNetwork):
     """Exchangeable sets ``(N, features)`` to ``summary_dim`` numbers.
 
     Parameters
@@ -85,10 +84,6 @@ class DeepSet(SummaryNetwork):
         self.phi = MLP(self.input_shape[-1], width, widths_equivariant, activation, dropout, key=k1)
         n_in, n_out = set_head_sizes(self.input_shape[-1], summary_dim, bool(moments))
         self.rho = MLP(2 * width + n_in, n_out, widths_invariant, activation, dropout, key=k2)
-
-    def explicit_statistics(self, x, mask=None):
-        """``[log N, mean, log sd, correlations]`` of the set (:func:`set_moments`)."""
-        return set_moments(x, mask, self.config["moments"])
 
     def __call__(self, x, key=None, mask=None):
         k1, k2 = (None, None) if key is None else split_dropout_key(key, 2)

@@ -24,10 +24,9 @@ from .mlp import MLP, split_dropout_key
 from .summary_base import (
     MAB,
     PMA,
-    SummaryNetwork,
+    SetSummaryNetwork,
     check_set_summary_dim,
     set_head_sizes,
-    set_moments,
     with_moments,
 )
 
@@ -75,7 +74,7 @@ class _Block(eqx.Module):
         return self.mab(h, summary, None, k1)
 
 
-class SetTransformer(SummaryNetwork):
+class SetTransformer(SetSummaryNetwork):
     """Exchangeable sets ``(N, features)`` to ``summary_dim`` numbers.
 
     Parameters
@@ -198,10 +197,6 @@ class SetTransformer(SummaryNetwork):
         self.pool = PMA(dims[-1], int(num_seeds), num_heads[-1], mlp_widths, dropout, key=keys[-2])
         n_in, n_out = set_head_sizes(self.input_shape[-1], summary_dim, bool(moments))
         self.head = eqx.nn.Linear(dims[-1] * int(num_seeds) + n_in, n_out, key=keys[-1])
-
-    def explicit_statistics(self, x, mask=None):
-        """``[log N, mean, log sd, correlations]`` of the set (:func:`set_moments`)."""
-        return set_moments(x, mask, self.config["moments"])
 
     def __call__(self, x, key=None, mask=None):
         keys = (

@@ -308,3 +308,12 @@ class PMA(eqx.Module):
 
     def __call__(self, h, mask=None, key=None):
         return self.mab(self.seeds, h, mask, key).reshape(-1)
+
+
+class SetSummaryNetwork(SummaryNetwork):
+    """A summary network of exchangeable sets (``DeepSet``, ``SetTransformer``): its
+    explicit statistics are the set's moments ``[log N, mean, log sd, correlations]``
+    (:func:`set_moments`)."""
+
+    def explicit_statistics(self, x, mask=None):
+        return set_moments(x, mask, self.config["moments"])
